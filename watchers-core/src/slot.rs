@@ -1,0 +1,176 @@
+//! Typed per-task state, declared statically by a subsystem.
+
+use std::any::Any;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::task::Task;
+
+type Value = Arc<dyn Any + Send + Sync>;
+
+/// A typed piece of per-task state, declared as a `static` by the subsystem that owns it.
+///
+/// Each slot gets a small index the first time it is used; every task keeps its values
+/// in a vector indexed by it, behind a lock of its own, so reaching a value is O(1) and
+/// no global lock is taken. Values are handed out as `Arc<T>` (the per-task lock is held
+/// only to clone the `Arc`), so a watcher may hold one while touching other slots of the
+/// same task. A task's table drops every value when the task is freed, after the `free`
+/// watchers ran.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use watchers_core::{Task, TaskSlot};
+///
+/// static FORKS: TaskSlot<AtomicU64> = TaskSlot::new();
+///
+/// let task = Task::detached(10);
+/// FORKS.set(&task, AtomicU64::new(0));
+/// FORKS.with(&task, |forks| forks.fetch_add(1, Ordering::Relaxed));
+/// assert_eq!(FORKS.get(&task).unwrap().load(Ordering::Relaxed), 1);
+/// assert!(FORKS.take(&task).is_some());
+/// assert!(FORKS.get(&task).is_none());
+/// ```
+pub struct TaskSlot<T> {
+    /// The slot's index plus one; zero until first use.
+    index: AtomicUsize,
+    _value: PhantomData<fn() -> T>,
+}
+
+static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
+
+impl<T: Send + Sync + 'static> TaskSlot<T> {
+    /// A new slot. Declare it as a `static`.
+    pub const fn new() -> TaskSlot<T> {
+        TaskSlot {
+            index: AtomicUsize::new(0),
+            _value: PhantomData,
+        }
+    }
+
+    fn index(&self) -> usize {
+        match self.index.load(Ordering::Acquire) {
+            0 => {
+                let fresh = NEXT_INDEX.fetch_add(1, Ordering::Relaxed) + 1;
+                match self
+                    .index
+                    .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => fresh - 1,
+                    // Another thread assigned it first; the index we drew stays unused.
+                    Err(assigned) => assigned - 1,
+                }
+            }
+            assigned => assigned - 1,
+        }
+    }
+
+    /// Stores `value` for `task`, returning what was there.
+    pub fn set(&self, task: &Task, value: T) -> Option<Arc<T>> {
+        self.set_arc(task, Arc::new(value))
+    }
+
+    /// Stores a shared value for `task` (for state that several tasks share, such as a
+    /// thread group's), returning what was there.
+    pub fn set_arc(&self, task: &Task, value: Arc<T>) -> Option<Arc<T>> {
+        let index = self.index();
+        let mut values = task.slots.lock();
+        if values.len() <= index {
+            values.resize_with(index + 1, || None);
+        }
+        values[index].replace(value).and_then(downcast)
+    }
+
+    /// The value stored for `task`.
+    pub fn get(&self, task: &Task) -> Option<Arc<T>> {
+        let index = self.index();
+        let values = task.slots.lock();
+        values.get(index)?.clone().and_then(downcast)
+    }
+
+    /// Removes and returns the value stored for `task`.
+    pub fn take(&self, task: &Task) -> Option<Arc<T>> {
+        let index = self.index();
+        let mut values = task.slots.lock();
+        values.get_mut(index)?.take().and_then(downcast)
+    }
+
+    /// Calls `f` with the value stored for `task`, if there is one.
+    pub fn with<R>(&self, task: &Task, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.get(task).map(|value| f(&value))
+    }
+
+    /// The value stored for `task`, stored first by `make` if there is none.
+    pub fn get_or_insert_with(&self, task: &Task, make: impl FnOnce() -> T) -> Arc<T> {
+        let index = self.index();
+        let mut values = task.slots.lock();
+        if values.len() <= index {
+            values.resize_with(index + 1, || None);
+        }
+        let value = values[index].get_or_insert_with(|| Arc::new(make()) as Value);
+        downcast(value.clone()).unwrap_or_else(|| unreachable!("a slot holds only its own type"))
+    }
+}
+
+impl<T: Send + Sync + 'static> Default for TaskSlot<T> {
+    fn default() -> Self {
+        TaskSlot::new()
+    }
+}
+
+fn downcast<T: Send + Sync + 'static>(value: Value) -> Option<Arc<T>> {
+    // Only `TaskSlot<T>` with this index writes here, and it writes `Arc<T>`.
+    value.downcast::<T>().ok()
+}
+
+/// Every slot value of one task.
+#[derive(Default)]
+pub(crate) struct SlotStorage {
+    values: Mutex<Vec<Option<Value>>>,
+}
+
+impl SlotStorage {
+    fn lock(&self) -> MutexGuard<'_, Vec<Option<Value>>> {
+        // The vector is consistent after every statement; a panic cannot tear it.
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops every value (outside the lock, so a value's `Drop` may touch the task).
+    pub(crate) fn clear(&self) {
+        let values = std::mem::take(&mut *self.lock());
+        drop(values);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    static DROPS: AtomicU32 = AtomicU32::new(0);
+
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    static COUNTED: TaskSlot<Counted> = TaskSlot::new();
+    static NUMBER: TaskSlot<u64> = TaskSlot::new();
+
+    #[test]
+    fn slots_are_independent_and_cleared_once() {
+        let task = Task::detached(3);
+        assert!(COUNTED.set(&task, Counted).is_none());
+        NUMBER.set(&task, 5);
+        assert_eq!(NUMBER.with(&task, |n| *n + 1), Some(6));
+        assert_eq!(*NUMBER.get_or_insert_with(&task, || 9), 5);
+        task.slots.clear();
+        assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+        assert!(COUNTED.get(&task).is_none());
+        assert!(NUMBER.get(&task).is_none());
+        drop(task);
+        assert_eq!(DROPS.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,379 @@
+//! The task a watcher sees: identity, credentials, name and per-task state.
+
+use std::fmt;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
+use std::time::Instant;
+
+use crate::event::ExitStatus;
+use crate::local::LocalWatchers;
+use crate::slot::SlotStorage;
+
+/// A process or thread id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[repr(transparent)]
+pub struct Pid(pub u32);
+
+impl Pid {
+    /// The init task's pid.
+    pub const INIT: Pid = Pid(1);
+
+    /// The number.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<u32> for Pid {
+    fn from(pid: u32) -> Pid {
+        Pid(pid)
+    }
+}
+
+/// One kind of id (user or group) as the kernel keeps it: real, effective, saved and
+/// filesystem.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct Ids {
+    /// The real id.
+    pub real: u32,
+    /// The effective id (used for permission checks).
+    pub effective: u32,
+    /// The saved set-id.
+    pub saved: u32,
+    /// The filesystem id (follows the effective id unless set on its own).
+    pub fs: u32,
+}
+
+impl Ids {
+    /// All four ids equal to `id`.
+    pub const fn all(id: u32) -> Ids {
+        Ids {
+            real: id,
+            effective: id,
+            saved: id,
+            fs: id,
+        }
+    }
+}
+
+impl fmt::Display for Ids {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.real == self.effective && self.real == self.saved && self.real == self.fs {
+            write!(f, "{}", self.real)
+        } else {
+            write!(
+                f,
+                "{}/{}/{}/{}",
+                self.real, self.effective, self.saved, self.fs
+            )
+        }
+    }
+}
+
+bitflags::bitflags! {
+    /// The `clone(2)` flags the task model understands. The values are the kernel's.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+    pub struct CloneFlags: u64 {
+        /// Share the address space.
+        const VM = 0x0000_0100;
+        /// Share filesystem information.
+        const FS = 0x0000_0200;
+        /// Share the file descriptor table.
+        const FILES = 0x0000_0400;
+        /// Share signal handlers.
+        const SIGHAND = 0x0000_0800;
+        /// Let the tracer keep tracing the child.
+        const PTRACE = 0x0000_2000;
+        /// Same parent as the caller.
+        const PARENT = 0x0000_8000;
+        /// Same thread group as the caller: the child is a thread.
+        const THREAD = 0x0001_0000;
+        /// Share System V semaphore undo lists.
+        const SYSVSEM = 0x0004_0000;
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum TaskState {
+    /// Being forked: fork watchers are running; nobody else can see it.
+    Embryo = 0,
+    /// Alive.
+    Running = 1,
+    /// Its exit watchers are running.
+    Exiting = 2,
+    /// Exited, waiting to be reaped.
+    Zombie = 3,
+    /// Reaped: `free` was sent, the pid may be reused.
+    Dead = 4,
+}
+
+impl TaskState {
+    fn from_u8(value: u8) -> TaskState {
+        match value {
+            0 => TaskState::Embryo,
+            1 => TaskState::Running,
+            2 => TaskState::Exiting,
+            3 => TaskState::Zombie,
+            _ => TaskState::Dead,
+        }
+    }
+}
+
+/// The longest task name, as the kernel's `TASK_COMM_LEN - 1`.
+pub const COMM_MAX: usize = 15;
+
+/// A task (a process or a thread) as watchers see it.
+///
+/// Tasks are created by a [`TaskTable`](crate::TaskTable) (or by an event source that
+/// mirrors a real process table); [`Task::detached`] makes one that belongs to no table,
+/// for examples and unit tests. Per-task state lives in [`TaskSlot`](crate::TaskSlot)s.
+pub struct Task {
+    pid: Pid,
+    tgid: Pid,
+    parent: AtomicU32,
+    sid: AtomicU32,
+    pgid: AtomicU32,
+    state: AtomicU8,
+    exit_status: AtomicI32,
+    tracer: AtomicU32,
+    creds: Mutex<Credentials>,
+    comm: Mutex<String>,
+    started: Instant,
+    pub(crate) slots: SlotStorage,
+    pub(crate) local: LocalWatchers,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct Credentials {
+    uids: Ids,
+    gids: Ids,
+}
+
+/// What a new task is made of; the task model and event sources fill it in.
+#[derive(Clone, Debug)]
+pub struct TaskInit {
+    /// The task's id.
+    pub pid: Pid,
+    /// Its thread group (its own pid unless it is a thread).
+    pub tgid: Pid,
+    /// Its parent's pid.
+    pub parent: Pid,
+    /// Its session id.
+    pub sid: Pid,
+    /// Its process group id.
+    pub pgid: Pid,
+    /// Its user ids.
+    pub uids: Ids,
+    /// Its group ids.
+    pub gids: Ids,
+    /// Its name (cut to [`COMM_MAX`] bytes).
+    pub comm: String,
+}
+
+impl Task {
+    /// A task with the given state, in the [`TaskState::Embryo`] state.
+    pub fn new(init: TaskInit) -> Task {
+        Task {
+            pid: init.pid,
+            tgid: init.tgid,
+            parent: AtomicU32::new(init.parent.0),
+            sid: AtomicU32::new(init.sid.0),
+            pgid: AtomicU32::new(init.pgid.0),
+            state: AtomicU8::new(TaskState::Embryo as u8),
+            exit_status: AtomicI32::new(0),
+            tracer: AtomicU32::new(0),
+            creds: Mutex::new(Credentials {
+                uids: init.uids,
+                gids: init.gids,
+            }),
+            comm: Mutex::new(truncate_comm(&init.comm).to_owned()),
+            started: Instant::now(),
+            slots: SlotStorage::default(),
+            local: LocalWatchers::default(),
+        }
+    }
+
+    /// A running task that belongs to no table: root, its own session, parent 0, named
+    /// `task`. For examples and unit tests of watchers.
+    pub fn detached(pid: u32) -> Task {
+        let task = Task::new(TaskInit {
+            pid: Pid(pid),
+            tgid: Pid(pid),
+            parent: Pid(0),
+            sid: Pid(pid),
+            pgid: Pid(pid),
+            uids: Ids::default(),
+            gids: Ids::default(),
+            comm: "task".to_owned(),
+        });
+        task.set_state(TaskState::Running);
+        task
+    }
+
+    /// The task's id.
+    #[inline]
+    pub fn pid(&self) -> Pid {
+        self.pid
+    }
+
+    /// Its thread-group id (the process id); equal to [`pid`](Task::pid) for a process.
+    #[inline]
+    pub fn tgid(&self) -> Pid {
+        self.tgid
+    }
+
+    /// Whether this task is a thread other than its group's leader.
+    pub fn is_thread(&self) -> bool {
+        self.pid != self.tgid
+    }
+
+    /// Its parent's pid (init, once orphaned).
+    pub fn parent(&self) -> Pid {
+        Pid(self.parent.load(Ordering::Acquire))
+    }
+
+    /// Its session id.
+    pub fn sid(&self) -> Pid {
+        Pid(self.sid.load(Ordering::Acquire))
+    }
+
+    /// Its process group id.
+    pub fn pgid(&self) -> Pid {
+        Pid(self.pgid.load(Ordering::Acquire))
+    }
+
+    /// Where it is in its life.
+    pub fn state(&self) -> TaskState {
+        TaskState::from_u8(self.state.load(Ordering::Acquire))
+    }
+
+    /// How it exited, once it has.
+    pub fn exit_status(&self) -> Option<ExitStatus> {
+        matches!(self.state(), TaskState::Zombie | TaskState::Dead)
+            .then(|| ExitStatus(self.exit_status.load(Ordering::Acquire)))
+    }
+
+    /// The pid of the tracer attached to it, if any.
+    pub fn tracer(&self) -> Option<Pid> {
+        match self.tracer.load(Ordering::Acquire) {
+            0 => None,
+            pid => Some(Pid(pid)),
+        }
+    }
+
+    /// Its user ids.
+    pub fn uids(&self) -> Ids {
+        self.lock_creds().uids
+    }
+
+    /// Its group ids.
+    pub fn gids(&self) -> Ids {
+        self.lock_creds().gids
+    }
+
+    /// Its name.
+    pub fn comm(&self) -> String {
+        self.comm.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// When it was created (for durations; not a wall-clock time).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
+    fn lock_creds(&self) -> std::sync::MutexGuard<'_, Credentials> {
+        // Credentials are plain data: a panic elsewhere cannot leave them half-written.
+        self.creds.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_state(&self, state: TaskState) {
+        self.state.store(state as u8, Ordering::Release);
+    }
+
+    pub(crate) fn set_parent(&self, parent: Pid) {
+        self.parent.store(parent.0, Ordering::Release);
+    }
+
+    pub(crate) fn set_session(&self, sid: Pid, pgid: Pid) {
+        self.sid.store(sid.0, Ordering::Release);
+        self.pgid.store(pgid.0, Ordering::Release);
+    }
+
+    pub(crate) fn set_exit_status(&self, status: ExitStatus) {
+        self.exit_status.store(status.0, Ordering::Release);
+    }
+
+    pub(crate) fn set_tracer(&self, tracer: Option<Pid>) {
+        self.tracer
+            .store(tracer.map_or(0, |pid| pid.0), Ordering::Release);
+    }
+
+    /// Replaces the user ids, returning the old ones.
+    pub(crate) fn replace_uids(&self, uids: Ids) -> Ids {
+        std::mem::replace(&mut self.lock_creds().uids, uids)
+    }
+
+    /// Replaces the group ids, returning the old ones.
+    pub(crate) fn replace_gids(&self, gids: Ids) -> Ids {
+        std::mem::replace(&mut self.lock_creds().gids, gids)
+    }
+
+    /// Replaces the name (cut to [`COMM_MAX`] bytes), returning the old one.
+    pub(crate) fn replace_comm(&self, comm: &str) -> String {
+        let mut guard = self.comm.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *guard, truncate_comm(comm).to_owned())
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("pid", &self.pid)
+            .field("tgid", &self.tgid)
+            .field("parent", &self.parent())
+            .field("state", &self.state())
+            .field("comm", &self.comm())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cuts a name to at most [`COMM_MAX`] bytes on a character boundary.
+pub(crate) fn truncate_comm(comm: &str) -> &str {
+    if comm.len() <= COMM_MAX {
+        return comm;
+    }
+    let mut end = COMM_MAX;
+    while !comm.is_char_boundary(end) {
+        end -= 1;
+    }
+    &comm[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_is_cut_to_fifteen_bytes_on_a_char_boundary() {
+        assert_eq!(truncate_comm("short"), "short");
+        assert_eq!(truncate_comm("0123456789abcdefgh"), "0123456789abcde");
+        // 'é' is two bytes; byte 15 falls inside the eighth one.
+        assert_eq!(truncate_comm("ééééééééé"), "ééééééé");
+    }
+
+    #[test]
+    fn detached_task_is_running_with_no_exit_status() {
+        let task = Task::detached(7);
+        assert_eq!(task.state(), TaskState::Running);
+        assert_eq!(task.exit_status(), None);
+        assert!(!task.is_thread());
+    }
+}
