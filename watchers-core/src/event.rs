@@ -189,7 +189,9 @@ impl EventSet {
 
     /// The kinds in the set, in declaration order.
     pub fn iter(self) -> impl Iterator<Item = EventKind> {
-        EventKind::ALL.into_iter().filter(move |kind| self.contains(*kind))
+        EventKind::ALL
+            .into_iter()
+            .filter(move |kind| self.contains(*kind))
     }
 
     /// Parses a list such as `fork,exec,exit` or `fork|exit` (the `taskwatch -e` form).
@@ -213,7 +215,9 @@ impl EventSet {
 
 /// An event name that is not one of the ten kinds.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown event `{0}`; the events are fork, exec, uid, gid, sid, comm, ptrace, coredump, exit, free")]
+#[error(
+    "unknown event `{0}`; the events are fork, exec, uid, gid, sid, comm, ptrace, coredump, exit, free"
+)]
 pub struct UnknownEvent(pub String);
 
 impl std::ops::BitOr for EventSet {

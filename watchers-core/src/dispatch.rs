@@ -1,0 +1,425 @@
+//! Calling the watchers of an event: fork rollback, error recording, panics.
+//!
+//! One walk serves three kinds of chain (static only, static merged with runtime
+//! watchers, and either followed by per-task watchers) through the `Callees` trait, so
+//! the rollback rules exist once.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crate::error::DispatchError;
+use crate::event::{Event, EventKind};
+use crate::local::{self, LocalWatcher};
+use crate::runtime::{Called, Callee};
+use crate::table::{Chain, WatcherTable};
+use crate::watcher::BoxError;
+
+impl WatcherTable {
+    /// Calls every watcher of `event` in order.
+    ///
+    /// * `fork`: the first error stops the walk; the watchers that had already succeeded
+    ///   (and asked for `free`) get `free` in reverse order, and the error names the
+    ///   watcher that refused. A panic does the same rollback, then keeps unwinding.
+    /// * every other event: every watcher runs; errors are counted per watcher and the
+    ///   first is returned. A panic lets the remaining watchers run, then keeps unwinding.
+    ///
+    /// An event that no watcher wants costs a few loads and a branch.
+    ///
+    /// # Errors
+    /// The first watcher error, as a [`DispatchError`].
+    #[inline]
+    pub fn dispatch(&self, event: &Event<'_>) -> Result<(), DispatchError> {
+        let kind = event.kind();
+        let chain = &self.chains[kind.index()];
+        if chain.funcs.is_empty() && !self.runtime.wants(kind) && !local::may_reach(event) {
+            return Ok(());
+        }
+        self.dispatch_to_some(event, kind, chain, Mode::Dispatch)
+    }
+
+    /// Calls every watcher of `event`, like [`dispatch`](WatcherTable::dispatch), except
+    /// that a `fork` cannot be refused: every fork watcher runs and no rollback happens.
+    ///
+    /// For event sources that report what already happened, such as the kernel's
+    /// process-events connector: a failing fork watcher there is reported, not obeyed, and
+    /// its task later gets `exit` and `free` like any other.
+    ///
+    /// # Errors
+    /// The first watcher error, as a [`DispatchError`].
+    pub fn notify(&self, event: &Event<'_>) -> Result<(), DispatchError> {
+        let kind = event.kind();
+        let chain = &self.chains[kind.index()];
+        if chain.funcs.is_empty() && !self.runtime.wants(kind) && !local::may_reach(event) {
+            return Ok(());
+        }
+        self.dispatch_to_some(event, kind, chain, Mode::Notify)
+    }
+
+    fn dispatch_to_some(
+        &self,
+        event: &Event<'_>,
+        kind: EventKind,
+        chain: &Chain,
+        mode: Mode,
+    ) -> Result<(), DispatchError> {
+        self.dispatched.bump(kind);
+        let locals = local::reached_by(event);
+        if self.runtime.wants(kind) {
+            let snapshot = self.runtime.snapshot.load();
+            if let Some(snapshot) = snapshot.as_ref() {
+                let merged = Merged {
+                    table: self,
+                    callees: &snapshot.chains[kind.index()],
+                };
+                return walk(&WithLocals::new(merged, &locals), event, mode);
+            }
+        }
+        let statics = Statics { table: self, chain };
+        if locals.is_empty() {
+            walk(&statics, event, mode)
+        } else {
+            walk(&WithLocals::new(statics, &locals), event, mode)
+        }
+    }
+}
+
+/// What a walk needs to know about a chain.
+trait Callees {
+    fn len(&self) -> usize;
+    /// Calls watcher `i`, unless it was unregistered meanwhile.
+    fn call(&self, i: usize, event: &Event<'_>) -> Called;
+    /// Whether watcher `i` takes part in fork rollback (asked for `free`).
+    fn wants_free(&self, i: usize) -> bool;
+    fn name(&self, i: usize) -> Cow<'static, str>;
+    /// Counts a failure (an error returned, or a panic) of watcher `i`.
+    fn record_error(&self, i: usize);
+    /// Counts a fork stopped before reaching watcher `i`.
+    fn record_skipped(&self, i: usize);
+    /// Counts a rollback `free` about to be sent to watcher `i`.
+    fn record_rollback_free(&self, i: usize);
+}
+
+/// Whether a fork may be refused.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Dispatch,
+    Notify,
+}
+
+fn walk<C: Callees>(callees: &C, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
+    if event.kind() == EventKind::Fork && mode == Mode::Dispatch {
+        walk_fork(callees, event)
+    } else {
+        walk_all(callees, event)
+    }
+}
+
+/// Undoes a fork when dropped before `finished`: by an error or by a panic.
+struct ForkWalk<'a, 'e, C: Callees> {
+    callees: &'a C,
+    event: &'a Event<'e>,
+    /// How many watchers have run successfully.
+    succeeded: usize,
+    finished: bool,
+}
+
+impl<C: Callees> Drop for ForkWalk<'_, '_, C> {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // Reached only by unwinding out of watcher `succeeded`.
+        self.callees.record_error(self.succeeded);
+        for i in self.succeeded + 1..self.callees.len() {
+            self.callees.record_skipped(i);
+        }
+        rollback(self.callees, self.event, self.succeeded);
+    }
+}
+
+fn walk_fork<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchError> {
+    let mut fork = ForkWalk {
+        callees,
+        event,
+        succeeded: 0,
+        finished: false,
+    };
+    for i in 0..callees.len() {
+        match callees.call(i, event) {
+            Called::Ran(Ok(())) | Called::Removed => fork.succeeded = i + 1,
+            Called::Ran(Err(source)) => {
+                fork.finished = true;
+                callees.record_error(i);
+                for later in i + 1..callees.len() {
+                    callees.record_skipped(later);
+                }
+                rollback(callees, event, i);
+                return Err(DispatchError {
+                    watcher: callees.name(i),
+                    event: EventKind::Fork,
+                    source,
+                    failures: 1,
+                });
+            }
+        }
+    }
+    fork.finished = true;
+    Ok(())
+}
+
+/// Sends `free` to the first `succeeded` watchers that asked for it, last first.
+///
+/// Every one of them gets its `free` even if another panics; the first panic is resumed
+/// afterwards unless the thread is already unwinding.
+fn rollback<C: Callees>(callees: &C, fork: &Event<'_>, succeeded: usize) {
+    let free = fork.as_free();
+    let mut panic: Option<Box<dyn Any + Send>> = None;
+    for i in (0..succeeded).rev() {
+        if !callees.wants_free(i) {
+            continue;
+        }
+        callees.record_rollback_free(i);
+        match catch_unwind(AssertUnwindSafe(|| callees.call(i, &free))) {
+            Ok(Called::Ran(Ok(())) | Called::Removed) => {}
+            Ok(Called::Ran(Err(_))) => callees.record_error(i),
+            Err(payload) => {
+                callees.record_error(i);
+                panic.get_or_insert(payload);
+            }
+        }
+    }
+    if let Some(payload) = panic
+        && !std::thread::panicking()
+    {
+        resume_unwind(payload);
+    }
+}
+
+/// Runs the rest of the chain when dropped before `next == len`: by a panic.
+struct AllWalk<'a, 'e, C: Callees> {
+    callees: &'a C,
+    event: &'a Event<'e>,
+    next: usize,
+}
+
+impl<C: Callees> Drop for AllWalk<'_, '_, C> {
+    fn drop(&mut self) {
+        if self.next >= self.callees.len() {
+            return;
+        }
+        // Watcher `next` panicked; the others still get the event (an `exit` or `free`
+        // that some watchers never see would leak their per-task state).
+        self.callees.record_error(self.next);
+        for i in self.next + 1..self.callees.len() {
+            match catch_unwind(AssertUnwindSafe(|| self.callees.call(i, self.event))) {
+                Ok(Called::Ran(Ok(())) | Called::Removed) => {}
+                Ok(Called::Ran(Err(_))) => self.callees.record_error(i),
+                Err(_) => self.callees.record_error(i),
+            }
+        }
+    }
+}
+
+fn walk_all<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchError> {
+    let mut all = AllWalk {
+        callees,
+        event,
+        next: 0,
+    };
+    let mut first: Option<(usize, BoxError)> = None;
+    let mut failures = 0;
+    while all.next < callees.len() {
+        let i = all.next;
+        if let Called::Ran(Err(source)) = callees.call(i, event) {
+            callees.record_error(i);
+            failures += 1;
+            first.get_or_insert((i, source));
+        }
+        all.next = i + 1;
+    }
+    match first {
+        None => Ok(()),
+        Some((i, source)) => Err(DispatchError {
+            watcher: callees.name(i),
+            event: event.kind(),
+            source,
+            failures,
+        }),
+    }
+}
+
+/// The static chain of one event.
+struct Statics<'a> {
+    table: &'a WatcherTable,
+    chain: &'a Chain,
+}
+
+impl Callees for Statics<'_> {
+    #[inline]
+    fn len(&self) -> usize {
+        self.chain.funcs.len()
+    }
+
+    #[inline]
+    fn call(&self, i: usize, event: &Event<'_>) -> Called {
+        Called::Ran((self.chain.funcs[i])(event))
+    }
+
+    fn wants_free(&self, i: usize) -> bool {
+        self.chain.wants_free[i]
+    }
+
+    fn name(&self, i: usize) -> Cow<'static, str> {
+        Cow::Borrowed(
+            self.table.entries[self.chain.ids[i] as usize]
+                .watcher
+                .name(),
+        )
+    }
+
+    fn record_error(&self, i: usize) {
+        let entry = &self.table.entries[self.chain.ids[i] as usize];
+        entry.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_skipped(&self, i: usize) {
+        let entry = &self.table.entries[self.chain.ids[i] as usize];
+        entry.skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn record_rollback_free(&self, i: usize) {
+        let entry = &self.table.entries[self.chain.ids[i] as usize];
+        entry.rollback_frees.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Static and runtime watchers of one event, merged.
+struct Merged<'a> {
+    table: &'a WatcherTable,
+    callees: &'a [Callee],
+}
+
+impl Callees for Merged<'_> {
+    fn len(&self) -> usize {
+        self.callees.len()
+    }
+
+    fn call(&self, i: usize, event: &Event<'_>) -> Called {
+        match &self.callees[i] {
+            Callee::Static(id) => {
+                Called::Ran((self.table.entries[*id as usize].watcher.func())(event))
+            }
+            Callee::Runtime(watcher) => watcher.call(event),
+        }
+    }
+
+    fn wants_free(&self, i: usize) -> bool {
+        match &self.callees[i] {
+            Callee::Static(id) => self.table.entries[*id as usize]
+                .watcher
+                .events()
+                .contains(EventKind::Free),
+            Callee::Runtime(watcher) => watcher.events.contains(EventKind::Free),
+        }
+    }
+
+    fn name(&self, i: usize) -> Cow<'static, str> {
+        match &self.callees[i] {
+            Callee::Static(id) => Cow::Borrowed(self.table.entries[*id as usize].watcher.name()),
+            Callee::Runtime(watcher) => Cow::Owned(watcher.name.clone()),
+        }
+    }
+
+    fn record_error(&self, i: usize) {
+        match &self.callees[i] {
+            Callee::Static(id) => {
+                let entry = &self.table.entries[*id as usize];
+                entry.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Callee::Runtime(watcher) => {
+                watcher.errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn record_skipped(&self, i: usize) {
+        if let Callee::Static(id) = &self.callees[i] {
+            let entry = &self.table.entries[*id as usize];
+            entry.skipped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn record_rollback_free(&self, i: usize) {
+        if let Callee::Static(id) = &self.callees[i] {
+            let entry = &self.table.entries[*id as usize];
+            entry.rollback_frees.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A chain followed by the per-task watchers the event reaches.
+struct WithLocals<'a, C> {
+    chain: C,
+    chain_len: usize,
+    locals: &'a [Arc<LocalWatcher>],
+}
+
+impl<'a, C: Callees> WithLocals<'a, C> {
+    fn new(chain: C, locals: &'a [Arc<LocalWatcher>]) -> Self {
+        let chain_len = chain.len();
+        WithLocals {
+            chain,
+            chain_len,
+            locals,
+        }
+    }
+}
+
+impl<C: Callees> Callees for WithLocals<'_, C> {
+    fn len(&self) -> usize {
+        self.chain_len + self.locals.len()
+    }
+
+    fn call(&self, i: usize, event: &Event<'_>) -> Called {
+        match i.checked_sub(self.chain_len) {
+            None => self.chain.call(i, event),
+            Some(local) => Called::Ran(self.locals[local].call(event)),
+        }
+    }
+
+    fn wants_free(&self, i: usize) -> bool {
+        // A parent's per-task watchers see the fork of a child, not its `free`.
+        i < self.chain_len && self.chain.wants_free(i)
+    }
+
+    fn name(&self, i: usize) -> Cow<'static, str> {
+        match i.checked_sub(self.chain_len) {
+            None => self.chain.name(i),
+            Some(_) => Cow::Borrowed("per-task watcher"),
+        }
+    }
+
+    fn record_error(&self, i: usize) {
+        match i.checked_sub(self.chain_len) {
+            None => self.chain.record_error(i),
+            Some(local) => {
+                self.locals[local].errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn record_skipped(&self, i: usize) {
+        if i < self.chain_len {
+            self.chain.record_skipped(i);
+        }
+    }
+
+    fn record_rollback_free(&self, i: usize) {
+        if i < self.chain_len {
+            self.chain.record_rollback_free(i);
+        }
+    }
+}

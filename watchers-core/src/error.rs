@@ -1,0 +1,109 @@
+//! The errors of freezing, dispatching and the task model.
+
+use std::borrow::Cow;
+
+use crate::event::EventKind;
+use crate::task::{Pid, TaskState};
+use crate::watcher::{BoxError, Location};
+
+/// The table could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FreezeError {
+    /// Two watchers have the same name.
+    #[error(
+        "two task watchers are named `{name}`: one declared at {first} (in {}), one at {second} (in {}); give one of them `name = \"...\"`",
+        first.module_path,
+        second.module_path
+    )]
+    DuplicateName {
+        /// The name they share.
+        name: &'static str,
+        /// Where the first one was declared.
+        first: Location,
+        /// Where the second one was declared.
+        second: Location,
+    },
+    /// A watcher asked for no events.
+    #[error("task watcher `{name}` (at {location}) asks for no events")]
+    NoEvents {
+        /// Its name.
+        name: &'static str,
+        /// Where it was declared.
+        location: Location,
+    },
+}
+
+/// A watcher returned an error (or panicked) during a dispatch.
+#[derive(Debug, thiserror::Error)]
+#[error("task watcher `{watcher}` failed on {event}: {source}")]
+pub struct DispatchError {
+    /// The name of the (first) watcher that failed.
+    pub watcher: Cow<'static, str>,
+    /// The event being dispatched.
+    pub event: EventKind,
+    /// What it returned.
+    #[source]
+    pub source: BoxError,
+    /// How many watchers failed on this event (the first is reported).
+    pub failures: usize,
+}
+
+/// A fork did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ForkError {
+    /// A `fork` watcher refused it; the watchers that had already succeeded got `free`.
+    #[error("fork aborted: {0}")]
+    Watcher(#[source] DispatchError),
+    /// The parent does not exist.
+    #[error("no task with pid {0}")]
+    NoSuchTask(Pid),
+    /// The parent is not running.
+    #[error("task {pid} cannot fork: it is {state:?}")]
+    NotRunning {
+        /// The parent.
+        pid: Pid,
+        /// Where it is in its life.
+        state: TaskState,
+    },
+    /// Every pid is taken.
+    #[error("no free pid left (pid_max {0})")]
+    PidsExhausted(u32),
+}
+
+/// A task-model operation was refused, or a watcher failed on its event.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskError {
+    /// No task has this pid.
+    #[error("no task with pid {0}")]
+    NoSuchTask(Pid),
+    /// The task is not in a state that allows the operation.
+    #[error("task {pid} is {state:?}: cannot {operation}")]
+    WrongState {
+        /// The task.
+        pid: Pid,
+        /// Where it is in its life.
+        state: TaskState,
+        /// What was asked.
+        operation: &'static str,
+    },
+    /// `setsid` by a process-group leader (the kernel's `EPERM`).
+    #[error("task {0} is already a process group leader")]
+    GroupLeader(Pid),
+    /// `reap` of a task by something other than its parent.
+    #[error("task {child} is not a child of {parent}")]
+    NotAChild {
+        /// The task that tried to reap.
+        parent: Pid,
+        /// The task it tried to reap.
+        child: Pid,
+    },
+    /// The init task cannot exit or be reaped.
+    #[error("init (pid 1) cannot {0}")]
+    Init(&'static str),
+    /// The operation took effect, but a watcher failed on its event.
+    #[error("the change was made, but {0}")]
+    Watcher(#[source] DispatchError),
+}

@@ -1,0 +1,785 @@
+//! The task model: a process table that sends every lifecycle event through a
+//! [`WatcherTable`].
+
+use std::collections::{HashMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::error::{DispatchError, ForkError, TaskError};
+use crate::event::{Event, EventData, ExitStatus};
+use crate::table::WatcherTable;
+use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
+
+/// The default highest pid, as the kernel's classic `pid_max`.
+pub const DEFAULT_PID_MAX: u32 = 32_768;
+
+/// A process table that a Rust kernel, runtime or simulator can embed, and that tests,
+/// the CLI and the benchmarks drive. Every change sends its event through the table's
+/// watchers.
+///
+/// * `init` (pid 1) exists from the start; it is never forked or freed, exits never,
+///   and reaps every zombie handed to it (so orphans are freed as soon as they exit).
+/// * A pid is never reused while its task is alive or a zombie: only after `free`.
+/// * A thread (`CloneFlags::THREAD`) joins its parent's thread group, has its parent's
+///   parent, and is reaped by itself when it exits.
+/// * Any thread may call any method; watchers run without the table's lock held.
+///
+/// ```
+/// use watchers_core::{CloneFlags, TaskState, TaskTable, WatcherTable};
+///
+/// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?.leak());
+/// let shell = tasks.fork(tasks.init().pid(), CloneFlags::empty())?;
+/// let job = tasks.fork(shell.pid(), CloneFlags::empty())?;
+/// tasks.exec(job.pid(), "/bin/true")?;
+/// tasks.exit(job.pid(), 0)?;
+/// assert_eq!(job.state(), TaskState::Zombie);
+/// let (pid, status) = tasks.wait(shell.pid())?.expect("a zombie child");
+/// assert_eq!((pid, status.code()), (job.pid(), Some(0)));
+/// assert_eq!(job.state(), TaskState::Dead);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TaskTable {
+    watchers: &'static WatcherTable,
+    init: Arc<Task>,
+    pid_max: u32,
+    inner: Mutex<Inner>,
+    stats: Counters,
+}
+
+struct Inner {
+    nodes: HashMap<Pid, Node>,
+    last_pid: u32,
+}
+
+struct Node {
+    task: Arc<Task>,
+    /// Processes whose parent this task is (threads are not waited for).
+    children: HashSet<Pid>,
+}
+
+#[derive(Default)]
+struct Counters {
+    forks: AtomicU64,
+    failed_forks: AtomicU64,
+    exits: AtomicU64,
+    frees: AtomicU64,
+}
+
+/// What a [`TaskTable`] has done so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskStats {
+    /// Successful forks.
+    pub forks: u64,
+    /// Forks refused by a watcher.
+    pub failed_forks: u64,
+    /// Tasks that exited.
+    pub exits: u64,
+    /// Tasks freed (reaped).
+    pub frees: u64,
+    /// Tasks in the table now, zombies and init included.
+    pub tasks: usize,
+}
+
+impl TaskTable {
+    /// A table dispatching through the program-wide watcher table
+    /// ([`WatcherTable::global`]).
+    ///
+    /// # Panics
+    /// If the registered watchers cannot form a table; see [`freeze`](crate::freeze).
+    pub fn new() -> TaskTable {
+        TaskTable::with_table(WatcherTable::global())
+    }
+
+    /// A table dispatching through `watchers`.
+    pub fn with_table(watchers: &'static WatcherTable) -> TaskTable {
+        TaskTable::with_pid_max(watchers, DEFAULT_PID_MAX)
+    }
+
+    /// A table whose pids run from 2 to `pid_max` (at least 2) before wrapping around.
+    pub fn with_pid_max(watchers: &'static WatcherTable, pid_max: u32) -> TaskTable {
+        let init = Arc::new(Task::new(TaskInit {
+            pid: Pid::INIT,
+            tgid: Pid::INIT,
+            parent: Pid(0),
+            sid: Pid::INIT,
+            pgid: Pid::INIT,
+            uids: Ids::all(0),
+            gids: Ids::all(0),
+            comm: "init".to_owned(),
+        }));
+        init.set_state(TaskState::Running);
+        let mut nodes = HashMap::new();
+        nodes.insert(
+            Pid::INIT,
+            Node {
+                task: init.clone(),
+                children: HashSet::new(),
+            },
+        );
+        TaskTable {
+            watchers,
+            init,
+            pid_max: pid_max.max(2),
+            inner: Mutex::new(Inner { nodes, last_pid: 1 }),
+            stats: Counters::default(),
+        }
+    }
+
+    /// The watcher table events go through.
+    pub fn watchers(&self) -> &'static WatcherTable {
+        self.watchers
+    }
+
+    /// The init task (pid 1).
+    pub fn init(&self) -> &Arc<Task> {
+        &self.init
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every method leaves `Inner` consistent before it can panic (watchers run
+        // outside the lock), so a poisoned lock holds usable data.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The task with this pid, unless it is still being forked or already freed.
+    pub fn get(&self, pid: Pid) -> Option<Arc<Task>> {
+        let inner = self.lock();
+        let task = &inner.nodes.get(&pid)?.task;
+        (task.state() != TaskState::Embryo).then(|| task.clone())
+    }
+
+    /// Every visible task, by pid.
+    pub fn tasks(&self) -> Vec<Arc<Task>> {
+        let inner = self.lock();
+        let mut tasks: Vec<_> = inner
+            .nodes
+            .values()
+            .filter(|node| node.task.state() != TaskState::Embryo)
+            .map(|node| node.task.clone())
+            .collect();
+        tasks.sort_by_key(|task| task.pid());
+        tasks
+    }
+
+    /// The pids of a task's child processes.
+    pub fn children(&self, pid: Pid) -> Vec<Pid> {
+        let inner = self.lock();
+        let mut children: Vec<Pid> = inner
+            .nodes
+            .get(&pid)
+            .map(|node| node.children.iter().copied().collect())
+            .unwrap_or_default();
+        children.sort();
+        children
+    }
+
+    /// How many tasks the table holds (init, zombies and tasks being forked included).
+    pub fn len(&self) -> usize {
+        self.lock().nodes.len()
+    }
+
+    /// Whether the table holds only... never: init is always there.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// What the table has done so far.
+    pub fn stats(&self) -> TaskStats {
+        TaskStats {
+            forks: self.stats.forks.load(Ordering::Relaxed),
+            failed_forks: self.stats.failed_forks.load(Ordering::Relaxed),
+            exits: self.stats.exits.load(Ordering::Relaxed),
+            frees: self.stats.frees.load(Ordering::Relaxed),
+            tasks: self.len(),
+        }
+    }
+
+    fn running(&self, pid: Pid, operation: &'static str) -> Result<Arc<Task>, TaskError> {
+        let task = self.get(pid).ok_or(TaskError::NoSuchTask(pid))?;
+        match task.state() {
+            TaskState::Running => Ok(task),
+            state => Err(TaskError::WrongState {
+                pid,
+                state,
+                operation,
+            }),
+        }
+    }
+
+    fn send(&self, task: &Task, data: EventData<'_>) -> Result<(), DispatchError> {
+        self.watchers.dispatch(&Event::new(task, data))
+    }
+
+    /// Forks `parent`. The `fork` watchers run before anyone can see the child; if one
+    /// fails, the watchers that had succeeded get `free`, the pid is released, and the
+    /// error names the watcher.
+    ///
+    /// # Errors
+    /// [`ForkError::Watcher`] if a watcher refused; [`ForkError::NoSuchTask`],
+    /// [`ForkError::NotRunning`] or [`ForkError::PidsExhausted`] otherwise.
+    pub fn fork(&self, parent: Pid, flags: CloneFlags) -> Result<Arc<Task>, ForkError> {
+        self.fork_inner(parent, None, flags)
+    }
+
+    /// Forks `parent` into a child with a chosen pid (for event sources that mirror a
+    /// real process table, where the kernel chose the pid).
+    ///
+    /// # Errors
+    /// As [`fork`](TaskTable::fork); [`ForkError::PidsExhausted`] if `child` is taken.
+    pub fn fork_with_pid(
+        &self,
+        parent: Pid,
+        child: Pid,
+        flags: CloneFlags,
+    ) -> Result<Arc<Task>, ForkError> {
+        self.fork_inner(parent, Some(child), flags)
+    }
+
+    fn fork_inner(
+        &self,
+        parent_pid: Pid,
+        wanted: Option<Pid>,
+        flags: CloneFlags,
+    ) -> Result<Arc<Task>, ForkError> {
+        let (parent, child) = {
+            let mut inner = self.lock();
+            let parent = inner
+                .nodes
+                .get(&parent_pid)
+                .map(|node| node.task.clone())
+                .filter(|task| task.state() != TaskState::Embryo)
+                .ok_or(ForkError::NoSuchTask(parent_pid))?;
+            if parent.state() != TaskState::Running {
+                return Err(ForkError::NotRunning {
+                    pid: parent_pid,
+                    state: parent.state(),
+                });
+            }
+            let pid = match wanted {
+                Some(pid) if !inner.nodes.contains_key(&pid) && pid.0 != 0 => pid,
+                Some(_) => return Err(ForkError::PidsExhausted(self.pid_max)),
+                None => inner
+                    .allocate_pid(self.pid_max)
+                    .ok_or(ForkError::PidsExhausted(self.pid_max))?,
+            };
+            let thread = flags.contains(CloneFlags::THREAD);
+            let uids = parent.uids();
+            let gids = parent.gids();
+            let child = Arc::new(Task::new(TaskInit {
+                pid,
+                tgid: if thread { parent.tgid() } else { pid },
+                parent: if thread || flags.contains(CloneFlags::PARENT) {
+                    parent.parent()
+                } else {
+                    parent_pid
+                },
+                sid: parent.sid(),
+                pgid: parent.pgid(),
+                uids,
+                gids,
+                comm: parent.comm(),
+            }));
+            // The embryo holds its pid, invisible to `get`, until the fork is decided.
+            inner.nodes.insert(
+                pid,
+                Node {
+                    task: child.clone(),
+                    children: HashSet::new(),
+                },
+            );
+            (parent, child)
+        };
+
+        let mut embryo = Embryo {
+            table: self,
+            pid: child.pid(),
+            born: false,
+        };
+        let outcome = self.send(
+            &child,
+            EventData::Fork {
+                parent: &parent,
+                flags,
+            },
+        );
+        if let Err(error) = outcome {
+            self.stats.failed_forks.fetch_add(1, Ordering::Relaxed);
+            drop(embryo);
+            return Err(ForkError::Watcher(error));
+        }
+        embryo.born = true;
+
+        let mut inner = self.lock();
+        child.set_state(TaskState::Running);
+        if !child.is_thread() {
+            let mut parent_pid = child.parent();
+            let parent_alive = inner
+                .nodes
+                .get(&parent_pid)
+                .is_some_and(|node| node.task.state() == TaskState::Running);
+            if !parent_alive {
+                // The parent exited while the child was being forked.
+                parent_pid = Pid::INIT;
+                child.set_parent(Pid::INIT);
+            }
+            if let Some(node) = inner.nodes.get_mut(&parent_pid) {
+                node.children.insert(child.pid());
+            }
+        }
+        drop(inner);
+        self.stats.forks.fetch_add(1, Ordering::Relaxed);
+        Ok(child)
+    }
+
+    /// Puts a task that already exists elsewhere (a real process found in `/proc`, or
+    /// one the kernel just forked) into the table, running, and announces it to the
+    /// `fork` watchers with [`WatcherTable::notify`]: they cannot refuse it, and it will
+    /// get `exit` and `free` like any other task. Its parent is `init.parent` if that is
+    /// in the table, else init.
+    ///
+    /// # Errors
+    /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
+    /// [`TaskError::Watcher`] if a `fork` watcher failed (the task was added).
+    pub fn adopt(&self, init: TaskInit, flags: CloneFlags) -> Result<Arc<Task>, TaskError> {
+        let (task, parent) = {
+            let mut inner = self.lock();
+            if let Some(node) = inner.nodes.get(&init.pid) {
+                return Err(TaskError::WrongState {
+                    pid: init.pid,
+                    state: node.task.state(),
+                    operation: "be adopted: the pid is taken",
+                });
+            }
+            let parent = inner
+                .nodes
+                .get(&init.parent)
+                .map(|node| node.task.clone())
+                .unwrap_or_else(|| self.init.clone());
+            let task = Arc::new(Task::new(init));
+            task.set_state(TaskState::Running);
+            inner.nodes.insert(
+                task.pid(),
+                Node {
+                    task: task.clone(),
+                    children: HashSet::new(),
+                },
+            );
+            if !task.is_thread()
+                && let Some(node) = inner.nodes.get_mut(&task.parent())
+            {
+                node.children.insert(task.pid());
+            }
+            (task, parent)
+        };
+        self.stats.forks.fetch_add(1, Ordering::Relaxed);
+        let event = Event::new(
+            &task,
+            EventData::Fork {
+                parent: &parent,
+                flags,
+            },
+        );
+        self.watchers.notify(&event).map_err(TaskError::Watcher)?;
+        Ok(task)
+    }
+
+    /// `execve`: the task runs `filename` (its name becomes the file's base name, as in
+    /// the kernel, without a `comm` event).
+    ///
+    /// # Errors
+    /// [`TaskError::NoSuchTask`] or [`TaskError::WrongState`] if it cannot; else
+    /// [`TaskError::Watcher`] if a watcher failed (the exec happened).
+    pub fn exec(&self, pid: Pid, filename: &str) -> Result<(), TaskError> {
+        let task = self.running(pid, "exec")?;
+        let base = filename.rsplit('/').next().unwrap_or(filename);
+        task.replace_comm(base);
+        self.send(&task, EventData::Exec { filename })
+            .map_err(TaskError::Watcher)
+    }
+
+    /// `setresuid`: each id that is `Some` is set; the filesystem id follows the
+    /// effective one. No permission checks are modelled.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn setresuid(
+        &self,
+        pid: Pid,
+        real: Option<u32>,
+        effective: Option<u32>,
+        saved: Option<u32>,
+    ) -> Result<(), TaskError> {
+        let task = self.running(pid, "setresuid")?;
+        let old = task.uids();
+        let new = apply_ids(old, real, effective, saved);
+        task.replace_uids(new);
+        self.send(&task, EventData::Uid { old, new })
+            .map_err(TaskError::Watcher)
+    }
+
+    /// `setuid`: every user id becomes `uid`.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn setuid(&self, pid: Pid, uid: u32) -> Result<(), TaskError> {
+        self.setresuid(pid, Some(uid), Some(uid), Some(uid))
+    }
+
+    /// `seteuid`: the effective (and filesystem) user id becomes `euid`.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn seteuid(&self, pid: Pid, euid: u32) -> Result<(), TaskError> {
+        self.setresuid(pid, None, Some(euid), None)
+    }
+
+    /// `setresgid`: as [`setresuid`](TaskTable::setresuid), for group ids.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn setresgid(
+        &self,
+        pid: Pid,
+        real: Option<u32>,
+        effective: Option<u32>,
+        saved: Option<u32>,
+    ) -> Result<(), TaskError> {
+        let task = self.running(pid, "setresgid")?;
+        let old = task.gids();
+        let new = apply_ids(old, real, effective, saved);
+        task.replace_gids(new);
+        self.send(&task, EventData::Gid { old, new })
+            .map_err(TaskError::Watcher)
+    }
+
+    /// `setgid`: every group id becomes `gid`.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn setgid(&self, pid: Pid, gid: u32) -> Result<(), TaskError> {
+        self.setresgid(pid, Some(gid), Some(gid), Some(gid))
+    }
+
+    /// `setegid`: the effective (and filesystem) group id becomes `egid`.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn setegid(&self, pid: Pid, egid: u32) -> Result<(), TaskError> {
+        self.setresgid(pid, None, Some(egid), None)
+    }
+
+    /// `setsid`: the task starts a session and a process group of its own.
+    ///
+    /// # Errors
+    /// [`TaskError::GroupLeader`] if it already leads a process group (the kernel's
+    /// `EPERM`); otherwise as [`exec`](TaskTable::exec).
+    pub fn setsid(&self, pid: Pid) -> Result<Pid, TaskError> {
+        let task = self.running(pid, "setsid")?;
+        if task.pgid() == pid {
+            return Err(TaskError::GroupLeader(pid));
+        }
+        task.set_session(pid, pid);
+        self.send(&task, EventData::Sid { sid: pid })
+            .map_err(TaskError::Watcher)?;
+        Ok(pid)
+    }
+
+    /// `prctl(PR_SET_NAME)`: renames the task (cut to 15 bytes).
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn set_comm(&self, pid: Pid, comm: &str) -> Result<(), TaskError> {
+        let task = self.running(pid, "set_comm")?;
+        let old = task.replace_comm(comm);
+        let new = task.comm();
+        self.send(
+            &task,
+            EventData::Comm {
+                old: &old,
+                new: &new,
+            },
+        )
+        .map_err(TaskError::Watcher)
+    }
+
+    /// `ptrace(PTRACE_ATTACH)` by `tracer`, or a detach when `tracer` is `None`.
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn ptrace(&self, pid: Pid, tracer: Option<Pid>) -> Result<(), TaskError> {
+        let task = self.running(pid, "ptrace")?;
+        task.set_tracer(tracer);
+        self.send(&task, EventData::Ptrace { tracer })
+            .map_err(TaskError::Watcher)
+    }
+
+    /// The task dumps core after `signal` (it keeps running until it exits).
+    ///
+    /// # Errors
+    /// As [`exec`](TaskTable::exec).
+    pub fn coredump(&self, pid: Pid, signal: i32) -> Result<(), TaskError> {
+        let task = self.running(pid, "dump core")?;
+        self.send(&task, EventData::Coredump { signal })
+            .map_err(TaskError::Watcher)
+    }
+
+    /// `exit(code)`: see [`exit_with`](TaskTable::exit_with).
+    ///
+    /// # Errors
+    /// As [`exit_with`](TaskTable::exit_with).
+    pub fn exit(&self, pid: Pid, code: i32) -> Result<(), TaskError> {
+        self.exit_with(pid, ExitStatus::exited(code))
+    }
+
+    /// The task exits with `status`: the `exit` watchers run, it becomes a zombie, its
+    /// children are handed to init. A thread, or a task whose parent is init, is then
+    /// reaped at once (its `free` watchers run).
+    ///
+    /// The task becomes a zombie even if a watcher fails or panics (the panic then
+    /// continues).
+    ///
+    /// # Errors
+    /// [`TaskError::Init`] for pid 1; [`TaskError::NoSuchTask`] or
+    /// [`TaskError::WrongState`]; [`TaskError::Watcher`] if a watcher failed on `exit`
+    /// or, for a task reaped at once, on `free`.
+    pub fn exit_with(&self, pid: Pid, status: ExitStatus) -> Result<(), TaskError> {
+        if pid == Pid::INIT {
+            return Err(TaskError::Init("exit"));
+        }
+        let task = {
+            let inner = self.lock();
+            let task = inner
+                .nodes
+                .get(&pid)
+                .map(|node| node.task.clone())
+                .filter(|task| task.state() != TaskState::Embryo)
+                .ok_or(TaskError::NoSuchTask(pid))?;
+            if task.state() != TaskState::Running {
+                return Err(TaskError::WrongState {
+                    pid,
+                    state: task.state(),
+                    operation: "exit",
+                });
+            }
+            task.set_exit_status(status);
+            task.set_state(TaskState::Exiting);
+            task
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.send(&task, EventData::Exit { status })
+        }));
+
+        let orphans = {
+            let mut inner = self.lock();
+            task.set_state(TaskState::Zombie);
+            let children = inner
+                .nodes
+                .get_mut(&pid)
+                .map(|node| std::mem::take(&mut node.children))
+                .unwrap_or_default();
+            // Zombie children are reaped by init at once; the others become its children.
+            let mut orphans = Vec::new();
+            let mut adopted = Vec::new();
+            for child in children {
+                if let Some(node) = inner.nodes.get(&child) {
+                    node.task.set_parent(Pid::INIT);
+                    if node.task.state() == TaskState::Zombie {
+                        orphans.push(child);
+                    } else {
+                        adopted.push(child);
+                    }
+                }
+            }
+            if let Some(init) = inner.nodes.get_mut(&Pid::INIT) {
+                init.children.extend(adopted);
+            }
+            orphans
+        };
+        self.stats.exits.fetch_add(1, Ordering::Relaxed);
+
+        let mut first = match outcome {
+            Ok(result) => result.err(),
+            Err(payload) => {
+                // Finish what the panic interrupted, then let it continue.
+                self.settle_after_exit(&task, &orphans);
+                resume_unwind(payload);
+            }
+        };
+        if let Some(error) = self.settle_after_exit(&task, &orphans) {
+            first.get_or_insert(error);
+        }
+        first.map_or(Ok(()), |error| Err(TaskError::Watcher(error)))
+    }
+
+    /// Reaps what init or the thread itself reaps after an exit; returns the first
+    /// `free` watcher error.
+    fn settle_after_exit(&self, task: &Arc<Task>, orphans: &[Pid]) -> Option<DispatchError> {
+        let mut first = None;
+        for &orphan in orphans {
+            if let Err(TaskError::Watcher(error)) = self.release(orphan) {
+                first.get_or_insert(error);
+            }
+        }
+        if task.is_thread() || task.parent() == Pid::INIT {
+            if let Err(TaskError::Watcher(error)) = self.release(task.pid()) {
+                first.get_or_insert(error);
+            }
+        }
+        first
+    }
+
+    /// Reaps `child`, a zombie child of `parent`: the `free` watchers run, the task's
+    /// slots and per-task watchers are dropped, and its pid becomes free.
+    ///
+    /// # Errors
+    /// [`TaskError::NotAChild`], [`TaskError::NoSuchTask`] or [`TaskError::WrongState`]
+    /// if it cannot; [`TaskError::Watcher`] if a `free` watcher failed (the task was
+    /// freed all the same).
+    pub fn reap(&self, parent: Pid, child: Pid) -> Result<ExitStatus, TaskError> {
+        {
+            let inner = self.lock();
+            let is_child = inner
+                .nodes
+                .get(&parent)
+                .is_some_and(|node| node.children.contains(&child));
+            if !is_child {
+                return Err(if inner.nodes.contains_key(&child) {
+                    TaskError::NotAChild { parent, child }
+                } else {
+                    TaskError::NoSuchTask(child)
+                });
+            }
+        }
+        let task = self.get(child).ok_or(TaskError::NoSuchTask(child))?;
+        let status = task.exit_status();
+        self.release(child)?;
+        Ok(status.unwrap_or(ExitStatus(0)))
+    }
+
+    /// `wait`: reaps one zombie child of `parent`, if it has one.
+    ///
+    /// # Errors
+    /// As [`reap`](TaskTable::reap).
+    pub fn wait(&self, parent: Pid) -> Result<Option<(Pid, ExitStatus)>, TaskError> {
+        let zombie = {
+            let inner = self.lock();
+            let node = inner
+                .nodes
+                .get(&parent)
+                .ok_or(TaskError::NoSuchTask(parent))?;
+            node.children
+                .iter()
+                .copied()
+                .filter(|child| {
+                    inner
+                        .nodes
+                        .get(child)
+                        .is_some_and(|node| node.task.state() == TaskState::Zombie)
+                })
+                .min()
+        };
+        match zombie {
+            None => Ok(None),
+            Some(child) => self.reap(parent, child).map(|status| Some((child, status))),
+        }
+    }
+
+    /// Frees a zombie: claims it (so it is freed once), sends `free`, then forgets it.
+    fn release(&self, pid: Pid) -> Result<(), TaskError> {
+        if pid == Pid::INIT {
+            return Err(TaskError::Init("be reaped"));
+        }
+        let task = {
+            let inner = self.lock();
+            let task = inner
+                .nodes
+                .get(&pid)
+                .map(|node| node.task.clone())
+                .ok_or(TaskError::NoSuchTask(pid))?;
+            if task.state() != TaskState::Zombie {
+                return Err(TaskError::WrongState {
+                    pid,
+                    state: task.state(),
+                    operation: "be reaped",
+                });
+            }
+            task.set_state(TaskState::Dead);
+            task
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
+        {
+            let mut inner = self.lock();
+            inner.nodes.remove(&pid);
+            let parent = task.parent();
+            if let Some(node) = inner.nodes.get_mut(&parent) {
+                node.children.remove(&pid);
+            }
+        }
+        task.slots.clear();
+        task.local.clear();
+        self.stats.frees.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(result) => result.map_err(TaskError::Watcher),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+}
+
+impl Default for TaskTable {
+    fn default() -> Self {
+        TaskTable::new()
+    }
+}
+
+impl std::fmt::Debug for TaskTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskTable")
+            .field("tasks", &self.len())
+            .field("pid_max", &self.pid_max)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Takes an embryo out of the table unless its fork succeeded: on a watcher error and
+/// when a watcher panics.
+struct Embryo<'a> {
+    table: &'a TaskTable,
+    pid: Pid,
+    born: bool,
+}
+
+impl Drop for Embryo<'_> {
+    fn drop(&mut self) {
+        if self.born {
+            return;
+        }
+        let node = self.table.lock().nodes.remove(&self.pid);
+        if let Some(node) = node {
+            node.task.set_state(TaskState::Dead);
+            node.task.slots.clear();
+            node.task.local.clear();
+        }
+    }
+}
+
+impl Inner {
+    /// The next free pid after the last one handed out, wrapping from `pid_max` to 2.
+    fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
+        let span = pid_max - 1;
+        (1..=span)
+            .map(|step| Pid(2 + (self.last_pid - 1 + step - 1) % span))
+            .find(|pid| !self.nodes.contains_key(pid))
+            .inspect(|pid| self.last_pid = pid.0)
+    }
+}
+
+fn apply_ids(old: Ids, real: Option<u32>, effective: Option<u32>, saved: Option<u32>) -> Ids {
+    let effective = effective.unwrap_or(old.effective);
+    Ids {
+        real: real.unwrap_or(old.real),
+        effective,
+        saved: saved.unwrap_or(old.saved),
+        fs: effective,
+    }
+}

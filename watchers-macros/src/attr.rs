@@ -1,0 +1,473 @@
+//! The arguments of `#[task_watcher(...)]`.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::quote;
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::{ParseStream, Parser};
+use syn::{Error, Expr, ExprLit, ExprUnary, Ident, Lit, LitInt, LitStr, Path, Token, UnOp};
+
+use crate::suggest;
+
+/// The event names, in `EventKind` order, with the `EventSet` constant of each.
+pub(crate) const EVENTS: [(&str, &str); 10] = [
+    ("fork", "FORK"),
+    ("exec", "EXEC"),
+    ("uid", "UID"),
+    ("gid", "GID"),
+    ("sid", "SID"),
+    ("comm", "COMM"),
+    ("ptrace", "PTRACE"),
+    ("coredump", "COREDUMP"),
+    ("exit", "EXIT"),
+    ("free", "FREE"),
+];
+
+const KEYS: [&str; 4] = ["events", "priority", "name", "crate"];
+
+const EXAMPLE: &str = "#[task_watcher(events = fork | exit)]";
+
+/// The parsed arguments.
+pub(crate) struct Args {
+    /// The events, as written (each a known name, none repeated), never empty.
+    pub events: Vec<Ident>,
+    /// The priority, 0 if not given.
+    pub priority: i32,
+    /// The name, if given (non-empty).
+    pub name: Option<LitStr>,
+    /// The runtime crate's path, `::watchers_core` if not given.
+    pub krate: Path,
+}
+
+/// Arguments as they are being parsed: `None` for each one not seen yet.
+#[derive(Default)]
+struct Builder {
+    events: Option<Vec<Ident>>,
+    priority: Option<i32>,
+    name: Option<LitStr>,
+    krate: Option<Path>,
+}
+
+/// Errors gathered while parsing, reported together.
+#[derive(Default)]
+pub(crate) struct Errors(Option<Error>);
+
+impl Errors {
+    pub(crate) fn push(&mut self, error: Error) {
+        match &mut self.0 {
+            Some(errors) => errors.combine(error),
+            None => self.0 = Some(error),
+        }
+    }
+
+    pub(crate) fn append(&mut self, errors: Errors) {
+        if let Some(error) = errors.0 {
+            self.push(error);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn into_error(self) -> Option<Error> {
+        self.0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub(crate) fn to_compile_error(&self) -> TokenStream {
+        self.0
+            .as_ref()
+            .map(Error::to_compile_error)
+            .unwrap_or_default()
+    }
+}
+
+/// Parses the attribute's arguments, gathering every error.
+pub(crate) fn parse(args: TokenStream) -> Result<Args, Errors> {
+    let mut errors = Errors::default();
+    if args.is_empty() {
+        errors.push(Error::new(
+            Span::call_site(),
+            format!("`#[task_watcher]` needs the events to watch, e.g. `{EXAMPLE}`"),
+        ));
+        return Err(errors);
+    }
+
+    let mut builder = Builder::default();
+    let parser = syn::meta::parser(|meta| {
+        if let Err(error) = builder.parse_one(&meta) {
+            errors.push(error);
+            skip_to_comma(meta.input);
+        }
+        Ok(())
+    });
+    if let Err(error) = parser.parse2(args) {
+        errors.push(error);
+    }
+
+    let events = match builder.events {
+        Some(events) => events,
+        None => {
+            // An `events = ...` that failed to parse was reported already.
+            if errors.is_empty() {
+                errors.push(Error::new(
+                    Span::call_site(),
+                    format!(
+                        "`#[task_watcher]` needs the events to watch: add `events = ...`, e.g. `{EXAMPLE}`"
+                    ),
+                ));
+            }
+            Vec::new()
+        }
+    };
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Args {
+        events,
+        priority: builder.priority.unwrap_or(0),
+        name: builder.name,
+        krate: builder
+            .krate
+            .unwrap_or_else(|| syn::parse_quote!(::watchers_core)),
+    })
+}
+
+/// After an error in one argument, skips the rest of it so that the next ones are still
+/// parsed (and their errors reported too).
+fn skip_to_comma(input: ParseStream) {
+    while !input.is_empty() && !input.peek(Token![,]) {
+        if input.parse::<TokenTree>().is_err() {
+            break;
+        }
+    }
+}
+
+impl Builder {
+    fn parse_one(&mut self, meta: &ParseNestedMeta) -> syn::Result<()> {
+        let path = &meta.path;
+        let Some(key) = path.get_ident().map(Ident::unraw) else {
+            return Err(Error::new_spanned(path, unknown_key(&quote!(#path).to_string())));
+        };
+        let key = key.to_string();
+        if !KEYS.contains(&key.as_str()) {
+            return Err(Error::new_spanned(path, unknown_key(&key)));
+        }
+        let seen = match key.as_str() {
+            "events" => self.events.is_some(),
+            "priority" => self.priority.is_some(),
+            "name" => self.name.is_some(),
+            _ => self.krate.is_some(),
+        };
+        if seen {
+            return Err(Error::new_spanned(
+                path,
+                format!("`{key}` is given twice; give it once"),
+            ));
+        }
+        if !meta.input.peek(Token![=]) {
+            let example = match key.as_str() {
+                "events" => "events = fork | exit",
+                "priority" => "priority = 10",
+                "name" => "name = \"my_watcher\"",
+                _ => "crate = ::watchers_core",
+            };
+            return Err(Error::new_spanned(
+                path,
+                format!("expected `=` after `{key}`, as in `{example}`"),
+            ));
+        }
+        let eq: Token![=] = meta.input.parse()?;
+        let input = meta.input;
+        match key.as_str() {
+            "events" => self.events = Some(parse_events(input, &quote!(#path #eq))?),
+            "priority" => self.priority = Some(parse_priority(input, &quote!(#path #eq))?),
+            "name" => self.name = Some(parse_name(input, &quote!(#path #eq))?),
+            _ => self.krate = Some(parse_crate(input, &quote!(#path #eq))?),
+        }
+        Ok(())
+    }
+}
+
+/// The message for an argument that is not one of [`KEYS`].
+fn unknown_key(key: &str) -> String {
+    let mut message = format!("unknown argument `{key}`");
+    if EVENTS.iter().any(|(event, _)| *event == key) {
+        message += &format!(
+            "; the events are given as `events = a | b`: did you mean `events = {key}`? (events are separated by `|`, not `,`)"
+        );
+    } else if let Some(close) = suggest::closest(key, &KEYS) {
+        message += &format!("; did you mean `{close}`?");
+    }
+    message + &format!("\nthe arguments are {}", suggest::list(&KEYS))
+}
+
+/// Whether the value of an argument ends here.
+fn at_end(input: ParseStream) -> bool {
+    input.is_empty() || input.peek(Token![,])
+}
+
+/// `fork | exit | ...`
+fn parse_events(input: ParseStream, key: &TokenStream) -> syn::Result<Vec<Ident>> {
+    if at_end(input) {
+        return Err(Error::new_spanned(
+            key,
+            format!(
+                "the list of events is empty; name at least one: {}",
+                event_list()
+            ),
+        ));
+    }
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "the events are names, not a string: write `events = {}`",
+                lit.value().replace(',', " |")
+            ),
+        ));
+    }
+    let mut errors = Errors::default();
+    let mut events: Vec<Ident> = Vec::new();
+    loop {
+        if !input.peek(Ident::peek_any) {
+            return Err(input.error(format!(
+                "expected an event name, separated from the next by `|`, as in `events = fork | exit`; the events are {}",
+                event_list()
+            )));
+        }
+        let event = Ident::parse_any(input)?;
+        let name = event.unraw().to_string();
+        if !EVENTS.iter().any(|(known, _)| *known == name) {
+            let names: Vec<&str> = EVENTS.iter().map(|(name, _)| *name).collect();
+            let hint = suggest::closest(&name, &names)
+                .map(|close| format!("; did you mean `{close}`?"))
+                .unwrap_or_default();
+            errors.push(Error::new(
+                event.span(),
+                format!(
+                    "unknown event `{name}`{hint}\nthe events are {}",
+                    event_list()
+                ),
+            ));
+        } else if events.iter().any(|seen| seen.unraw() == name) {
+            errors.push(Error::new(
+                event.span(),
+                format!("the event `{name}` is listed twice; list it once"),
+            ));
+        } else {
+            events.push(event);
+        }
+        if at_end(input) {
+            break;
+        }
+        if !input.peek(Token![|]) {
+            return Err(input.error("expected `|` between two events, as in `events = fork | exit`"));
+        }
+        let bar: Token![|] = input.parse()?;
+        if input.peek(Token![|]) {
+            return Err(input.error("expected one `|` between two events, not `||`"));
+        }
+        if at_end(input) {
+            return Err(Error::new(bar.span, "expected an event after `|`"));
+        }
+    }
+    match errors.0 {
+        Some(error) => Err(error),
+        None => Ok(events),
+    }
+}
+
+/// `fork`, `exec`, ... in backticks.
+fn event_list() -> String {
+    let names: Vec<&str> = EVENTS.iter().map(|(name, _)| *name).collect();
+    suggest::list(&names)
+}
+
+/// `10`, `-5`
+fn parse_priority(input: ParseStream, key: &TokenStream) -> syn::Result<i32> {
+    if at_end(input) {
+        return Err(Error::new_spanned(
+            key,
+            "expected a priority after `=`, as in `priority = 10`",
+        ));
+    }
+    let expr: Expr = input.parse()?;
+    let (negative, lit) = match &expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(lit), ..
+        }) => (false, lit),
+        Expr::Unary(ExprUnary {
+            op: UnOp::Neg(_),
+            expr: inner,
+            ..
+        }) => match &**inner {
+            Expr::Lit(ExprLit {
+                lit: Lit::Int(lit), ..
+            }) => (true, lit),
+            _ => return Err(not_an_integer(&expr)),
+        },
+        _ => return Err(not_an_integer(&expr)),
+    };
+    integer_value(negative, lit).ok_or_else(|| {
+        Error::new_spanned(
+            &expr,
+            format!(
+                "the priority is an `i32`: {} is out of range ({}..={})",
+                quote!(#expr).to_string().replace("- ", "-"),
+                i32::MIN,
+                i32::MAX
+            ),
+        )
+    })
+}
+
+fn integer_value(negative: bool, lit: &LitInt) -> Option<i32> {
+    let magnitude = lit.base10_parse::<u64>().ok()?;
+    let value = if negative {
+        -i64::try_from(magnitude).ok()?
+    } else {
+        i64::try_from(magnitude).ok()?
+    };
+    i32::try_from(value).ok()
+}
+
+fn not_an_integer(expr: &Expr) -> Error {
+    let message = match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(_), ..
+        }) => "the priority is a number, not a string: write it without quotes, as in `priority = 10`",
+        _ => "the priority must be an integer literal, as in `priority = 10` or `priority = -5`",
+    };
+    Error::new_spanned(expr, message)
+}
+
+/// `"name"`
+fn parse_name(input: ParseStream, key: &TokenStream) -> syn::Result<LitStr> {
+    if at_end(input) {
+        return Err(Error::new_spanned(
+            key,
+            "expected a name after `=`, as in `name = \"my_watcher\"`",
+        ));
+    }
+    let expr: Expr = input.parse()?;
+    match expr {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => {
+            if lit.value().trim().is_empty() {
+                Err(Error::new(
+                    lit.span(),
+                    "the name of a watcher cannot be empty; leave `name` out to use the function's path",
+                ))
+            } else {
+                Ok(lit)
+            }
+        }
+        expr => Err(Error::new_spanned(
+            expr,
+            "the name must be a string literal, as in `name = \"my_watcher\"`",
+        )),
+    }
+}
+
+/// `::path::to::watchers_core` or `"::path::to::watchers_core"`
+fn parse_crate(input: ParseStream, key: &TokenStream) -> syn::Result<Path> {
+    if at_end(input) {
+        return Err(Error::new_spanned(
+            key,
+            "expected a path after `=`, as in `crate = ::watchers_core`",
+        ));
+    }
+    if input.peek(LitStr) {
+        let lit: LitStr = input.parse()?;
+        return lit.parse_with(Path::parse_mod_style).map_err(|_| {
+            Error::new(
+                lit.span(),
+                format!(
+                    "`{}` is not a path to the `watchers_core` crate, such as `::watchers_core`",
+                    lit.value()
+                ),
+            )
+        });
+    }
+    if input.peek(Token![::]) || input.peek(Ident::peek_any) {
+        let path = Path::parse_mod_style(input)?;
+        if at_end(input) {
+            return Ok(path);
+        }
+    }
+    Err(input.error("expected a path to the `watchers_core` crate, as in `crate = ::watchers_core`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(tokens: TokenStream) -> Args {
+        match parse(tokens) {
+            Ok(args) => args,
+            Err(errors) => panic!("{}", errors.to_compile_error()),
+        }
+    }
+
+    fn err(tokens: TokenStream) -> String {
+        match parse(tokens) {
+            Ok(_) => panic!("accepted"),
+            Err(errors) => errors.into_error().map(|e| e.to_string()).unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn full() {
+        let args = ok(quote!(events = fork | exit | free, priority = -5, name = "x", crate = ::rt));
+        let events: Vec<String> = args.events.iter().map(Ident::to_string).collect();
+        assert_eq!(events, ["fork", "exit", "free"]);
+        assert_eq!(args.priority, -5);
+        assert_eq!(args.name.map(|n| n.value()).as_deref(), Some("x"));
+        let krate = args.krate;
+        assert_eq!(quote!(#krate).to_string(), quote!(::rt).to_string());
+    }
+
+    #[test]
+    fn defaults_and_string_crate() {
+        let args = ok(quote!(events = exec, crate = "crate::rt",));
+        assert_eq!(args.priority, 0);
+        assert!(args.name.is_none());
+        let krate = args.krate;
+        assert_eq!(quote!(#krate).to_string(), quote!(crate::rt).to_string());
+    }
+
+    #[test]
+    fn priority_bounds() {
+        assert_eq!(ok(quote!(events = fork, priority = -2147483648)).priority, i32::MIN);
+        assert_eq!(ok(quote!(events = fork, priority = 2147483647)).priority, i32::MAX);
+        assert!(err(quote!(events = fork, priority = 2147483648)).contains("out of range"));
+        assert!(err(quote!(events = fork, priority = -99999999999999999999999)).contains("out of range"));
+        assert!(err(quote!(events = fork, priority = 1.5)).contains("integer literal"));
+    }
+
+    #[test]
+    fn errors_accumulate() {
+        let message = err(quote!(events = exot | fork | fork, priorty = 1, name = ""));
+        assert!(message.contains("did you mean `exit`"), "{message}");
+        let count = parse(quote!(events = exot | fork | fork, priorty = 1, name = ""))
+            .err()
+            .and_then(Errors::into_error)
+            .map(|e| e.into_iter().count());
+        assert_eq!(count, Some(4));
+    }
+
+    #[test]
+    fn missing() {
+        assert!(err(quote!()).contains("needs the events"));
+        assert!(err(quote!(priority = 1)).contains("add `events = ...`"));
+        assert!(err(quote!(events = )).contains("empty"));
+        assert!(err(quote!(events)).contains("expected `=`"));
+        assert!(err(quote!(events = fork |)).contains("after `|`"));
+        assert!(err(quote!(events = fork exit)).contains("expected `|`"));
+        assert!(err(quote!(events = fork, exit)).contains("did you mean `events = exit`"));
+    }
+}
