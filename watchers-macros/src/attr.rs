@@ -148,11 +148,15 @@ impl Builder {
     fn parse_one(&mut self, meta: &ParseNestedMeta) -> syn::Result<()> {
         let path = &meta.path;
         let Some(key) = path.get_ident().map(Ident::unraw) else {
-            return Err(Error::new_spanned(path, unknown_key(&quote!(#path).to_string())));
+            let text: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+            return Err(Error::new_spanned(
+                path,
+                self.unknown_key(&text.join("::")),
+            ));
         };
         let key = key.to_string();
         if !KEYS.contains(&key.as_str()) {
-            return Err(Error::new_spanned(path, unknown_key(&key)));
+            return Err(Error::new_spanned(path, self.unknown_key(&key)));
         }
         let seen = match key.as_str() {
             "events" => self.events.is_some(),
@@ -188,19 +192,28 @@ impl Builder {
         }
         Ok(())
     }
-}
 
-/// The message for an argument that is not one of [`KEYS`].
-fn unknown_key(key: &str) -> String {
-    let mut message = format!("unknown argument `{key}`");
-    if EVENTS.iter().any(|(event, _)| *event == key) {
-        message += &format!(
-            "; the events are given as `events = a | b`: did you mean `events = {key}`? (events are separated by `|`, not `,`)"
-        );
-    } else if let Some(close) = suggest::closest(key, &KEYS) {
-        message += &format!("; did you mean `{close}`?");
+    /// The message for an argument that is not one of [`KEYS`].
+    fn unknown_key(&self, key: &str) -> String {
+        let mut message = format!("unknown argument `{key}`");
+        if EVENTS.iter().any(|(event, _)| *event == key) {
+            // `events = fork, exit`
+            let mut events: Vec<String> = self
+                .events
+                .iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect();
+            events.push(key.to_owned());
+            message += &format!(
+                "; events are separated by `|`, not `,`: did you mean `events = {}`?",
+                events.join(" | ")
+            );
+        } else if let Some(close) = suggest::closest(key, &KEYS) {
+            message += &format!("; did you mean `{close}`?");
+        }
+        message + &format!("\nthe arguments are {}", suggest::list(&KEYS))
     }
-    message + &format!("\nthe arguments are {}", suggest::list(&KEYS))
 }
 
 /// Whether the value of an argument ends here.
@@ -311,6 +324,15 @@ fn parse_priority(input: ParseStream, key: &TokenStream) -> syn::Result<i32> {
         },
         _ => return Err(not_an_integer(&expr)),
     };
+    if !matches!(lit.suffix(), "" | "i32") {
+        return Err(Error::new(
+            lit.span(),
+            format!(
+                "the priority is an `i32`: drop the `{}` suffix",
+                lit.suffix()
+            ),
+        ));
+    }
     integer_value(negative, lit).ok_or_else(|| {
         Error::new_spanned(
             &expr,
@@ -447,6 +469,8 @@ mod tests {
         assert!(err(quote!(events = fork, priority = 2147483648)).contains("out of range"));
         assert!(err(quote!(events = fork, priority = -99999999999999999999999)).contains("out of range"));
         assert!(err(quote!(events = fork, priority = 1.5)).contains("integer literal"));
+        assert!(err(quote!(events = fork, priority = 1u8)).contains("suffix"));
+        assert_eq!(ok(quote!(events = fork, priority = -1i32)).priority, -1);
     }
 
     #[test]

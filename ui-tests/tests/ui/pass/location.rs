@@ -19,19 +19,19 @@ mod deeper {
 }
 
 fn main() {
-    let location = |suffix: &str| {
+    let location = |name: String| {
         inventory::iter::<Watcher>
             .into_iter()
-            .find(|w| w.name().ends_with(suffix))
+            .find(|w| w.name() == name)
             .expect("registered")
             .location()
     };
-    let top = location("location::located");
+    let top = location(format!("{}::located", module_path!()));
     assert_eq!(top.module_path, module_path!());
     assert!(top.file.ends_with("location.rs"), "{}", top.file);
     assert_eq!(top.line, 14);
 
-    let deeper = location("deeper::located");
+    let deeper = location(format!("{}::deeper::located", module_path!()));
     assert_eq!(deeper.module_path, format!("{}::deeper", module_path!()));
     assert_eq!(deeper.line, 18);
 }

@@ -1,0 +1,14 @@
+//! On an associated function without `self`: the macro cannot see the `impl`, so the error comes from name resolution, on the function's name.
+
+use watchers_core::{Event, task_watcher};
+
+struct Subsystem;
+
+impl Subsystem {
+    #[task_watcher(events = fork)]
+    fn watch(_: &Event<'_>) {}
+}
+
+fn main() {
+    let _: fn(&Event<'_>) = Subsystem::watch;
+}

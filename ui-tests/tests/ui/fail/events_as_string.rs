@@ -1,0 +1,8 @@
+//! The events written as a string.
+
+use watchers_core::{Event, task_watcher};
+
+#[task_watcher(events = "fork, exit")]
+fn watch(_: &Event<'_>) {}
+
+fn main() {}

@@ -1,0 +1,8 @@
+//! A function without parameters.
+
+use watchers_core::{Event, task_watcher};
+
+#[task_watcher(events = fork)]
+fn watch() {}
+
+fn main() {}
