@@ -3,10 +3,12 @@
 
 extern crate self as watchers_core;
 
+pub mod cn_proc;
 mod counter;
 mod dispatch;
 mod error;
 mod event;
+mod gate;
 mod local;
 mod runtime;
 mod slot;

@@ -2,18 +2,19 @@
 //!
 //! Registration rebuilds a merged snapshot of static and runtime watchers per event and
 //! publishes it with `arc-swap`; dispatch loads the snapshot without a lock. Unregistering
-//! takes the watcher out of the snapshot, marks it removed, and waits until no call of it
-//! is in flight: the kernel's `synchronize_rcu` promise, narrowed to one watcher.
+//! takes the watcher out of the snapshot, then closes its [`Gate`] and waits until no call
+//! of it is in flight: the kernel's `synchronize_rcu` promise, narrowed to one watcher.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use arc_swap::ArcSwapOption;
 
 use crate::event::{Event, EventKind, EventSet};
+use crate::gate::Gate;
 use crate::table::WatcherTable;
 use crate::watcher::{IntoWatcherError, WatcherResult};
 
@@ -27,8 +28,7 @@ pub(crate) struct RuntimeWatcher {
     callback: Box<Callback>,
     pub(crate) calls: AtomicU64,
     pub(crate) errors: AtomicU64,
-    in_flight: AtomicUsize,
-    removed: AtomicBool,
+    gate: Gate,
 }
 
 /// What a call of a runtime watcher came to.
@@ -47,35 +47,31 @@ thread_local! {
 impl RuntimeWatcher {
     /// Calls the watcher unless it has been unregistered. The walk counts its errors.
     pub(crate) fn call(&self, event: &Event<'_>) -> Called {
-        let _in_flight = InFlight::enter(self);
-        if self.removed.load(Ordering::SeqCst) {
+        let Some(_pass) = self.gate.enter() else {
             return Called::Removed;
-        }
+        };
+        let _running = Running::enter(self);
         self.calls.fetch_add(1, Ordering::Relaxed);
         Called::Ran((self.callback)(event))
     }
 }
 
-/// One call of a runtime watcher in flight; ends also when the callback panics.
-struct InFlight<'a>(&'a RuntimeWatcher);
+/// Records on this thread's stack that a runtime watcher's callback is running, so that
+/// unregistering it from inside does not wait for itself.
+struct Running;
 
-impl<'a> InFlight<'a> {
-    fn enter(watcher: &'a RuntimeWatcher) -> InFlight<'a> {
-        // Paired with `unregister`, which sets `removed` before it reads `in_flight`: either
-        // it sees this call in flight and waits, or this call then sees the watcher
-        // removed and skips it (both sides are SeqCst).
-        watcher.in_flight.fetch_add(1, Ordering::SeqCst);
+impl Running {
+    fn enter(watcher: &RuntimeWatcher) -> Running {
         // During thread teardown there is no stack to record on; nothing can unregister
         // from inside this call then.
         let _ = RUNNING.try_with(|running| running.borrow_mut().push(watcher));
-        InFlight(watcher)
+        Running
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         let _ = RUNNING.try_with(|running| running.borrow_mut().pop());
-        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -201,8 +197,7 @@ impl<'t> RuntimeBuilder<'t> {
             callback,
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            removed: AtomicBool::new(false),
+            gate: Gate::default(),
         });
         registered.push(watcher.clone());
         publish(table, &registered);
@@ -343,7 +338,6 @@ impl Registration<'_> {
         let Some(watcher) = self.watcher.upgrade() else {
             return;
         };
-        watcher.removed.store(true, Ordering::SeqCst);
         {
             let mut registered = self.table.runtime.lock();
             registered.retain(|w| !Arc::ptr_eq(w, &watcher));
@@ -357,15 +351,7 @@ impl Registration<'_> {
                 .filter(|&&w| std::ptr::eq(w, Arc::as_ptr(&watcher)))
                 .count()
         });
-        let mut spins = 0u32;
-        while watcher.in_flight.load(Ordering::SeqCst) > own {
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
+        watcher.gate.close(own);
     }
 }
 

@@ -98,10 +98,19 @@ fn threads_forking_and_exiting_ten_thousand_tasks() {
     assert_eq!(stats.failed_forks, REFUSED.load(Ordering::Relaxed));
     assert!(stats.failed_forks > 0, "the failure path ran");
     // Every attempted fork reached `setup`; refused ones got their rollback `free`.
-    assert_eq!(FORKS_SEEN.load(Ordering::Relaxed), stats.forks + stats.failed_forks);
-    assert_eq!(FREES.load(Ordering::Relaxed), stats.forks + stats.failed_forks);
+    assert_eq!(
+        FORKS_SEEN.load(Ordering::Relaxed),
+        stats.forks + stats.failed_forks
+    );
+    assert_eq!(
+        FREES.load(Ordering::Relaxed),
+        stats.forks + stats.failed_forks
+    );
     assert_eq!(FREE_WITHOUT_STATE.load(Ordering::Relaxed), 0);
-    assert_eq!(DROPS.load(Ordering::Relaxed), stats.forks + stats.failed_forks);
+    assert_eq!(
+        DROPS.load(Ordering::Relaxed),
+        stats.forks + stats.failed_forks
+    );
     assert_eq!(stats.frees, stats.forks, "every task was reaped");
     assert_eq!(tasks.len(), 1, "only init is left");
 

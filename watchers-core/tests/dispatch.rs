@@ -42,7 +42,18 @@ macro_rules! indexed_watchers {
     };
 }
 
-indexed_watchers!(w0 = 0, w1 = 1, w2 = 2, w3 = 3, w4 = 4, w5 = 5, w6 = 6, w7 = 7, w8 = 8, w9 = 9);
+indexed_watchers!(
+    w0 = 0,
+    w1 = 1,
+    w2 = 2,
+    w3 = 3,
+    w4 = 4,
+    w5 = 5,
+    w6 = 6,
+    w7 = 7,
+    w8 = 8,
+    w9 = 9
+);
 
 const NAMES: [&str; 10] = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
 
@@ -88,7 +99,10 @@ fn order_is_priority_then_name_and_teardown_is_reversed() {
     .unwrap();
     let names = |kind| table.order(kind).map(Watcher::name).collect::<Vec<_>>();
     assert_eq!(names(EventKind::Fork), ["high", "a", "b", "low"]);
-    assert_eq!(names(EventKind::Exec), ["exec-only", "high", "a", "b", "low"]);
+    assert_eq!(
+        names(EventKind::Exec),
+        ["exec-only", "high", "a", "b", "low"]
+    );
     assert_eq!(names(EventKind::Exit), ["low", "b", "a", "high"]);
     assert_eq!(names(EventKind::Free), ["low", "b", "a", "high"]);
     assert!(names(EventKind::Uid).is_empty());
@@ -111,7 +125,11 @@ fn order_does_not_depend_on_declaration_order() {
     let mut reversed = watchers;
     reversed.reverse();
     let backward = WatcherTable::from_watchers(reversed).unwrap();
-    let names = |t: &WatcherTable| t.order(EventKind::Fork).map(Watcher::name).collect::<Vec<_>>();
+    let names = |t: &WatcherTable| {
+        t.order(EventKind::Fork)
+            .map(Watcher::name)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(names(&forward), ["a", "b", "c"]);
     assert_eq!(names(&forward), names(&backward));
 }
@@ -131,7 +149,10 @@ fn duplicate_names_are_refused_with_both_locations() {
         Watcher::new("same", EventSet::EXIT, nop).with_location(at(9)),
     ])
     .unwrap_err();
-    assert!(matches!(error, FreezeError::DuplicateName { name: "same", .. }));
+    assert!(matches!(
+        error,
+        FreezeError::DuplicateName { name: "same", .. }
+    ));
     let message = error.to_string();
     assert!(message.contains("src/demo.rs:3"), "{message}");
     assert!(message.contains("src/demo.rs:9"), "{message}");
@@ -143,7 +164,10 @@ fn an_empty_event_set_is_refused() {
         Ok(())
     }
     let error = WatcherTable::from_watchers([Watcher::new("none", EventSet::EMPTY, nop)]);
-    assert!(matches!(error, Err(FreezeError::NoEvents { name: "none", .. })));
+    assert!(matches!(
+        error,
+        Err(FreezeError::NoEvents { name: "none", .. })
+    ));
 }
 
 #[test]
@@ -199,7 +223,10 @@ fn a_panic_in_the_middle_of_fork_rolls_back_then_unwinds_and_the_table_stays_usa
         tasks.fork(tasks.init().pid(), CloneFlags::empty())
     }));
     let payload = outcome.expect_err("the panic reaches the caller");
-    assert_eq!(payload.downcast_ref::<String>().unwrap(), "watcher 5 panics");
+    assert_eq!(
+        payload.downcast_ref::<String>().unwrap(),
+        "watcher 5 panics"
+    );
 
     let mut expected: Vec<_> = (0..=5).map(|i| (i, EventKind::Fork)).collect();
     expected.extend([4, 2, 0].map(|i| (i, EventKind::Free)));
@@ -209,7 +236,10 @@ fn a_panic_in_the_middle_of_fork_rolls_back_then_unwinds_and_the_table_stays_usa
 
     PANIC_AT.set(None);
     let child = tasks.fork(tasks.init().pid(), CloneFlags::empty()).unwrap();
-    assert_eq!(take_log(), (0..10).map(|i| (i, EventKind::Fork)).collect::<Vec<_>>());
+    assert_eq!(
+        take_log(),
+        (0..10).map(|i| (i, EventKind::Fork)).collect::<Vec<_>>()
+    );
     tasks.exit(child.pid(), 0).unwrap();
     let mut teardown: Vec<_> = (0..10).rev().map(|i| (i, EventKind::Exit)).collect();
     teardown.extend([8, 6, 4, 2, 0].map(|i| (i, EventKind::Free)));
@@ -227,7 +257,10 @@ fn other_events_run_every_watcher_and_return_the_first_error() {
     ERR_AT.set(Some(3));
     let error = tasks.exec(child.pid(), "/bin/sh").unwrap_err();
     assert!(error.to_string().contains("w3"), "{error}");
-    assert_eq!(take_log(), (0..10).map(|i| (i, EventKind::Exec)).collect::<Vec<_>>());
+    assert_eq!(
+        take_log(),
+        (0..10).map(|i| (i, EventKind::Exec)).collect::<Vec<_>>()
+    );
     assert_eq!(child.comm(), "sh", "the exec happened all the same");
     assert_eq!(table.watchers()[3].errors, 1);
 }
@@ -258,7 +291,10 @@ fn an_event_nobody_wants_calls_nothing_and_counts_nothing() {
     table.dispatch(&event).unwrap();
     assert!(take_log().is_empty());
     assert_eq!(table.dispatched(EventKind::Sid), 0);
-    assert_eq!(table.wanted_events(), EventSet::FORK | EventSet::EXEC | EventSet::EXIT | EventSet::FREE);
+    assert_eq!(
+        table.wanted_events(),
+        EventSet::FORK | EventSet::EXEC | EventSet::EXIT | EventSet::FREE
+    );
 }
 
 #[test]
@@ -268,13 +304,19 @@ fn notify_runs_every_fork_watcher_without_rollback() {
     let parent = Task::detached(1);
     let child = Task::detached(2);
     FAIL_AT.set(Some(4));
-    let event = Event::new(&child, EventData::Fork {
-        parent: &parent,
-        flags: CloneFlags::empty(),
-    });
+    let event = Event::new(
+        &child,
+        EventData::Fork {
+            parent: &parent,
+            flags: CloneFlags::empty(),
+        },
+    );
     let error = table.notify(&event).unwrap_err();
     assert_eq!(error.watcher, "w4");
-    assert_eq!(take_log(), (0..10).map(|i| (i, EventKind::Fork)).collect::<Vec<_>>());
+    assert_eq!(
+        take_log(),
+        (0..10).map(|i| (i, EventKind::Fork)).collect::<Vec<_>>()
+    );
 }
 
 #[test]

@@ -24,7 +24,10 @@ fn pids_are_not_reused_until_the_task_is_freed() {
     let shell = tasks.fork(init, CloneFlags::empty()).unwrap();
     let b = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
     let c = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
-    assert_eq!([a.pid(), shell.pid(), b.pid(), c.pid()].map(Pid::get), [2, 3, 4, 5]);
+    assert_eq!(
+        [a.pid(), shell.pid(), b.pid(), c.pid()].map(Pid::get),
+        [2, 3, 4, 5]
+    );
     assert!(matches!(
         tasks.fork(init, CloneFlags::empty()),
         Err(ForkError::PidsExhausted(5))
@@ -36,7 +39,10 @@ fn pids_are_not_reused_until_the_task_is_freed() {
     assert!(tasks.fork(init, CloneFlags::empty()).is_err());
 
     // Once reaped, the pid comes back.
-    assert_eq!(tasks.wait(shell.pid()).unwrap().map(|(pid, _)| pid), Some(b.pid()));
+    assert_eq!(
+        tasks.wait(shell.pid()).unwrap().map(|(pid, _)| pid),
+        Some(b.pid())
+    );
     assert_eq!(b.state(), TaskState::Dead);
     let d = tasks.fork(init, CloneFlags::empty()).unwrap();
     assert_eq!(d.pid(), b.pid());
@@ -70,12 +76,22 @@ fn threads_share_a_group_and_reap_themselves() {
     let process = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
     let child = tasks.fork(process.pid(), CloneFlags::empty()).unwrap();
     let thread = tasks
-        .fork(child.pid(), CloneFlags::THREAD | CloneFlags::VM | CloneFlags::SIGHAND)
+        .fork(
+            child.pid(),
+            CloneFlags::THREAD | CloneFlags::VM | CloneFlags::SIGHAND,
+        )
         .unwrap();
     assert!(thread.is_thread());
     assert_eq!(thread.tgid(), child.pid());
-    assert_eq!(thread.parent(), process.pid(), "a thread has its creator's parent");
-    assert!(!tasks.children(process.pid()).contains(&thread.pid()), "threads are not waited for");
+    assert_eq!(
+        thread.parent(),
+        process.pid(),
+        "a thread has its creator's parent"
+    );
+    assert!(
+        !tasks.children(process.pid()).contains(&thread.pid()),
+        "threads are not waited for"
+    );
 
     tasks.exit(thread.pid(), 0).unwrap();
     assert_eq!(thread.state(), TaskState::Dead);
@@ -89,24 +105,45 @@ fn setsid_is_refused_to_a_group_leader() {
     assert_eq!(task.sid(), Pid::INIT);
     assert_eq!(tasks.setsid(task.pid()).unwrap(), task.pid());
     assert_eq!((task.sid(), task.pgid()), (task.pid(), task.pid()));
-    assert!(matches!(tasks.setsid(task.pid()), Err(TaskError::GroupLeader(_))));
+    assert!(matches!(
+        tasks.setsid(task.pid()),
+        Err(TaskError::GroupLeader(_))
+    ));
 }
 
 #[test]
 fn ids_names_and_tracing_change_as_asked() {
     let tasks = tasks();
     let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    tasks.setresuid(task.pid(), Some(1000), Some(1001), None).unwrap();
-    assert_eq!(task.uids(), Ids { real: 1000, effective: 1001, saved: 0, fs: 1001 });
+    tasks
+        .setresuid(task.pid(), Some(1000), Some(1001), None)
+        .unwrap();
+    assert_eq!(
+        task.uids(),
+        Ids {
+            real: 1000,
+            effective: 1001,
+            saved: 0,
+            fs: 1001
+        }
+    );
     tasks.setgid(task.pid(), 50).unwrap();
     assert_eq!(task.gids(), Ids::all(50));
-    tasks.set_comm(task.pid(), "a-rather-long-task-name").unwrap();
+    tasks
+        .set_comm(task.pid(), "a-rather-long-task-name")
+        .unwrap();
     assert_eq!(task.comm(), "a-rather-long-t");
     tasks.ptrace(task.pid(), Some(Pid::INIT)).unwrap();
     assert_eq!(task.tracer(), Some(Pid::INIT));
     tasks.coredump(task.pid(), 11).unwrap();
     let watchers = tasks.watchers();
-    for kind in [EventKind::Uid, EventKind::Gid, EventKind::Comm, EventKind::Ptrace, EventKind::Coredump] {
+    for kind in [
+        EventKind::Uid,
+        EventKind::Gid,
+        EventKind::Comm,
+        EventKind::Ptrace,
+        EventKind::Coredump,
+    ] {
         assert_eq!(watchers.dispatched(kind), 1, "{kind}");
     }
     // The child inherits what the parent has now.
@@ -118,18 +155,30 @@ fn ids_names_and_tracing_change_as_asked() {
 #[test]
 fn operations_on_the_wrong_task_are_refused() {
     let tasks = tasks();
-    assert!(matches!(tasks.exec(Pid(999), "/bin/sh"), Err(TaskError::NoSuchTask(Pid(999)))));
+    assert!(matches!(
+        tasks.exec(Pid(999), "/bin/sh"),
+        Err(TaskError::NoSuchTask(Pid(999)))
+    ));
     assert!(matches!(tasks.exit(Pid::INIT, 0), Err(TaskError::Init(_))));
     let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
     let other = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
     let job = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
     tasks.exit(job.pid(), 0).unwrap();
-    assert!(matches!(tasks.exec(job.pid(), "/bin/sh"), Err(TaskError::WrongState { .. })));
-    assert!(matches!(tasks.reap(other.pid(), job.pid()), Err(TaskError::NotAChild { .. })));
+    assert!(matches!(
+        tasks.exec(job.pid(), "/bin/sh"),
+        Err(TaskError::WrongState { .. })
+    ));
+    assert!(matches!(
+        tasks.reap(other.pid(), job.pid()),
+        Err(TaskError::NotAChild { .. })
+    ));
     assert!(matches!(
         tasks.fork(job.pid(), CloneFlags::empty()),
         Err(ForkError::NotRunning { .. })
     ));
     assert_eq!(tasks.reap(shell.pid(), job.pid()).unwrap().code(), Some(0));
-    assert!(matches!(tasks.reap(shell.pid(), job.pid()), Err(TaskError::NoSuchTask(_))));
+    assert!(matches!(
+        tasks.reap(shell.pid(), job.pid()),
+        Err(TaskError::NoSuchTask(_))
+    ));
 }

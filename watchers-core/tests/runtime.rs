@@ -1,0 +1,383 @@
+//! Runtime ("module") watchers and per-task watchers.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use watchers_core::{
+    CloneFlags, Event, EventData, EventKind, EventSet, Pid, RegisterError, Task, TaskTable,
+    Watcher, WatcherResult, WatcherTable,
+};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn logger(log: &Log, name: &'static str) -> impl Fn(&Event<'_>) -> WatcherResult + use<> {
+    let log = log.clone();
+    move |event| {
+        log.lock().unwrap().push(format!("{name}:{}", event.kind()));
+        Ok(())
+    }
+}
+
+fn empty_table() -> &'static WatcherTable {
+    WatcherTable::from_watchers([]).unwrap().leak()
+}
+
+static STATIC_LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn static_b(event: &Event<'_>) -> WatcherResult {
+    STATIC_LOG
+        .lock()
+        .unwrap()
+        .push(format!("b:{}", event.kind()));
+    Ok(())
+}
+
+#[test]
+fn runtime_watchers_merge_with_static_ones_by_priority_then_name() {
+    let table =
+        WatcherTable::from_watchers([Watcher::new("b", EventSet::FORK | EventSet::EXIT, static_b)])
+            .unwrap()
+            .leak();
+    let log: Log = Arc::default();
+    let both = EventSet::FORK | EventSet::EXIT;
+    let a = table
+        .watcher("a", both)
+        .register(logger(&log, "a"))
+        .unwrap();
+    let c = table
+        .watcher("c", both)
+        .register(logger(&log, "c"))
+        .unwrap();
+    let first = table
+        .watcher("z-first", both)
+        .priority(5)
+        .register(logger(&log, "z"))
+        .unwrap();
+
+    let tasks = TaskTable::with_table(table);
+    let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exit(child.pid(), 0).unwrap();
+    // Static `b` logs elsewhere; the runtime ones' relative order must be z, a, c on fork
+    // and c, a, z on exit, with `b` between a and c (checked through the listing).
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["z:fork", "a:fork", "c:fork", "c:exit", "a:exit", "z:exit"]
+    );
+    let order: Vec<_> = table
+        .watchers()
+        .into_iter()
+        .map(|w| (w.name, w.runtime))
+        .collect();
+    assert_eq!(
+        order,
+        [
+            ("z-first".to_owned(), true),
+            ("a".to_owned(), true),
+            ("b".to_owned(), false),
+            ("c".to_owned(), true)
+        ]
+    );
+    assert_eq!(table.watchers()[0].calls, 2);
+    assert_eq!(*STATIC_LOG.lock().unwrap(), ["b:fork", "b:exit"]);
+    drop((a, c, first));
+    assert_eq!(table.watchers().len(), 1, "only the static watcher is left");
+}
+
+#[test]
+fn names_must_be_unique_across_static_and_runtime_watchers() {
+    let table = WatcherTable::from_watchers([Watcher::new("taken", EventSet::FORK, static_b)])
+        .unwrap()
+        .leak();
+    let ok = |_: &Event<'_>| -> WatcherResult { Ok(()) };
+    assert_eq!(
+        table
+            .watcher("taken", EventSet::EXIT)
+            .register(ok)
+            .unwrap_err(),
+        RegisterError::DuplicateName("taken".into())
+    );
+    let first = table.watcher("mine", EventSet::EXIT).register(ok).unwrap();
+    assert!(table.watcher("mine", EventSet::EXIT).register(ok).is_err());
+    assert!(matches!(
+        table.watcher("nothing", EventSet::EMPTY).register(ok),
+        Err(RegisterError::NoEvents(_))
+    ));
+    first.unregister();
+    // The name is free again once unregistered.
+    table
+        .watcher("mine", EventSet::EXIT)
+        .register(ok)
+        .unwrap()
+        .keep();
+}
+
+#[test]
+fn after_unregister_returns_the_closure_is_never_called_again() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let registration = table
+        .watcher("counter", EventSet::FORK)
+        .register(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    registration.unregister();
+    tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        table.wanted_events(),
+        EventSet::EMPTY,
+        "the fast path is back"
+    );
+}
+
+#[test]
+fn a_task_whose_fork_an_unregistered_watcher_saw_gets_no_free_from_it() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let log: Log = Arc::default();
+    let registration = table
+        .watcher("tracker", EventSet::FORK | EventSet::FREE)
+        .register(logger(&log, "tracker"))
+        .unwrap();
+    let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    registration.unregister();
+    tasks.exit(child.pid(), 0).unwrap();
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["tracker:fork"],
+        "unregister is its teardown"
+    );
+}
+
+#[test]
+fn unregistering_from_inside_its_own_callback_does_not_deadlock() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let slot: Arc<Mutex<Option<watchers_core::Registration<'static>>>> = Arc::default();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (inside, counted) = (slot.clone(), calls.clone());
+    let registration = table
+        .watcher("one-shot", EventSet::FORK)
+        .register(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            if let Some(me) = inside.lock().unwrap().take() {
+                me.unregister();
+            }
+            Ok::<(), String>(())
+        })
+        .unwrap();
+    *slot.lock().unwrap() = Some(registration);
+    tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_failing_runtime_watcher_rolls_back_static_and_runtime_watchers_alike() {
+    static STATIC_FREES: AtomicUsize = AtomicUsize::new(0);
+    fn counted(event: &Event<'_>) -> WatcherResult {
+        if event.kind() == EventKind::Free {
+            STATIC_FREES.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+    let table = WatcherTable::from_watchers([Watcher::new(
+        "static-first",
+        EventSet::FORK | EventSet::FREE,
+        counted,
+    )
+    .with_priority(10)])
+    .unwrap()
+    .leak();
+    let log: Log = Arc::default();
+    let _early = table
+        .watcher("runtime-early", EventSet::FORK | EventSet::FREE)
+        .priority(5)
+        .register(logger(&log, "early"))
+        .unwrap();
+    let _refuser = table
+        .watcher("runtime-refuser", EventSet::FORK)
+        .register(|_| Err::<(), _>("no"))
+        .unwrap();
+    let tasks = TaskTable::with_table(table);
+    let error = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap_err();
+    assert!(error.to_string().contains("runtime-refuser"), "{error}");
+    assert_eq!(*log.lock().unwrap(), ["early:fork", "early:free"]);
+    assert_eq!(STATIC_FREES.load(Ordering::SeqCst), 1);
+    let refuser = table
+        .watchers()
+        .into_iter()
+        .find(|w| w.name == "runtime-refuser")
+        .unwrap();
+    assert_eq!((refuser.calls, refuser.errors), (1, 1));
+}
+
+/// Several threads dispatch while others register and unregister in a loop. Each closure
+/// checks a flag that is cleared as soon as its `unregister` returns, and counts itself
+/// in flight; any call after unregister, or in flight when it returns, is a violation.
+#[test]
+fn stress_unregister_never_leaves_a_call_behind() {
+    const DISPATCHERS: usize = 3;
+    const REGISTRARS: usize = 2;
+    const DISPATCHES: u64 = 1_000_000;
+    let table = empty_table();
+    let violations = Arc::new(AtomicU64::new(0));
+    let dispatched = AtomicU64::new(0);
+    let registrations = AtomicU64::new(0);
+    let calls = Arc::new(AtomicU64::new(0));
+    let done = AtomicBool::new(false);
+    let task = Task::detached(100);
+
+    std::thread::scope(|scope| {
+        for _ in 0..DISPATCHERS {
+            scope.spawn(|| {
+                let event = Event::new(
+                    &task,
+                    EventData::Exec {
+                        filename: "/bin/true",
+                    },
+                );
+                while dispatched.fetch_add(1, Ordering::Relaxed) < DISPATCHES {
+                    let _ = table.dispatch(&event);
+                }
+                done.store(true, Ordering::Relaxed);
+            });
+        }
+        for registrar in 0..REGISTRARS {
+            let (violations, calls, registrations, done) =
+                (violations.clone(), calls.clone(), &registrations, &done);
+            scope.spawn(move || {
+                let mut round = 0u64;
+                // The previous registration stays until the next one is in, so a runtime
+                // watcher is always registered and every dispatch takes the merged path.
+                let mut previous = None;
+                while !done.load(Ordering::Relaxed) {
+                    round += 1;
+                    let live = Arc::new(AtomicBool::new(true));
+                    let in_flight = Arc::new(AtomicU64::new(0));
+                    let (flag, busy, bad, counted) = (
+                        live.clone(),
+                        in_flight.clone(),
+                        violations.clone(),
+                        calls.clone(),
+                    );
+                    let registration = table
+                        .watcher(format!("stress-{registrar}-{round}"), EventSet::EXEC)
+                        .priority((round % 3) as i32)
+                        .register(move |_| {
+                            busy.fetch_add(1, Ordering::SeqCst);
+                            if !flag.load(Ordering::SeqCst) {
+                                bad.fetch_add(1, Ordering::SeqCst);
+                            }
+                            counted.fetch_add(1, Ordering::Relaxed);
+                            std::hint::spin_loop();
+                            busy.fetch_sub(1, Ordering::SeqCst);
+                            Ok::<(), String>(())
+                        })
+                        .unwrap();
+                    registrations.fetch_add(1, Ordering::Relaxed);
+                    if round % 16 == 0 {
+                        std::thread::sleep(Duration::from_micros(50));
+                    }
+                    if let Some((registration, live, in_flight)) =
+                        previous.replace((registration, live, in_flight))
+                    {
+                        unregister_and_check(registration, &live, &in_flight, &violations);
+                    }
+                }
+                if let Some((registration, live, in_flight)) = previous {
+                    unregister_and_check(registration, &live, &in_flight, &violations);
+                }
+            });
+        }
+    });
+
+    let registrations = registrations.load(Ordering::Relaxed);
+    let calls = calls.load(Ordering::Relaxed);
+    println!(
+        "stress: {DISPATCHES} dispatches, {registrations} registrations, {calls} runtime calls, {} violations",
+        violations.load(Ordering::SeqCst)
+    );
+    assert_eq!(violations.load(Ordering::SeqCst), 0);
+    assert!(
+        registrations > 100,
+        "the registrars made only {registrations} rounds"
+    );
+    assert!(calls >= DISPATCHES, "only {calls} runtime calls");
+}
+
+fn unregister_and_check(
+    registration: watchers_core::Registration<'_>,
+    live: &AtomicBool,
+    in_flight: &AtomicU64,
+    violations: &AtomicU64,
+) {
+    registration.unregister();
+    if in_flight.load(Ordering::SeqCst) != 0 {
+        violations.fetch_add(1, Ordering::SeqCst);
+    }
+    live.store(false, Ordering::SeqCst);
+}
+
+#[test]
+fn per_task_watchers_see_their_task_and_the_forks_of_its_children() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let other = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let seen: Arc<Mutex<Vec<(EventKind, u32)>>> = Arc::default();
+    let log = seen.clone();
+    let watch = shell.watch(EventSet::ALL, move |event| {
+        log.lock()
+            .unwrap()
+            .push((event.kind(), event.task().pid().get()));
+        Ok::<(), String>(())
+    });
+    let child = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
+    tasks.exec(child.pid(), "/bin/ls").unwrap(); // the child's own event: not seen
+    tasks.exec(other.pid(), "/bin/ls").unwrap(); // another task's: not seen
+    tasks.setuid(shell.pid(), 1000).unwrap();
+    assert!(watch.is_attached());
+    tasks.exit(shell.pid(), 0).unwrap(); // its parent is init: freed at once
+    let shell_pid = shell.pid().get();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (EventKind::Fork, child.pid().get()),
+            (EventKind::Uid, shell_pid),
+            (EventKind::Exit, shell_pid),
+            (EventKind::Free, shell_pid)
+        ]
+    );
+    assert!(!watch.is_attached(), "dropped at the task's free");
+}
+
+#[test]
+fn a_dropped_per_task_handle_detaches_and_a_failing_one_can_refuse_a_fork() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let watch = shell.watch(EventSet::EXEC, move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), String>(())
+    });
+    tasks.exec(shell.pid(), "/bin/a").unwrap();
+    drop(watch);
+    tasks.exec(shell.pid(), "/bin/b").unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    let limit = shell.watch(EventSet::FORK, |_| Err::<(), _>("fork limit reached"));
+    let error = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap_err();
+    assert!(error.to_string().contains("fork limit reached"), "{error}");
+    assert_eq!(limit.errors(), 1);
+    assert_eq!(tasks.children(shell.pid()), []);
+    limit.keep();
+}
