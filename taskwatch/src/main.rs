@@ -1,1 +1,88 @@
-fn main() {}
+//! `taskwatch`: list, simulate, monitor and benchmark task watchers.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod examples;
+mod list;
+mod monitor;
+mod rng;
+mod simulate;
+mod subsystems;
+
+// The subsystems register their watchers through `inventory`; naming the crate makes
+// sure the linker keeps it.
+use watchers_subsystems as _;
+
+/// List, simulate, monitor and benchmark task watchers.
+#[derive(Debug, Parser)]
+#[command(version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print every registered watcher, per event, in dispatch order.
+    List {
+        /// Also register the runtime watchers `simulate --with-runtime-watchers` uses.
+        #[arg(long)]
+        with_runtime_watchers: bool,
+    },
+    /// Run a seeded workload on the built-in task model and check the invariants.
+    Simulate(simulate::SimulateArgs),
+    /// Watch every process on this machine through the kernel's process-events connector.
+    Monitor(monitor::MonitorArgs),
+    /// Measure the fork rate with subsystems called directly and through the table.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let table = match watchers_core::freeze() {
+        Ok(table) => table,
+        Err(error) => {
+            eprintln!("taskwatch: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::List {
+            with_runtime_watchers,
+        } => {
+            let args = simulate::SimulateArgs {
+                seed: 0,
+                tasks: 0,
+                with_runtime_watchers,
+                fail_every: None,
+            };
+            let _registrations = simulate::register_runtime_watchers(&args, table);
+            print!("{}", list::render(table));
+            ExitCode::SUCCESS
+        }
+        Command::Simulate(args) => {
+            let report = simulate::run(&args, table);
+            print!("{}", report.text);
+            if report.violations.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                for violation in &report.violations {
+                    eprintln!("taskwatch: invariant broken: {violation}");
+                }
+                ExitCode::FAILURE
+            }
+        }
+        Command::Monitor(args) => report(monitor::run(args)),
+        Command::Bench(args) => report(bench::run(args)),
+    }
+}
+
+fn report<E: std::fmt::Display>(result: Result<ExitCode, E>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("taskwatch: {error}");
+        ExitCode::FAILURE
+    })
+}

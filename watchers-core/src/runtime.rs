@@ -274,12 +274,13 @@ fn merged_chain(
             (key, Callee::Static(id as u32))
         })
     });
-    let runtimes = registered.iter().filter_map(|w| {
-        w.events.contains(kind).then(|| {
+    let runtimes = registered
+        .iter()
+        .filter(|w| w.events.contains(kind))
+        .map(|w| {
             let key = (Reverse(w.priority), w.name.clone());
             (key, Callee::Runtime(w.clone()))
-        })
-    });
+        });
     let mut merged: Vec<_> = statics.chain(runtimes).collect();
     merged.sort_by(|a, b| a.0.cmp(&b.0));
     if kind.is_teardown() {

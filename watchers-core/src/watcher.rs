@@ -163,6 +163,9 @@ pub trait IntoWatcherError {
     fn into_watcher_error(self) -> BoxError;
 }
 
+// Without this, rustc explains a bad error type through the blanket impl's own bound
+// ("`i32: Error` is not satisfied") instead of this trait's message.
+#[diagnostic::do_not_recommend]
 impl<E: Into<BoxError>> IntoWatcherError for E {
     #[inline]
     fn into_watcher_error(self) -> BoxError {

@@ -45,7 +45,7 @@ fn setup(event: &Event<'_>) -> WatcherResult {
 
 /// Runs second: refuses every fork whose child pid is a multiple of 7.
 fn refuse_some(event: &Event<'_>) -> WatcherResult {
-    if event.task().pid().get() % 7 == 0 {
+    if event.task().pid().get().is_multiple_of(7) {
         REFUSED.fetch_add(1, Ordering::Relaxed);
         return Err("pid is a multiple of 7".into());
     }

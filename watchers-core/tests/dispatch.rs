@@ -59,8 +59,8 @@ const NAMES: [&str; 10] = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8",
 
 /// Ten watchers that run w0..w9 on fork; the odd ones do not ask for `free`.
 fn chain() -> &'static WatcherTable {
-    WatcherTable::from_watchers((0..10).map(|i| {
-        let events = if i % 2 == 0 {
+    WatcherTable::from_watchers((0..10usize).map(|i| {
+        let events = if i.is_multiple_of(2) {
             EventSet::FORK | EventSet::EXEC | EventSet::EXIT | EventSet::FREE
         } else {
             EventSet::FORK | EventSet::EXEC | EventSet::EXIT
@@ -172,7 +172,7 @@ fn an_empty_event_set_is_refused() {
 
 #[test]
 fn rollback_frees_exactly_the_watchers_that_succeeded_at_every_position() {
-    for fail_at in 0..10 {
+    for (fail_at, &refuser) in NAMES.iter().enumerate() {
         reset();
         let table = chain();
         let tasks = TaskTable::with_table(table);
@@ -184,14 +184,14 @@ fn rollback_frees_exactly_the_watchers_that_succeeded_at_every_position() {
         let ForkError::Watcher(error) = error else {
             panic!("expected a watcher error, got {error}");
         };
-        assert_eq!(error.watcher, NAMES[fail_at]);
+        assert_eq!(error.watcher, refuser);
         assert_eq!(error.event, EventKind::Fork);
 
         let mut expected: Vec<_> = (0..=fail_at).map(|i| (i, EventKind::Fork)).collect();
         expected.extend(
             (0..fail_at)
                 .rev()
-                .filter(|i| i % 2 == 0)
+                .filter(|i| i.is_multiple_of(2))
                 .map(|i| (i, EventKind::Free)),
         );
         assert_eq!(take_log(), expected, "failure at w{fail_at}");
@@ -206,7 +206,7 @@ fn rollback_frees_exactly_the_watchers_that_succeeded_at_every_position() {
         let stats = table.watchers();
         for (i, watcher) in stats.iter().enumerate() {
             let forks = if i <= fail_at { 2 } else { 1 };
-            let rollback_free = u64::from(i < fail_at && i % 2 == 0);
+            let rollback_free = u64::from(i < fail_at && i.is_multiple_of(2));
             assert_eq!(watcher.calls, forks + rollback_free, "calls of w{i}");
             assert_eq!(watcher.errors, u64::from(i == fail_at), "errors of w{i}");
         }

@@ -282,7 +282,7 @@ fn stress_unregister_never_leaves_a_call_behind() {
                         })
                         .unwrap();
                     registrations.fetch_add(1, Ordering::Relaxed);
-                    if round % 16 == 0 {
+                    if round.is_multiple_of(16) {
                         std::thread::sleep(Duration::from_micros(50));
                     }
                     if let Some((registration, live, in_flight)) =

@@ -1,5 +1,7 @@
 //! The arguments of `#[task_watcher(...)]`.
 
+use std::fmt::Write as _;
+
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::quote;
 use syn::ext::IdentExt;
@@ -149,10 +151,7 @@ impl Builder {
         let path = &meta.path;
         let Some(key) = path.get_ident().map(Ident::unraw) else {
             let text: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-            return Err(Error::new_spanned(
-                path,
-                self.unknown_key(&text.join("::")),
-            ));
+            return Err(Error::new_spanned(path, self.unknown_key(&text.join("::"))));
         };
         let key = key.to_string();
         if !KEYS.contains(&key.as_str()) {
@@ -205,14 +204,16 @@ impl Builder {
                 .map(ToString::to_string)
                 .collect();
             events.push(key.to_owned());
-            message += &format!(
+            let _ = write!(
+                message,
                 "; events are separated by `|`, not `,`: did you mean `events = {}`?",
                 events.join(" | ")
             );
         } else if let Some(close) = suggest::closest(key, &KEYS) {
-            message += &format!("; did you mean `{close}`?");
+            let _ = write!(message, "; did you mean `{close}`?");
         }
-        message + &format!("\nthe arguments are {}", suggest::list(&KEYS))
+        let _ = write!(message, "\nthe arguments are {}", suggest::list(&KEYS));
+        message
     }
 }
 
@@ -277,7 +278,9 @@ fn parse_events(input: ParseStream, key: &TokenStream) -> syn::Result<Vec<Ident>
             break;
         }
         if !input.peek(Token![|]) {
-            return Err(input.error("expected `|` between two events, as in `events = fork | exit`"));
+            return Err(
+                input.error("expected `|` between two events, as in `events = fork | exit`")
+            );
         }
         let bar: Token![|] = input.parse()?;
         if input.peek(Token![|]) {
@@ -360,7 +363,9 @@ fn not_an_integer(expr: &Expr) -> Error {
     let message = match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Str(_), ..
-        }) => "the priority is a number, not a string: write it without quotes, as in `priority = 10`",
+        }) => {
+            "the priority is a number, not a string: write it without quotes, as in `priority = 10`"
+        }
         _ => "the priority must be an integer literal, as in `priority = 10` or `priority = -5`",
     };
     Error::new_spanned(expr, message)
@@ -421,7 +426,8 @@ fn parse_crate(input: ParseStream, key: &TokenStream) -> syn::Result<Path> {
             return Ok(path);
         }
     }
-    Err(input.error("expected a path to the `watchers_core` crate, as in `crate = ::watchers_core`"))
+    Err(input
+        .error("expected a path to the `watchers_core` crate, as in `crate = ::watchers_core`"))
 }
 
 #[cfg(test)]
@@ -438,13 +444,21 @@ mod tests {
     fn err(tokens: TokenStream) -> String {
         match parse(tokens) {
             Ok(_) => panic!("accepted"),
-            Err(errors) => errors.into_error().map(|e| e.to_string()).unwrap_or_default(),
+            Err(errors) => errors
+                .into_error()
+                .map(|e| e.to_string())
+                .unwrap_or_default(),
         }
     }
 
     #[test]
     fn full() {
-        let args = ok(quote!(events = fork | exit | free, priority = -5, name = "x", crate = ::rt));
+        let args = ok(quote!(
+            events = fork | exit | free,
+            priority = -5,
+            name = "x",
+            crate = ::rt
+        ));
         let events: Vec<String> = args.events.iter().map(Ident::to_string).collect();
         assert_eq!(events, ["fork", "exit", "free"]);
         assert_eq!(args.priority, -5);
@@ -464,10 +478,19 @@ mod tests {
 
     #[test]
     fn priority_bounds() {
-        assert_eq!(ok(quote!(events = fork, priority = -2147483648)).priority, i32::MIN);
-        assert_eq!(ok(quote!(events = fork, priority = 2147483647)).priority, i32::MAX);
+        assert_eq!(
+            ok(quote!(events = fork, priority = -2147483648)).priority,
+            i32::MIN
+        );
+        assert_eq!(
+            ok(quote!(events = fork, priority = 2147483647)).priority,
+            i32::MAX
+        );
         assert!(err(quote!(events = fork, priority = 2147483648)).contains("out of range"));
-        assert!(err(quote!(events = fork, priority = -99999999999999999999999)).contains("out of range"));
+        assert!(
+            err(quote!(events = fork, priority = -99999999999999999999999))
+                .contains("out of range")
+        );
         assert!(err(quote!(events = fork, priority = 1.5)).contains("integer literal"));
         assert!(err(quote!(events = fork, priority = 1u8)).contains("suffix"));
         assert_eq!(ok(quote!(events = fork, priority = -1i32)).priority, -1);
@@ -492,6 +515,6 @@ mod tests {
         assert!(err(quote!(events)).contains("expected `=`"));
         assert!(err(quote!(events = fork |)).contains("after `|`"));
         assert!(err(quote!(events = fork exit)).contains("expected `|`"));
-        assert!(err(quote!(events = fork, exit)).contains("did you mean `events = exit`"));
+        assert!(err(quote!(events = fork, exit)).contains("did you mean `events = fork | exit`"));
     }
 }

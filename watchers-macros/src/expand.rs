@@ -1,10 +1,9 @@
 //! What `#[task_watcher]` expands to: the function, unchanged, and its registration; or,
 //! on an error, the function alone and the errors.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::spanned::Spanned;
 use syn::{Error, Item, ItemFn, ReturnType, TraitItemFn};
 
 use crate::attr::{self, Args, EVENTS, Errors};
@@ -39,7 +38,7 @@ pub(crate) fn task_watcher(args: TokenStream, item: TokenStream) -> TokenStream 
     };
     valid::function(&function, &mut errors);
     match args {
-        Some(args) if errors.is_empty() => registration(function, args),
+        Some(args) if errors.is_empty() => registration(&function, &args),
         _ => fallback(fallback_function(function), &errors),
     }
 }
@@ -54,38 +53,41 @@ fn fallback(item: impl ToTokens, errors: &Errors) -> TokenStream {
 }
 
 /// The function without its registration: not used anywhere, which is not worth a
-/// warning next to the error; and without another `#[task_watcher]`, which would only
-/// repeat the errors.
+/// warning next to the error; without another `#[task_watcher]`, which would only
+/// repeat the errors; and without a C-variadic `...`, which rustc would report again.
 fn fallback_function(mut function: ItemFn) -> ItemFn {
     function.attrs.retain(|attr| !valid::is_task_watcher(attr));
     function.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
+    if function.sig.variadic.take().is_some() {
+        // `fn f(a: A, ...)`: drop the comma left after `a: A`.
+        let inputs = std::mem::take(&mut function.sig.inputs);
+        function.sig.inputs = inputs.into_iter().collect();
+    }
     function
 }
 
 /// Marks an item that will not be registered as possibly unused.
 fn allow_dead_code(mut item: Item) -> Item {
-    let attrs = match &mut item {
-        Item::Const(item) => &mut item.attrs,
-        Item::Enum(item) => &mut item.attrs,
-        Item::Static(item) => &mut item.attrs,
-        Item::Struct(item) => &mut item.attrs,
-        Item::Trait(item) => &mut item.attrs,
-        Item::Type(item) => &mut item.attrs,
-        Item::Union(item) => &mut item.attrs,
-        Item::Impl(item) => &mut item.attrs,
+    let (attrs, attr): (_, syn::Attribute) = match &mut item {
+        Item::Use(item) => (&mut item.attrs, syn::parse_quote!(#[allow(unused_imports)])),
+        Item::Const(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Enum(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Static(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Struct(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Trait(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Type(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Union(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
+        Item::Impl(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
         _ => return item,
     };
-    attrs.push(syn::parse_quote!(#[allow(dead_code)]));
+    attrs.push(attr);
     item
 }
 
 /// The error for an item that is not a function, pointing at its keyword (and name).
 fn not_a_function(item: &Item) -> Error {
     let (tokens, what) = match item {
-        Item::Const(item) => (
-            pair(&item.const_token, &item.ident),
-            "a constant",
-        ),
+        Item::Const(item) => (pair(&item.const_token, &item.ident), "a constant"),
         Item::Enum(item) => (pair(&item.enum_token, &item.ident), "an enum"),
         Item::ExternCrate(item) => (item.extern_token.to_token_stream(), "an `extern crate`"),
         Item::ForeignMod(item) => (item.abi.to_token_stream(), "an `extern` block"),
@@ -98,10 +100,7 @@ fn not_a_function(item: &Item) -> Error {
         Item::Static(item) => (pair(&item.static_token, &item.ident), "a static"),
         Item::Struct(item) => (pair(&item.struct_token, &item.ident), "a struct"),
         Item::Trait(item) => (pair(&item.trait_token, &item.ident), "a trait"),
-        Item::TraitAlias(item) => (
-            pair(&item.trait_token, &item.ident),
-            "a trait alias",
-        ),
+        Item::TraitAlias(item) => (pair(&item.trait_token, &item.ident), "a trait alias"),
         Item::Type(item) => (pair(&item.type_token, &item.ident), "a type alias"),
         Item::Union(item) => (pair(&item.union_token, &item.ident), "a union"),
         Item::Use(item) => (item.use_token.to_token_stream(), "a `use` declaration"),
@@ -109,7 +108,7 @@ fn not_a_function(item: &Item) -> Error {
             if let Ok(method) = syn::parse2::<TraitItemFn>(tokens.clone()) {
                 return Error::new_spanned(
                     &method.sig,
-                    "`#[task_watcher]` goes on a free function with a body, not on a trait method",
+                    "`#[task_watcher]` goes on a free function with a body, not on a declaration (of a trait method or a foreign function)",
                 );
             }
             return Error::new(
@@ -130,6 +129,21 @@ fn not_a_function(item: &Item) -> Error {
     )
 }
 
+/// The spans of the first and last tokens of a type.
+fn first_and_last_spans(tokens: TokenStream) -> (Span, Span) {
+    let mut tokens = tokens.into_iter();
+    let span_of = |token: &TokenTree, first: bool| match token {
+        TokenTree::Group(group) if first => group.span_open(),
+        TokenTree::Group(group) => group.span_close(),
+        token => token.span(),
+    };
+    let first = tokens
+        .next()
+        .map_or_else(Span::call_site, |token| span_of(&token, true));
+    let last = tokens.last().map_or(first, |token| span_of(&token, false));
+    (first, last)
+}
+
 /// Two tokens, to point at both.
 fn pair(first: &impl ToTokens, second: &impl ToTokens) -> TokenStream {
     let mut tokens = first.to_token_stream();
@@ -138,27 +152,32 @@ fn pair(first: &impl ToTokens, second: &impl ToTokens) -> TokenStream {
 }
 
 /// The function and the `inventory` submission of its `Watcher` record.
-fn registration(function: ItemFn, args: Args) -> TokenStream {
+fn registration(function: &ItemFn, args: &Args) -> TokenStream {
     let Args {
         events,
         priority,
         name,
         krate,
     } = args;
-    let private = quote!(#krate::__private);
+    // Spanned on the path, so that a path that is not the runtime is reported there.
+    let private_span = krate
+        .segments
+        .last()
+        .map_or_else(Span::call_site, |segment| segment.ident.span());
+    let private = quote_spanned!(private_span=> #krate::__private);
     let ident = &function.sig.ident;
     let bare_name = ident.unraw().to_string();
-    // Both names differ from the function's, so that neither can shadow it.
-    let holder = format_ident!("__task_watcher_{}", bare_name);
+    // Both names differ from the function's, so that neither can shadow it; the holder's
+    // is in upper case, so as not to need an `allow` (which a `forbid` would refuse).
+    let holder = format_ident!("__TASK_WATCHER_{}", bare_name.to_uppercase());
     let shim = format_ident!("__task_watcher_shim_{}", bare_name);
-    let event = format_ident!("event");
+    // Hygienic, so that a function called `event` is not shadowed by the parameter.
+    let event = syn::Ident::new("event", Span::mixed_site());
 
-    let name = match name {
-        Some(name) => name.to_token_stream(),
-        None => quote! {
-            ::core::concat!(::core::module_path!(), "::", #bare_name)
-        },
-    };
+    let name = name.as_ref().map_or_else(
+        || quote!(::core::concat!(::core::module_path!(), "::", #bare_name)),
+        ToTokens::to_token_stream,
+    );
     let events = events.iter().map(|event| {
         let constant = EVENTS
             .iter()
@@ -167,16 +186,23 @@ fn registration(function: ItemFn, args: Args) -> TokenStream {
         let constant = syn::Ident::new(constant, event.span());
         quote!(#private::EventSet::#constant)
     });
-    let events = events.reduce(|set, next| quote!(#set.union(#next)));
+    let events = events
+        .reduce(|set, next| quote!(#set.union(#next)))
+        .unwrap_or_else(|| quote!(#private::EventSet::EMPTY));
     // Reports the line of the function's name, not of the attribute.
     let line = quote_spanned!(ident.span()=> ::core::line!());
-    // An unsupported return type is reported on the return type.
-    let output_span = match &function.sig.output {
-        ReturnType::Type(_, ty) => ty.span(),
-        ReturnType::Default => ident.span(),
+    // An unsupported return type is reported on the whole return type: the argument of
+    // `into_watcher_result` is an expression from its first token to its last.
+    let (first, last) = match &function.sig.output {
+        ReturnType::Type(_, ty) => first_and_last_spans(ty.to_token_stream()),
+        ReturnType::Default => (ident.span(), ident.span()),
     };
-    let call = quote_spanned! {output_span=>
-        #private::IntoWatcherResult::into_watcher_result(#ident(#event))
+    let returned = syn::Ident::new("returned", Span::mixed_site().located_at(last));
+    let identity = quote_spanned!(first=> ::core::convert::identity);
+    let argument = quote_spanned!(last=> (#returned));
+    let call = quote! {
+        let #returned = #ident(#event);
+        #private::IntoWatcherResult::into_watcher_result(#identity #argument)
     };
     let cfgs = function
         .attrs
@@ -188,7 +214,6 @@ fn registration(function: ItemFn, args: Args) -> TokenStream {
 
         #(#cfgs)*
         #[doc(hidden)]
-        #[allow(non_upper_case_globals)]
         const #holder: () = {
             fn #shim(#event: &#private::Event<'_>) -> #private::WatcherResult {
                 #call

@@ -24,9 +24,11 @@ mod valid;
 /// }
 /// ```
 ///
-/// The function stays as written (it can still be called directly) and a
+/// This submits a
 /// [`Watcher`](https://docs.rs/watchers-core/latest/watchers_core/struct.Watcher.html)
-/// record for it is submitted to `inventory`, to be gathered into the frozen table.
+/// record for the function to `inventory`, to be gathered into the frozen table: its
+/// name, events, priority, a pointer to it and where it was declared (module, file and
+/// the line of its name).
 ///
 /// # Arguments
 ///
@@ -42,12 +44,24 @@ mod valid;
 ///
 /// # The function
 ///
-/// A free function (not a method or an associated function), neither `async`, `unsafe`
-/// nor `extern`, with no type or const parameters and no `where` clause (lifetime
-/// parameters are fine), taking exactly one parameter of type `&Event<'_>` (with any
-/// pattern) and returning `()` or `Result<(), E>` where `E` converts into
-/// `watchers_core::BoxError`. Any other form is a compile error pointing at the
-/// offending part.
+/// A free function of any visibility, in any module or function body, that:
+///
+/// * takes exactly one parameter, the event: `&Event<'_>`, `&Event` or
+///   `&path::to::Event<'_>`, with any pattern (`event`, `_`, `_e`...);
+/// * returns `()` or `Result<(), E>` where `E` converts into `watchers_core::BoxError`
+///   (any `std::error::Error + Send + Sync + 'static`, `String`, `&'static str`);
+/// * is not `async`, `unsafe` or `extern`, and has no type or const parameters and no
+///   `where` clause. Lifetime parameters are fine (`fn w<'a>(e: &'a Event<'a>)`), and so
+///   is `const fn`.
+///
+/// Anything else is a compile error pointing at the offending part. A method (with a
+/// `self` receiver) or a signature naming `Self` is recognised as such; any other
+/// associated function cannot be told from a free function by the macro (it sees the
+/// function alone), and is reported by the compiler as "cannot find function `name` in
+/// this scope", on its name.
+///
+/// The function itself is emitted unchanged (attributes included; a `#[cfg]` on it also
+/// applies to the registration), and can still be called directly.
 #[proc_macro_attribute]
 pub fn task_watcher(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::task_watcher(args.into(), item.into()).into()

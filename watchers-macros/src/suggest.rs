@@ -81,7 +81,10 @@ mod tests {
         assert_eq!(closest("frok", EVENTS), Some("fork"));
         assert_eq!(closest("coredumb", EVENTS), Some("coredump"));
         assert_eq!(closest("clone", EVENTS), None);
-        assert_eq!(closest("priorty", &["events", "priority", "name", "crate"]), Some("priority"));
+        assert_eq!(
+            closest("priorty", &["events", "priority", "name", "crate"]),
+            Some("priority")
+        );
         assert_eq!(closest("x", &["events", "priority", "name", "crate"]), None);
     }
 

@@ -1,5 +1,6 @@
 //! What a task watcher's signature may be.
 
+use proc_macro2::{Ident, TokenStream, TokenTree};
 use quote::ToTokens;
 use syn::punctuated::Punctuated;
 use syn::{
@@ -69,7 +70,7 @@ fn signature(sig: &Signature, errors: &mut Errors) {
     if let Some(clause) = &sig.generics.where_clause {
         errors.push(Error::new_spanned(
             clause,
-            "a task watcher cannot have a `where` clause",
+            "a task watcher cannot have a `where` clause (bounds between lifetimes go in the parameter list: `<'a, 'b: 'a>`)",
         ));
     }
     if let Some(variadic) = &sig.variadic {
@@ -80,7 +81,23 @@ fn signature(sig: &Signature, errors: &mut Errors) {
             ),
         ));
     }
+    if let Some(self_type) = find_self_type(sig.to_token_stream()) {
+        errors.push(Error::new(
+            self_type.span(),
+            "`#[task_watcher]` goes on a free function, not on an associated function: move the watcher out of the `impl` (or trait)",
+        ));
+        return;
+    }
     parameters(sig, &lifetimes, errors);
+}
+
+/// `Self` anywhere in the signature: the function is an associated one.
+fn find_self_type(tokens: TokenStream) -> Option<Ident> {
+    tokens.into_iter().find_map(|token| match token {
+        TokenTree::Ident(ident) if ident == "Self" => Some(ident),
+        TokenTree::Group(group) => find_self_type(group.stream()),
+        _ => None,
+    })
 }
 
 fn parameters(sig: &Signature, lifetimes: &[&Lifetime], errors: &mut Errors) {
@@ -256,34 +273,162 @@ mod tests {
 
     #[test]
     fn accepted() {
-        assert!(check(parse_quote!(fn a(event: &Event<'_>) {})).is_empty());
-        assert!(check(parse_quote!(fn a(_: &Event) {})).is_empty());
-        assert!(check(parse_quote!(pub(crate) fn a(_e: &watchers_core::Event<'_>) -> Result<(), E> { Ok(()) })).is_empty());
-        assert!(check(parse_quote!(fn a<'a, 'b>(e: &'a Event<'b>) {})).is_empty());
-        assert!(check(parse_quote!(const fn a(e: &Event<'_>) {})).is_empty());
-        assert!(check(parse_quote!(fn a(mut e: &'_ Event<'_>) {})).is_empty());
+        assert!(
+            check(parse_quote!(
+                fn a(event: &Event<'_>) {}
+            ))
+            .is_empty()
+        );
+        assert!(
+            check(parse_quote!(
+                fn a(_: &Event) {}
+            ))
+            .is_empty()
+        );
+        assert!(
+            check(parse_quote!(
+                pub(crate) fn a(_e: &watchers_core::Event<'_>) -> Result<(), E> {
+                    Ok(())
+                }
+            ))
+            .is_empty()
+        );
+        assert!(
+            check(parse_quote!(
+                fn a<'a, 'b>(e: &'a Event<'b>) {}
+            ))
+            .is_empty()
+        );
+        assert!(
+            check(parse_quote!(
+                const fn a(e: &Event<'_>) {}
+            ))
+            .is_empty()
+        );
+        assert!(
+            check(parse_quote!(
+                fn a(mut e: &'_ Event<'_>) {}
+            ))
+            .is_empty()
+        );
     }
 
     #[test]
     fn rejected() {
-        let cases: [(ItemFn, &str); 17] = [
-            (parse_quote!(async fn a(e: &Event) {}), "`async`"),
-            (parse_quote!(unsafe fn a(e: &Event) {}), "`unsafe fn`"),
-            (parse_quote!(extern "C" fn a(e: &Event) {}), "ABI"),
-            (parse_quote!(fn a<T>(e: &Event) {}), "type parameters"),
-            (parse_quote!(fn a<const N: usize>(e: &Event) {}), "const parameters"),
-            (parse_quote!(fn a(e: &Event) where u8: Copy {}), "`where`"),
-            (parse_quote!(fn a() {}), "one parameter"),
-            (parse_quote!(fn a(e: &Event, f: u8) {}), "exactly one"),
-            (parse_quote!(fn a(&self, e: &Event) {}), "method"),
-            (parse_quote!(fn a(e: Event) {}), "by reference"),
-            (parse_quote!(fn a(e: &mut Event) {}), "`&mut`"),
-            (parse_quote!(fn a(e: u32) {}), "not `u32`"),
-            (parse_quote!(fn a(e: &str) {}), "not `&str`"),
-            (parse_quote!(fn a(e: impl Sized) {}), "`impl Trait`"),
-            (parse_quote!(fn a(e: &Event<'static>) {}), "`'static`"),
-            (parse_quote!(fn a(e: &Event<u8>) {}), "one lifetime parameter"),
-            (parse_quote!(#[task_watcher(events = fork)] fn a(e: &Event) {}), "twice"),
+        let cases: [(ItemFn, &str); 18] = [
+            (
+                parse_quote!(
+                    async fn a(e: &Event) {}
+                ),
+                "`async`",
+            ),
+            (
+                parse_quote!(
+                    unsafe fn a(e: &Event) {}
+                ),
+                "`unsafe fn`",
+            ),
+            (
+                parse_quote!(
+                    extern "C" fn a(e: &Event) {}
+                ),
+                "ABI",
+            ),
+            (
+                parse_quote!(
+                    fn a<T>(e: &Event) {}
+                ),
+                "type parameters",
+            ),
+            (
+                parse_quote!(
+                    fn a<const N: usize>(e: &Event) {}
+                ),
+                "const parameters",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &Event)
+                    where
+                        u8: Copy,
+                    {
+                    }
+                ),
+                "`where`",
+            ),
+            (
+                parse_quote!(
+                    fn a() {}
+                ),
+                "one parameter",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &Event, f: u8) {}
+                ),
+                "exactly one",
+            ),
+            (
+                parse_quote!(
+                    fn a(&self, e: &Event) {}
+                ),
+                "method",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: Event) {}
+                ),
+                "by reference",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &mut Event) {}
+                ),
+                "`&mut`",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: u32) {}
+                ),
+                "not `u32`",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &str) {}
+                ),
+                "not `&str`",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: impl Sized) {}
+                ),
+                "`impl Trait`",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &Event<'static>) {}
+                ),
+                "`'static`",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &Event<u8>) {}
+                ),
+                "one lifetime parameter",
+            ),
+            (
+                parse_quote!(
+                    #[task_watcher(events = fork)]
+                    fn a(e: &Event) {}
+                ),
+                "twice",
+            ),
+            (
+                parse_quote!(
+                    fn a(e: &Event) -> Result<(), Self::Error> {}
+                ),
+                "associated function",
+            ),
         ];
         for (item, expected) in cases {
             let errors = check(item);

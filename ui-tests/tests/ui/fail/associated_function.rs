@@ -12,3 +12,19 @@ impl Subsystem {
 fn main() {
     let _: fn(&Event<'_>) = Subsystem::watch;
 }
+
+trait Subsystem2 {
+    type Error;
+}
+
+impl Subsystem2 for Subsystem {
+    type Error = String;
+}
+
+impl Subsystem {
+    // Here the signature names `Self`: the macro can tell.
+    #[task_watcher(events = exit)]
+    fn watch_self(_: &Event<'_>) -> Result<(), <Self as Subsystem2>::Error> {
+        Ok(())
+    }
+}

@@ -6,6 +6,6 @@ use watchers_core::{Event, task_watcher};
 extern "C" fn watch(_: &Event<'_>) {}
 
 #[task_watcher(events = fork)]
-extern fn implicit_c(_: &Event<'_>) {}
+extern "system" fn system(_: &Event<'_>) {}
 
 fn main() {}

@@ -5,4 +5,6 @@ use watchers_core::{Event, task_watcher};
 #[task_watcher(events = fork)]
 fn watch() {}
 
-fn main() {}
+fn main() {
+    let _: Option<&Event<'_>> = None;
+}

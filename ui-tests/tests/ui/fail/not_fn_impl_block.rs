@@ -10,5 +10,5 @@ impl Subsystem {
 }
 
 fn main() {
-    Subsystem::watch(unimplemented!());
+    let _: fn(&Event<'_>) = Subsystem::watch;
 }

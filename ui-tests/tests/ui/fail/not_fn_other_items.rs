@@ -21,6 +21,7 @@ unsafe extern "C" {}
 
 fn main() {
     let _: Alias = Union { a: 1 }.a_field();
+    let _: Option<&Event<'_>> = None;
 }
 
 impl Union {

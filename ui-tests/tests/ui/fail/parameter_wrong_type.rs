@@ -11,4 +11,6 @@ fn text(_: &str) {}
 #[task_watcher(events = fork)]
 fn task(_: &watchers_core::Task) {}
 
-fn main() {}
+fn main() {
+    let _: Option<&Event<'_>> = None;
+}

@@ -3,6 +3,6 @@
 use watchers_core::{Event, task_watcher};
 
 #[task_watcher(events = fork)]
-unsafe extern "C" fn watch(_: &Event<'_>, ...) {}
+fn watch(_: &Event<'_>, _: ...) {}
 
 fn main() {}

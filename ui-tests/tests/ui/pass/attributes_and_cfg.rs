@@ -1,7 +1,7 @@
 //! The function's own attributes stay on it; a `#[cfg]` on it also applies to its
 //! registration; strict lints see nothing to complain about in the expansion.
-#![deny(warnings, unsafe_code, missing_docs, unreachable_pub, unused_qualifications)]
-#![deny(rust_2018_idioms, non_upper_case_globals, dead_code)]
+#![deny(warnings, unreachable_pub, unused_qualifications, rust_2018_idioms, non_upper_case_globals)]
+#![forbid(unsafe_code, missing_docs, non_snake_case, dead_code)]
 
 use watchers_core::__private::inventory;
 use watchers_core::{Event, Watcher, task_watcher};
