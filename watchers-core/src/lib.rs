@@ -1,5 +1,28 @@
 //! Task lifecycle hooks declared with one attribute.
+//!
+//! ```
+//! use watchers_core::{CloneFlags, Event, EventKind, Pid, TaskTable, task_watcher};
+//!
+//! #[task_watcher(events = fork | exit)]
+//! fn hello(event: &Event<'_>) {
+//!     if event.kind() == EventKind::Fork {
+//!         assert!(event.parent().is_some());
+//!     }
+//! }
+//!
+//! let tasks = TaskTable::new();
+//! let child = tasks.fork(Pid::INIT, CloneFlags::empty())?;
+//! tasks.exit(child.pid(), 0)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The workspace README (checked here as doctests) describes the events, the dispatch
+//! semantics, runtime and per-task watchers, and the limitations.
 #![deny(missing_docs)]
+
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;
 
 extern crate self as watchers_core;
 
