@@ -32,12 +32,7 @@ impl WatcherTable {
     /// The first watcher error, as a [`DispatchError`].
     #[inline]
     pub fn dispatch(&self, event: &Event<'_>) -> Result<(), DispatchError> {
-        let kind = event.kind();
-        let chain = &self.chains[kind.index()];
-        if chain.funcs.is_empty() && !self.runtime.wants(kind) && !local::may_reach(event) {
-            return Ok(());
-        }
-        self.dispatch_to_some(event, kind, chain, Mode::Dispatch)
+        self.dispatch_with(event, Mode::Dispatch)
     }
 
     /// Calls every watcher of `event`, like [`dispatch`](WatcherTable::dispatch), except
@@ -50,12 +45,19 @@ impl WatcherTable {
     /// # Errors
     /// The first watcher error, as a [`DispatchError`].
     pub fn notify(&self, event: &Event<'_>) -> Result<(), DispatchError> {
+        self.dispatch_with(event, Mode::Notify)
+    }
+
+    /// The fast path: an event that no static, runtime or per-task watcher wants costs
+    /// these few loads and branches.
+    #[inline(always)]
+    fn dispatch_with(&self, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
         let kind = event.kind();
         let chain = &self.chains[kind.index()];
         if chain.funcs.is_empty() && !self.runtime.wants(kind) && !local::may_reach(event) {
             return Ok(());
         }
-        self.dispatch_to_some(event, kind, chain, Mode::Notify)
+        self.dispatch_to_some(event, kind, chain, mode)
     }
 
     fn dispatch_to_some(

@@ -179,7 +179,7 @@ impl TaskTable {
         self.lock().nodes.len()
     }
 
-    /// Whether the table holds only... never: init is always there.
+    /// Always false: init is always in the table.
     pub fn is_empty(&self) -> bool {
         false
     }
@@ -410,12 +410,7 @@ impl TaskTable {
         effective: Option<u32>,
         saved: Option<u32>,
     ) -> Result<(), TaskError> {
-        let task = self.running(pid, "setresuid")?;
-        let old = task.uids();
-        let new = apply_ids(old, real, effective, saved);
-        task.replace_uids(new);
-        self.send(&task, EventData::Uid { old, new })
-            .map_err(TaskError::Watcher)
+        self.change_ids(pid, IdKind::User, [real, effective, saved])
     }
 
     /// `setuid`: every user id becomes `uid`.
@@ -445,12 +440,44 @@ impl TaskTable {
         effective: Option<u32>,
         saved: Option<u32>,
     ) -> Result<(), TaskError> {
-        let task = self.running(pid, "setresgid")?;
-        let old = task.gids();
-        let new = apply_ids(old, real, effective, saved);
-        task.replace_gids(new);
-        self.send(&task, EventData::Gid { old, new })
-            .map_err(TaskError::Watcher)
+        self.change_ids(pid, IdKind::Group, [real, effective, saved])
+    }
+
+    /// Sets the real, effective and saved ids that are `Some`; the filesystem id follows
+    /// the effective one.
+    fn change_ids(
+        &self,
+        pid: Pid,
+        kind: IdKind,
+        [real, effective, saved]: [Option<u32>; 3],
+    ) -> Result<(), TaskError> {
+        let operation = match kind {
+            IdKind::User => "setresuid",
+            IdKind::Group => "setresgid",
+        };
+        let task = self.running(pid, operation)?;
+        let old = match kind {
+            IdKind::User => task.uids(),
+            IdKind::Group => task.gids(),
+        };
+        let effective = effective.unwrap_or(old.effective);
+        let new = Ids {
+            real: real.unwrap_or(old.real),
+            effective,
+            saved: saved.unwrap_or(old.saved),
+            fs: effective,
+        };
+        let data = match kind {
+            IdKind::User => {
+                task.replace_uids(new);
+                EventData::Uid { old, new }
+            }
+            IdKind::Group => {
+                task.replace_gids(new);
+                EventData::Gid { old, new }
+            }
+        };
+        self.send(&task, data).map_err(TaskError::Watcher)
     }
 
     /// `setgid`: every group id becomes `gid`.
@@ -621,10 +648,10 @@ impl TaskTable {
                 first.get_or_insert(error);
             }
         }
-        if task.is_thread() || task.parent() == Pid::INIT {
-            if let Err(TaskError::Watcher(error)) = self.release(task.pid()) {
-                first.get_or_insert(error);
-            }
+        if (task.is_thread() || task.parent() == Pid::INIT)
+            && let Err(TaskError::Watcher(error)) = self.release(task.pid())
+        {
+            first.get_or_insert(error);
         }
         first
     }
@@ -774,12 +801,9 @@ impl Inner {
     }
 }
 
-fn apply_ids(old: Ids, real: Option<u32>, effective: Option<u32>, saved: Option<u32>) -> Ids {
-    let effective = effective.unwrap_or(old.effective);
-    Ids {
-        real: real.unwrap_or(old.real),
-        effective,
-        saved: saved.unwrap_or(old.saved),
-        fs: effective,
-    }
+/// Which ids a `set*id` call changes.
+#[derive(Clone, Copy)]
+enum IdKind {
+    User,
+    Group,
 }
