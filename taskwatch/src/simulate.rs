@@ -13,6 +13,7 @@ use watchers_core::{
 
 use crate::examples;
 use crate::rng::SplitMix64;
+use crate::subsystems::Activity;
 
 /// `taskwatch simulate` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -63,8 +64,10 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
     let registrations = register_runtime_watchers(args, table);
     let tasks = TaskTable::with_table(table);
     let before = Baseline::take(table);
+    let activity = Activity::start();
     let mut sim = Simulation {
         tasks: &tasks,
+        activity: &activity,
         rng: SplitMix64::new(args.seed),
         live: Vec::new(),
         ops: BTreeMap::new(),
@@ -73,6 +76,7 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
     };
     sim.run(args.tasks);
     sim.drain();
+    let violations = check(&tasks, table, &before, &sim);
 
     let mut text = String::new();
     let stats = tasks.stats();
@@ -111,7 +115,6 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
         }
     }
 
-    let violations = check(&tasks, table, &before, &sim);
     let _ = writeln!(
         text,
         "\ninvariants: {}",
@@ -125,6 +128,8 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
             format!("{} BROKEN", violations.len())
         }
     );
+    drop(sim);
+    activity.finish();
     drop(registrations);
     Report { text, violations }
 }
@@ -198,12 +203,13 @@ fn check(
         seen(&examples::UNMATCHED_FREES, before.unmatched),
         0,
     );
-    broken.extend(crate::subsystems::check());
+    broken.extend(crate::subsystems::check(table, tasks.init(), stats.exits));
     broken
 }
 
 struct Simulation<'t> {
     tasks: &'t TaskTable,
+    activity: &'t Activity,
     rng: SplitMix64,
     /// Running tasks other than init.
     live: Vec<Pid>,
@@ -290,7 +296,13 @@ impl Simulation<'_> {
                     let result = self.tasks.coredump(pid, 11);
                     self.note(result);
                 }
-                (64..=89, Some(pid)) => self.exit(pid),
+                (64..=87, Some(pid)) => self.exit(pid),
+                (88..=95, Some(pid)) => {
+                    if let Some(task) = self.tasks.get(pid) {
+                        let op = self.activity.act(&task, &mut self.rng);
+                        self.count(op);
+                    }
+                }
                 (_, Some(pid)) => {
                     self.count("wait");
                     let result = self.tasks.wait(pid).map(|_| ());
