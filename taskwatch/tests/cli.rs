@@ -66,8 +66,7 @@ fn list_shows_the_example_watchers_in_dispatch_order() {
     let free = text.split("\nfree (").nth(1).expect("a free section");
     let last = free
         .lines()
-        .filter(|l| l.contains(". "))
-        .last()
+        .rfind(|l| l.contains(". "))
         .unwrap_or_default();
     assert!(last.contains("taskwatch::examples::lifecycle"), "{free}");
     assert!(text.contains("plugin::uid-changes"), "{text}");
