@@ -21,14 +21,16 @@ struct Shard([AtomicU64; EventKind::COUNT]);
 
 /// Dispatch counts per event.
 pub(crate) struct EventCounters {
-    shards: Box<[Shard]>,
+    /// One shard per exclusive owner, plus one (the last) that every other thread
+    /// shares. A fixed-size array, so that indexing it with a clamped index needs no
+    /// bounds check.
+    shards: Box<[Shard; SHARDS + 1]>,
 }
 
 impl Default for EventCounters {
     fn default() -> Self {
         EventCounters {
-            // One shard per exclusive owner, plus one that every other thread shares.
-            shards: (0..=SHARDS).map(|_| Shard::default()).collect(),
+            shards: Box::new(std::array::from_fn(|_| Shard::default())),
         }
     }
 }
@@ -37,9 +39,9 @@ impl EventCounters {
     /// Counts one dispatch of `kind` by this thread.
     #[inline]
     pub(crate) fn bump(&self, kind: EventKind) {
-        let (index, exclusive) = shard_of_this_thread();
-        let counter = &self.shards[index].0[kind.index()];
-        if exclusive {
+        let index = shard_of_this_thread();
+        let counter = &self.shards[index.min(SHARDS)].0[kind.index()];
+        if index < SHARDS {
             // Only this thread writes this shard, so no read-modify-write is needed.
             counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
         } else {
@@ -72,6 +74,10 @@ impl Drop for ShardClaim {
     fn drop(&mut self) {
         let index = self.index.get();
         if index < SHARDS {
+            // From now on this thread counts in the shared shard (a watcher may still
+            // be dispatched from another thread-local's destructor); only then may
+            // another thread own the index.
+            let _ = INDEX.try_with(|i| i.set(SHARDS));
             FREE_SHARDS
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -81,30 +87,46 @@ impl Drop for ShardClaim {
 }
 
 thread_local! {
+    /// This thread's shard index ([`UNCLAIMED`] before its first dispatch). It has no
+    /// destructor, so reading it is a plain thread-local load on the dispatch path.
+    static INDEX: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// The claim that gives the index back when the thread ends; touched only once.
     static CLAIM: ShardClaim = const { ShardClaim { index: Cell::new(UNCLAIMED) } };
 }
 
-/// This thread's shard and whether it owns it alone.
+/// This thread's shard index; it owns the shard alone when the index is below
+/// [`SHARDS`].
 #[inline]
-fn shard_of_this_thread() -> (usize, bool) {
-    CLAIM
-        .try_with(|claim| {
-            let mut index = claim.index.get();
-            if index == UNCLAIMED {
-                index = claim_shard();
-                claim.index.set(index);
-            }
-            if index < SHARDS {
-                (index, true)
-            } else {
-                (SHARDS, false)
-            }
+fn shard_of_this_thread() -> usize {
+    INDEX
+        .try_with(|index| match index.get() {
+            UNCLAIMED => claim(index),
+            claimed => claimed,
         })
-        // During thread teardown the claim may already be gone: use the shared shard.
-        .unwrap_or((SHARDS, false))
+        .unwrap_or(SHARDS)
 }
 
 #[cold]
+fn claim(slot: &Cell<usize>) -> usize {
+    let index = claim_shard();
+    // Register the claim so that the thread's end gives the index back; during thread
+    // teardown that is no longer possible, and the thread counts in the shared shard.
+    let registered = index < SHARDS && CLAIM.try_with(|claim| claim.index.set(index)).is_ok();
+    let index = if registered {
+        index
+    } else {
+        if index < SHARDS {
+            FREE_SHARDS
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(index);
+        }
+        SHARDS
+    };
+    slot.set(index);
+    index
+}
+
 fn claim_shard() -> usize {
     if let Some(index) = FREE_SHARDS.lock().unwrap_or_else(|e| e.into_inner()).pop() {
         return index;

@@ -33,6 +33,8 @@ mod error;
 mod event;
 mod gate;
 mod local;
+#[cfg(all(target_os = "linux", feature = "proc-connector"))]
+pub mod proc_connector;
 mod runtime;
 mod slot;
 mod table;

@@ -1,0 +1,852 @@
+//! The mirror: a [`TaskTable`] kept in step with the kernel's tasks, through which every
+//! real event is dispatched.
+
+use std::any::Any;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::procfs::{self, ProcTask};
+use super::sys::{clock_ticks_per_second, monotonic_ns, suspended_ns};
+use super::{Applied, AtomicCounters, Change, Disposition, Report, Resync, WatcherFailure};
+use crate::cn_proc::{ProcEvent, ProcMessage, comm_str};
+use crate::error::{DispatchError, TaskError};
+use crate::event::{Event, EventData, EventKind, ExitStatus};
+use crate::task::{CloneFlags, Ids, Pid, Task, TaskState};
+use crate::task_table::TaskTable;
+
+/// The clone flags `pthread_create` uses: what a thread shares with its group.
+const THREAD_FLAGS: CloneFlags = CloneFlags::VM
+    .union(CloneFlags::FS)
+    .union(CloneFlags::FILES)
+    .union(CloneFlags::SIGHAND)
+    .union(CloneFlags::THREAD)
+    .union(CloneFlags::SYSVSEM);
+
+/// How long an exit is remembered against `/proc` reads (60 s of event time).
+const TOMBSTONE_NS: u64 = 60_000_000_000;
+
+/// The most exits remembered.
+const MAX_TOMBSTONES: usize = 1 << 18;
+
+/// The status reported for a task found gone without its exit event (lost, or removed
+/// by a resync): nothing is known, so `0`.
+const UNKNOWN_STATUS: ExitStatus = ExitStatus(0);
+
+pub(crate) struct Mirror {
+    pub(crate) tasks: Arc<TaskTable>,
+    /// When each mirrored task was created, on the events' clock (`CLOCK_MONOTONIC`):
+    /// its fork event's timestamp, or the end of the `/proc` read that found it. A fork
+    /// event older than that is about the same task (a duplicate); a newer one means the
+    /// pid was reused and the mirror missed the exit.
+    origin: HashMap<u32, u64>,
+    /// The non-leader threads of each thread group.
+    threads: HashMap<u32, HashSet<u32>>,
+    /// Exits seen lately (pid → event time), oldest first in `tombstone_order`. A task
+    /// is still visible in `/proc` for a moment after its exit event (until it is
+    /// released): a `/proc` read must not bring it back.
+    tombstones: HashMap<u32, u64>,
+    tombstone_order: VecDeque<(u32, u64)>,
+    /// Nanoseconds per clock tick of `/proc` start times.
+    tick_ns: u64,
+    /// Whether exec events read the command line from `/proc`.
+    pub(crate) read_cmdline: bool,
+    counters: Arc<AtomicCounters>,
+}
+
+fn pid_of(raw: i32) -> Option<u32> {
+    u32::try_from(raw).ok().filter(|&pid| pid != 0)
+}
+
+/// The message of a panic payload.
+pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic with a non-string payload".to_owned()
+    }
+}
+
+impl Mirror {
+    pub(crate) fn new(
+        tasks: Arc<TaskTable>,
+        read_cmdline: bool,
+        counters: Arc<AtomicCounters>,
+    ) -> Mirror {
+        Mirror {
+            tasks,
+            origin: HashMap::new(),
+            threads: HashMap::new(),
+            tombstones: HashMap::new(),
+            tombstone_order: VecDeque::new(),
+            tick_ns: 1_000_000_000 / clock_ticks_per_second().max(1),
+            read_cmdline,
+            counters,
+        }
+    }
+
+    /// Runs `f` (a mirror change and its dispatch), catching a panicking watcher and
+    /// turning watcher errors into reports. Returns the other task-model errors (which
+    /// mean the mirror and the event disagree).
+    fn guarded(
+        &self,
+        kind: EventKind,
+        pid: u32,
+        sink: &mut dyn FnMut(Report),
+        f: impl FnOnce() -> Result<(), TaskError>,
+    ) -> Result<(), TaskError> {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(TaskError::Watcher(error))) => {
+                self.watcher_failed(kind, pid, &error, sink);
+                Ok(())
+            }
+            Ok(Err(other)) => Err(other),
+            Err(payload) => {
+                self.counters.watcher_panics.fetch_add(1, Ordering::Relaxed);
+                sink(Report::WatcherPanicked(WatcherFailure {
+                    event: kind,
+                    pid,
+                    watcher: None,
+                    message: panic_message(payload.as_ref()),
+                }));
+                Ok(())
+            }
+        }
+    }
+
+    fn watcher_failed(
+        &self,
+        kind: EventKind,
+        pid: u32,
+        error: &DispatchError,
+        sink: &mut dyn FnMut(Report),
+    ) {
+        let failures = u64::try_from(error.failures.max(1)).unwrap_or(1);
+        self.counters
+            .watcher_errors
+            .fetch_add(failures, Ordering::Relaxed);
+        sink(Report::WatcherFailed(WatcherFailure {
+            event: kind,
+            pid,
+            watcher: Some(error.watcher.to_string()),
+            message: error.to_string(),
+        }));
+    }
+
+    fn dispatch(&self, task: &Task, data: EventData<'_>) -> Result<(), TaskError> {
+        self.tasks
+            .watchers()
+            .dispatch(&Event::new(task, data))
+            .map_err(TaskError::Watcher)
+    }
+
+    /// Remembers that `pid` exited at `ts` (for [`died_already`](Self::died_already)).
+    fn bury(&mut self, pid: u32, ts: u64) {
+        self.tombstones.insert(pid, ts);
+        self.tombstone_order.push_back((pid, ts));
+        while let Some(&(old_pid, old_ts)) = self.tombstone_order.front() {
+            let expired = old_ts.saturating_add(TOMBSTONE_NS) < ts
+                || self.tombstone_order.len() > MAX_TOMBSTONES;
+            if !expired {
+                break;
+            }
+            self.tombstone_order.pop_front();
+            if self.tombstones.get(&old_pid) == Some(&old_ts) {
+                self.tombstones.remove(&old_pid);
+            }
+        }
+    }
+
+    /// Whether the task `/proc` shows as `pid` is one whose exit was already seen: it
+    /// started no later than that exit (a reused pid starts after it).
+    fn died_already(&self, pid: u32) -> bool {
+        let Some(&exit_ns) = self.tombstones.get(&pid) else {
+            return false;
+        };
+        match procfs::start_ticks(pid) {
+            Some(ticks) => {
+                let boot_ns = ticks.saturating_mul(self.tick_ns);
+                let start_ns = boot_ns.saturating_sub(suspended_ns());
+                start_ns <= exit_ns
+            }
+            None => true,
+        }
+    }
+
+    /// Puts a task read from `/proc` (or described by a fork event) into the mirror and
+    /// announces it to the `fork` watchers (who cannot refuse it). For a thread, the
+    /// fork event names its group leader as the parent (the task that created it, as
+    /// in [`TaskTable::fork`]); afterwards its parent is the leader's, like any thread.
+    fn adopt(
+        &mut self,
+        info: &ProcTask,
+        origin_ns: u64,
+        sink: &mut dyn FnMut(Report),
+    ) -> Option<Arc<Task>> {
+        if info.pid <= 1 {
+            return self.tasks.get(Pid(info.pid));
+        }
+        let thread = info.pid != info.tgid;
+        let (init, flags, later_parent) = if thread {
+            let leader = self.tasks.get(Pid(info.tgid));
+            let parent = leader.as_ref().map_or(Pid::INIT, |l| l.pid());
+            let later = leader.as_ref().map_or(Pid(info.ppid), |l| l.parent());
+            (info.init(parent), THREAD_FLAGS, Some(later))
+        } else {
+            let parent = Pid(info.ppid);
+            let parent = if self.tasks.get(parent).is_some() {
+                parent
+            } else {
+                Pid::INIT
+            };
+            (info.init(parent), CloneFlags::empty(), None)
+        };
+        let tasks = Arc::clone(&self.tasks);
+        let result = self.guarded(EventKind::Fork, info.pid, sink, || {
+            tasks.adopt(init, flags).map(drop)
+        });
+        if result.is_err() {
+            // The pid is taken: the caller checked, so another path raced; keep what is there.
+            return self.tasks.get(Pid(info.pid));
+        }
+        let task = self.tasks.get(Pid(info.pid))?;
+        if let Some(parent) = later_parent {
+            task.set_parent(parent);
+            self.threads.entry(info.tgid).or_default().insert(info.pid);
+        }
+        self.origin.insert(info.pid, origin_ns);
+        Some(task)
+    }
+
+    /// The mirrored task, adopting it from `/proc` if the mirror does not know it
+    /// (forked before the seed, or its events lost). `None` if it is gone.
+    fn ensure(&mut self, pid: u32, sink: &mut dyn FnMut(Report)) -> Option<(Arc<Task>, bool)> {
+        if let Some(task) = self.tasks.get(Pid(pid)) {
+            return Some((task, false));
+        }
+        let info = procfs::task(pid).filter(|info| !info.gone && info.pid == pid)?;
+        if self.died_already(pid) {
+            return None;
+        }
+        if info.pid != info.tgid && self.tasks.get(Pid(info.tgid)).is_none() {
+            // Its leader first (one level: the leader's own parent is not chased).
+            if let Some(leader) = procfs::task(info.tgid)
+                .filter(|l| !l.gone && l.pid == l.tgid && !self.died_already(l.pid))
+            {
+                let now = monotonic_ns();
+                self.adopt(&leader, now, sink);
+            }
+        }
+        let now = monotonic_ns();
+        self.counters.adopted_late.fetch_add(1, Ordering::Relaxed);
+        self.adopt(&info, now, sink).map(|task| (task, true))
+    }
+
+    /// Sends `exit` then `free` for a task and forgets it, whatever its parent: the
+    /// kernel reaps real tasks through parents the mirror does not model.
+    fn remove(
+        &mut self,
+        pid: u32,
+        status: ExitStatus,
+        sink: &mut dyn FnMut(Report),
+    ) -> Option<Arc<Task>> {
+        let task = self.tasks.get(Pid(pid))?;
+        let tasks = Arc::clone(&self.tasks);
+        if task.state() == TaskState::Running {
+            // Watcher errors and panics are reported; other errors cannot happen for a
+            // running task.
+            let _ = self.guarded(EventKind::Exit, pid, sink, || {
+                tasks.exit_with(Pid(pid), status)
+            });
+        }
+        // Exit reaps threads and children of init at once; reap the rest here.
+        if task.state() == TaskState::Zombie {
+            let parent = task.parent();
+            let _ = self.guarded(EventKind::Free, pid, sink, || {
+                tasks.reap(parent, Pid(pid)).map(drop)
+            });
+        }
+        self.origin.remove(&pid);
+        if task.is_thread() {
+            let tgid = task.tgid().get();
+            if let Some(set) = self.threads.get_mut(&tgid) {
+                set.remove(&pid);
+                if set.is_empty() {
+                    self.threads.remove(&tgid);
+                }
+            }
+        }
+        Some(task)
+    }
+
+    /// Adopts every live task in `tasks`, parents before children, processes before
+    /// threads. Returns how many were added.
+    fn adopt_all(
+        &mut self,
+        found: &HashMap<u32, ProcTask>,
+        origin_ns: u64,
+        sink: &mut dyn FnMut(Report),
+    ) -> usize {
+        let mut order = Vec::with_capacity(found.len());
+        let mut visited = HashSet::new();
+        let mut pids: Vec<u32> = found.keys().copied().collect();
+        pids.sort_unstable();
+        for &pid in &pids {
+            let mut chain = Vec::new();
+            let mut current = pid;
+            while let Some(info) = found.get(&current) {
+                if info.pid != info.tgid || !visited.insert(current) {
+                    break;
+                }
+                chain.push(current);
+                current = info.ppid;
+            }
+            order.extend(chain.into_iter().rev());
+        }
+        order.extend(
+            pids.iter()
+                .copied()
+                .filter(|pid| found.get(pid).is_some_and(|i| i.pid != i.tgid)),
+        );
+        let mut added = 0;
+        for pid in order {
+            if self.tasks.get(Pid(pid)).is_some() || self.died_already(pid) {
+                continue;
+            }
+            if let Some(info) = found.get(&pid)
+                && self.adopt(info, origin_ns, sink).is_some()
+            {
+                added += 1;
+            }
+        }
+        added
+    }
+
+    /// Fills the mirror from `/proc` (live tasks only).
+    pub(crate) fn seed(&mut self, sink: &mut dyn FnMut(Report)) -> io::Result<usize> {
+        let found = procfs::scan()?;
+        let origin_ns = monotonic_ns();
+        let live = found
+            .into_iter()
+            .filter(|t| !t.gone)
+            .map(|t| (t.pid, t))
+            .collect::<HashMap<_, _>>();
+        Ok(self.adopt_all(&live, origin_ns, sink))
+    }
+
+    /// Makes the mirror match `/proc`: tasks that vanished get `exit` (status unknown)
+    /// and `free`; tasks it lacks are adopted (announced by `fork`).
+    pub(crate) fn resync(&mut self, sink: &mut dyn FnMut(Report)) -> io::Result<Resync> {
+        let started = Instant::now();
+        let found = procfs::scan()?;
+        // Everything in the scan existed before this instant.
+        let origin_ns = monotonic_ns();
+        let live: HashMap<u32, ProcTask> = found
+            .into_iter()
+            .filter(|t| !t.gone)
+            .map(|t| (t.pid, t))
+            .collect();
+        let mut removed = 0;
+        // Threads first, so a group leader goes after its threads.
+        let mut mirrored = self.tasks.tasks();
+        mirrored.sort_by_key(|t| (!t.is_thread(), t.pid()));
+        for task in mirrored {
+            let pid = task.pid().get();
+            if pid == 1 {
+                continue;
+            }
+            let same = live
+                .get(&pid)
+                .is_some_and(|info| info.tgid == task.tgid().get());
+            if !same && self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
+                removed += 1;
+            }
+        }
+        let added = self.adopt_all(&live, origin_ns, sink);
+        Ok(Resync {
+            added,
+            removed,
+            took: started.elapsed(),
+        })
+    }
+
+    /// Applies one kernel event to the mirror and dispatches it.
+    pub(crate) fn apply(&mut self, message: &ProcMessage, sink: &mut dyn FnMut(Report)) -> Applied {
+        let mut applied = Applied {
+            seq: message.header.seq,
+            cpu: message.cpu,
+            timestamp_ns: message.timestamp_ns,
+            event: message.event,
+            task: None,
+            parent: None,
+            change: None,
+            command_line: None,
+            disposition: Disposition::Applied,
+        };
+        let ts = message.timestamp_ns;
+        match message.event {
+            ProcEvent::Ack { .. } => applied.disposition = Disposition::Ignored,
+            ProcEvent::Fork {
+                parent_tgid,
+                child_pid,
+                child_tgid,
+                ..
+            } => self.fork(&mut applied, ts, parent_tgid, child_pid, child_tgid, sink),
+            ProcEvent::Exit { pid, exit_code, .. } => match pid_of(pid) {
+                Some(pid) => {
+                    self.bury(pid, ts);
+                    if self.tasks.get(Pid(pid)).is_some() {
+                        applied.task = self.remove(pid, ExitStatus(exit_code as i32), sink);
+                    } else {
+                        applied.disposition = Disposition::UnknownTask;
+                    }
+                }
+                None => applied.disposition = Disposition::UnknownTask,
+            },
+            other => {
+                let Some((task, late)) = other
+                    .pid()
+                    .and_then(pid_of)
+                    .and_then(|pid| self.ensure(pid, sink))
+                else {
+                    applied.disposition = Disposition::UnknownTask;
+                    self.count(&applied);
+                    return applied;
+                };
+                if late {
+                    applied.disposition = Disposition::AdoptedLate;
+                }
+                self.change(&mut applied, &task, sink);
+                applied.task = Some(task);
+            }
+        }
+        self.count(&applied);
+        applied
+    }
+
+    fn count(&self, applied: &Applied) {
+        let counter = match applied.disposition {
+            Disposition::Applied | Disposition::AdoptedLate => &self.counters.dispatched,
+            Disposition::Duplicate => &self.counters.duplicates,
+            Disposition::UnknownTask => &self.counters.unknown,
+            Disposition::Ignored => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn fork(
+        &mut self,
+        applied: &mut Applied,
+        ts: u64,
+        parent_tgid: i32,
+        child_pid: i32,
+        child_tgid: i32,
+        sink: &mut dyn FnMut(Report),
+    ) {
+        let (Some(child), Some(tgid)) = (pid_of(child_pid), pid_of(child_tgid)) else {
+            applied.disposition = Disposition::UnknownTask;
+            return;
+        };
+        if let Some(existing) = self.tasks.get(Pid(child)) {
+            let origin = self.origin.get(&child).copied().unwrap_or(u64::MAX);
+            if ts <= origin || child == 1 {
+                // Found in /proc after this fork: the same task.
+                applied.disposition = Disposition::Duplicate;
+                applied.task = Some(existing);
+                return;
+            }
+            // The pid was reused: the old task's exit was lost.
+            self.counters.stale.fetch_add(1, Ordering::Relaxed);
+            self.remove(child, UNKNOWN_STATUS, sink);
+        }
+        // A new task with this pid: an exit remembered for it is about an older one.
+        self.tombstones.remove(&child);
+        let thread = child != tgid;
+        // The task whose data the child starts with: the group leader for a thread,
+        // the parent process for a process.
+        let source_pid = if thread {
+            tgid
+        } else {
+            pid_of(parent_tgid).unwrap_or(1)
+        };
+        let source = self.ensure(source_pid, sink).map(|(task, _)| task);
+        let source = source.unwrap_or_else(|| Arc::clone(self.tasks.init()));
+        let info = ProcTask {
+            pid: child,
+            tgid,
+            ppid: if thread {
+                source.parent().get()
+            } else {
+                source.pid().get()
+            },
+            sid: source.sid().get(),
+            pgid: source.pgid().get(),
+            uids: source.uids(),
+            gids: source.gids(),
+            comm: source.comm(),
+            gone: false,
+        };
+        applied.parent = Some(source);
+        applied.task = self.adopt(&info, ts, sink);
+    }
+
+    /// Applies a change to a running task: exec, ids, session, name, tracer, coredump.
+    fn change(&mut self, applied: &mut Applied, task: &Arc<Task>, sink: &mut dyn FnMut(Report)) {
+        let pid = task.pid().get();
+        let kind = applied.event.event_kind().unwrap_or(EventKind::Exec);
+        let result = match applied.event {
+            ProcEvent::Exec { .. } => {
+                // A thread that execs takes over the leader's pid; threads of the group
+                // still mirrored are gone.
+                if let Some(threads) = self.threads.remove(&pid) {
+                    for thread in threads {
+                        self.remove(thread, ExitStatus::signaled(9), sink);
+                    }
+                }
+                if let Some(comm) = procfs::comm(pid) {
+                    task.replace_comm(&comm);
+                }
+                applied.command_line = if self.read_cmdline {
+                    procfs::cmdline(pid)
+                } else {
+                    None
+                };
+                let filename = applied.command_line.as_deref().unwrap_or("");
+                self.guarded(kind, pid, sink, || {
+                    self.dispatch(task, EventData::Exec { filename })
+                })
+            }
+            ProcEvent::Uid { ruid, euid, .. } => {
+                let old = task.uids();
+                let new = fresh_ids(pid, ruid, euid, old, |t| t.uids);
+                task.replace_uids(new);
+                applied.change = Some(Change::Uids { old, new });
+                self.guarded(kind, pid, sink, || {
+                    self.dispatch(task, EventData::Uid { old, new })
+                })
+            }
+            ProcEvent::Gid { rgid, egid, .. } => {
+                let old = task.gids();
+                let new = fresh_ids(pid, rgid, egid, old, |t| t.gids);
+                task.replace_gids(new);
+                applied.change = Some(Change::Gids { old, new });
+                self.guarded(kind, pid, sink, || {
+                    self.dispatch(task, EventData::Gid { old, new })
+                })
+            }
+            ProcEvent::Sid { .. } => {
+                task.set_session(Pid(pid), Pid(pid));
+                self.guarded(kind, pid, sink, || {
+                    self.dispatch(task, EventData::Sid { sid: Pid(pid) })
+                })
+            }
+            ProcEvent::Comm { comm, .. } => {
+                let new = comm_str(&comm);
+                let old = task.replace_comm(&new);
+                let new = task.comm();
+                let result = self.guarded(kind, pid, sink, || {
+                    self.dispatch(
+                        task,
+                        EventData::Comm {
+                            old: &old,
+                            new: &new,
+                        },
+                    )
+                });
+                applied.change = Some(Change::Comm { old, new });
+                result
+            }
+            ProcEvent::Ptrace {
+                tracer_pid,
+                tracer_tgid,
+                ..
+            } => {
+                let tracer = if tracer_pid == 0 {
+                    None
+                } else {
+                    pid_of(tracer_tgid).map(Pid)
+                };
+                task.set_tracer(tracer);
+                self.guarded(kind, pid, sink, || {
+                    self.dispatch(task, EventData::Ptrace { tracer })
+                })
+            }
+            ProcEvent::Coredump { .. } => {
+                // The event does not carry the signal; the exit status that follows does.
+                self.guarded(kind, pid, sink, || {
+                    self.dispatch(task, EventData::Coredump { signal: 0 })
+                })
+            }
+            ProcEvent::Ack { .. } | ProcEvent::Fork { .. } | ProcEvent::Exit { .. } => Ok(()),
+        };
+        // Direct dispatches return only watcher errors, which `guarded` consumed.
+        debug_assert!(result.is_ok());
+    }
+}
+
+/// The ids after a uid/gid event: the real and effective ids from the event; the saved
+/// and filesystem ids from `/proc` when it agrees with the event, else the saved id
+/// unchanged and the filesystem id following the effective one.
+fn fresh_ids(
+    pid: u32,
+    real: u32,
+    effective: u32,
+    old: Ids,
+    pick: impl Fn(&ProcTask) -> Ids,
+) -> Ids {
+    procfs::task(pid)
+        .map(|t| pick(&t))
+        .filter(|ids| ids.real == real && ids.effective == effective)
+        .unwrap_or(Ids {
+            real,
+            effective,
+            saved: old.saved,
+            fs: effective,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::cn_proc::{CnMsgHeader, comm_bytes};
+    use crate::event::EventSet;
+    use crate::table::WatcherTable;
+
+    /// Pids no real task has (above the kernel's pid limit).
+    const BASE: i32 = 5_000_000;
+
+    type Log = Arc<Mutex<Vec<(EventKind, u32, Option<u32>)>>>;
+
+    fn setup() -> (Mirror, Log, &'static WatcherTable) {
+        let table = WatcherTable::from_watchers([]).unwrap().leak();
+        let log: Log = Arc::default();
+        let record = log.clone();
+        table
+            .watcher("test::log", EventSet::ALL)
+            .register(move |event| {
+                let parent = event.parent().map(|p| p.pid().get());
+                record
+                    .lock()
+                    .unwrap()
+                    .push((event.kind(), event.task().pid().get(), parent));
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .unwrap()
+            .keep();
+        let counters = Arc::new(AtomicCounters::default());
+        let mirror = Mirror::new(Arc::new(TaskTable::with_table(table)), true, counters);
+        (mirror, log, table)
+    }
+
+    fn message(event: ProcEvent, ts: u64) -> ProcMessage {
+        ProcMessage {
+            header: CnMsgHeader::proc(0, 0, 40),
+            cpu: 0,
+            timestamp_ns: ts,
+            event,
+        }
+    }
+
+    fn fork(parent: i32, child: i32, tgid: i32) -> ProcEvent {
+        ProcEvent::Fork {
+            parent_pid: parent,
+            parent_tgid: parent,
+            child_pid: child,
+            child_tgid: tgid,
+        }
+    }
+
+    fn exit(pid: i32, tgid: i32, code: u32) -> ProcEvent {
+        ProcEvent::Exit {
+            pid,
+            tgid,
+            exit_code: code,
+            exit_signal: 17,
+            parent_pid: 0,
+            parent_tgid: 0,
+        }
+    }
+
+    fn kinds(log: &Log, pid: i32) -> Vec<EventKind> {
+        log.lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.1 == pid as u32)
+            .map(|e| e.0)
+            .collect()
+    }
+
+    #[test]
+    fn processes_and_threads_live_and_die_in_the_mirror() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let (p, c, t) = (BASE, BASE + 1, BASE + 2);
+        assert_eq!(
+            m.apply(&message(fork(1, p, p), 10), &mut sink).disposition,
+            Disposition::Applied
+        );
+        m.apply(&message(fork(p, c, c), 11), &mut sink);
+        // A thread of `c`: announced with its leader as the parent.
+        m.apply(&message(fork(p, t, c), 12), &mut sink);
+        let thread = m.tasks.get(Pid(t as u32)).unwrap();
+        assert!(thread.is_thread());
+        assert_eq!(
+            thread.parent(),
+            Pid(p as u32),
+            "a thread's parent is its leader's"
+        );
+        assert!(
+            log.lock()
+                .unwrap()
+                .contains(&(EventKind::Fork, t as u32, Some(c as u32)))
+        );
+        assert!(
+            log.lock()
+                .unwrap()
+                .contains(&(EventKind::Fork, c as u32, Some(p as u32)))
+        );
+        let renamed = ProcEvent::Comm {
+            pid: c,
+            tgid: c,
+            comm: comm_bytes("worker"),
+        };
+        m.apply(&message(renamed, 13), &mut sink);
+        assert_eq!(m.tasks.get(Pid(c as u32)).unwrap().comm(), "worker");
+        let uid = ProcEvent::Uid {
+            pid: c,
+            tgid: c,
+            ruid: 1000,
+            euid: 1000,
+        };
+        let applied = m.apply(&message(uid, 14), &mut sink);
+        assert!(matches!(applied.change, Some(Change::Uids { new, .. }) if new.effective == 1000));
+        // The exec of a gone process: the command line is unknown, not an error.
+        let applied = m.apply(&message(ProcEvent::Exec { pid: c, tgid: c }, 15), &mut sink);
+        assert_eq!(applied.command_line, None);
+        assert_eq!(applied.disposition, Disposition::Applied);
+        // The parent exits first: its child is not freed with it.
+        m.apply(&message(exit(p, p, 0), 16), &mut sink);
+        assert!(m.tasks.get(Pid(p as u32)).is_none());
+        assert_eq!(
+            kinds(&log, p),
+            [EventKind::Fork, EventKind::Exit, EventKind::Free]
+        );
+        m.apply(&message(exit(t, c, 0), 17), &mut sink);
+        let applied = m.apply(&message(exit(c, c, 3 << 8), 18), &mut sink);
+        assert_eq!(
+            applied.task.unwrap().exit_status(),
+            Some(ExitStatus::exited(3))
+        );
+        for pid in [c, t] {
+            assert!(m.tasks.get(Pid(pid as u32)).is_none());
+            assert_eq!(kinds(&log, pid).last(), Some(&EventKind::Free));
+        }
+        assert_eq!(m.tasks.len(), 1, "only init is left");
+        assert!(m.origin.is_empty() && m.threads.is_empty());
+    }
+
+    #[test]
+    fn duplicate_forks_unknown_tasks_and_reused_pids() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let p = BASE + 10;
+        m.apply(&message(fork(1, p, p), 100), &mut sink);
+        // The same fork again (as when found in /proc after it forked): a duplicate.
+        let again = m.apply(&message(fork(1, p, p), 100), &mut sink);
+        assert_eq!(again.disposition, Disposition::Duplicate);
+        // A newer fork of the same pid: the exit was lost; the old task is removed.
+        let reused = m.apply(&message(fork(1, p, p), 200), &mut sink);
+        assert_eq!(reused.disposition, Disposition::Applied);
+        assert_eq!(
+            kinds(&log, p),
+            [
+                EventKind::Fork,
+                EventKind::Exit,
+                EventKind::Free,
+                EventKind::Fork
+            ]
+        );
+        assert_eq!(m.counters.stale.load(Ordering::Relaxed), 1);
+        // Events about tasks nobody knows, not even /proc.
+        let unknown = m.apply(
+            &message(
+                ProcEvent::Exec {
+                    pid: BASE + 11,
+                    tgid: BASE + 11,
+                },
+                300,
+            ),
+            &mut sink,
+        );
+        assert_eq!(unknown.disposition, Disposition::UnknownTask);
+        let unknown = m.apply(&message(exit(BASE + 12, BASE + 12, 0), 300), &mut sink);
+        assert_eq!(unknown.disposition, Disposition::UnknownTask);
+        let nonsense = m.apply(&message(fork(1, -5, 0), 300), &mut sink);
+        assert_eq!(nonsense.disposition, Disposition::UnknownTask);
+        assert_eq!(m.counters.unknown.load(Ordering::Relaxed), 3);
+    }
+
+    #[test]
+    fn failing_and_panicking_watchers_are_reported_not_obeyed() {
+        let (mut m, _, table) = setup();
+        table
+            .watcher("test::refuses", EventSet::FORK)
+            .register(|_| Err::<(), _>(std::io::Error::other("no")))
+            .unwrap()
+            .keep();
+        table
+            .watcher("test::panics", EventSet::EXIT)
+            .register(|_| -> Result<(), std::convert::Infallible> { panic!("boom") })
+            .unwrap()
+            .keep();
+        let mut reports = Vec::new();
+        let p = BASE + 20;
+        m.apply(&message(fork(1, p, p), 1), &mut |r| reports.push(r));
+        assert!(
+            m.tasks.get(Pid(p as u32)).is_some(),
+            "the fork happened anyway"
+        );
+        assert!(matches!(
+            &reports[..],
+            [Report::WatcherFailed(f)] if f.watcher.as_deref() == Some("test::refuses")
+        ));
+        reports.clear();
+        m.apply(&message(exit(p, p, 0), 2), &mut |r| reports.push(r));
+        assert!(
+            m.tasks.get(Pid(p as u32)).is_none(),
+            "freed despite the panic"
+        );
+        assert!(
+            reports
+                .iter()
+                .any(|r| matches!(r, Report::WatcherPanicked(f) if f.message == "boom"))
+        );
+        assert_eq!(m.counters.watcher_panics.load(Ordering::Relaxed), 1);
+        assert_eq!(m.counters.watcher_errors.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_seed_holds_this_process_and_a_resync_keeps_it() {
+        let (mut m, _, _) = setup();
+        let mut sink = |_| {};
+        let added = m.seed(&mut sink).unwrap();
+        let me = std::process::id();
+        assert!(added > 1);
+        let task = m.tasks.get(Pid(me)).unwrap();
+        assert_eq!(task.tgid(), Pid(me));
+        // A fake task the kernel never had goes away on a resync.
+        m.apply(&message(fork(1, BASE + 30, BASE + 30), u64::MAX), &mut sink);
+        let resync = m.resync(&mut sink).unwrap();
+        assert!(resync.removed >= 1);
+        assert!(m.tasks.get(Pid(BASE as u32 + 30)).is_none());
+        assert!(m.tasks.get(Pid(me)).is_some());
+    }
+}

@@ -1,0 +1,212 @@
+//! Reading tasks from `/proc`: the seed of the mirror, lazy adoption and resyncs.
+//!
+//! Everything here is best effort: a task can vanish between any two reads, so a
+//! missing or odd file means "no such task", never an error.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use crate::task::{Ids, Pid, TaskInit};
+
+/// What `/proc/<pid>/task/<tid>/status` says about one task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ProcTask {
+    pub(crate) pid: u32,
+    pub(crate) tgid: u32,
+    pub(crate) ppid: u32,
+    pub(crate) sid: u32,
+    pub(crate) pgid: u32,
+    pub(crate) uids: Ids,
+    pub(crate) gids: Ids,
+    pub(crate) comm: String,
+    /// Exited but not reaped (`Z`) or dead (`X`): the kernel already sent its exit.
+    pub(crate) gone: bool,
+}
+
+impl ProcTask {
+    /// The task as the mirror will hold it, with `parent` as its parent.
+    pub(crate) fn init(&self, parent: Pid) -> TaskInit {
+        TaskInit {
+            pid: Pid(self.pid),
+            tgid: Pid(self.tgid),
+            parent,
+            sid: Pid(self.sid),
+            pgid: Pid(self.pgid),
+            uids: self.uids,
+            gids: self.gids,
+            comm: self.comm.clone(),
+        }
+    }
+}
+
+fn ids(value: &str) -> Option<Ids> {
+    let mut it = value.split_whitespace().map(|v| v.parse::<u32>().ok());
+    Some(Ids {
+        real: it.next()??,
+        effective: it.next()??,
+        saved: it.next()??,
+        fs: it.next()??,
+    })
+}
+
+fn first_number(value: &str) -> Option<u32> {
+    value.split_whitespace().next()?.parse().ok()
+}
+
+/// Parses the text of a `status` file.
+pub(crate) fn parse_status(text: &str) -> Option<ProcTask> {
+    let mut name = None;
+    let mut state = None;
+    let mut pid = None;
+    let mut tgid = None;
+    let mut ppid = None;
+    let mut uids = None;
+    let mut gids = None;
+    let mut sid = None;
+    let mut pgid = None;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key {
+            "Name" => name = Some(value.trim_start_matches([' ', '\t']).to_owned()),
+            "State" => state = value.trim().chars().next(),
+            "Pid" => pid = first_number(value),
+            "Tgid" => tgid = first_number(value),
+            "PPid" => ppid = first_number(value),
+            "Uid" => uids = ids(value),
+            "Gid" => gids = ids(value),
+            "NSsid" => sid = first_number(value),
+            "NSpgid" => pgid = first_number(value),
+            _ => {}
+        }
+    }
+    let pid = pid?;
+    Some(ProcTask {
+        pid,
+        tgid: tgid?,
+        ppid: ppid?,
+        sid: sid.unwrap_or(pid),
+        pgid: pgid.unwrap_or(pid),
+        uids: uids?,
+        gids: gids?,
+        comm: name?,
+        gone: matches!(state, Some('Z' | 'X' | 'x')),
+    })
+}
+
+fn read_status(path: &Path) -> Option<ProcTask> {
+    parse_status(&fs::read_to_string(path).ok()?)
+}
+
+/// One task by its id (a thread id works too: `/proc/<tid>` exists though unlisted).
+pub(crate) fn task(pid: u32) -> Option<ProcTask> {
+    read_status(Path::new(&format!("/proc/{pid}/status")))
+}
+
+/// The task's current name.
+pub(crate) fn comm(pid: u32) -> Option<String> {
+    let mut name = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    if name.ends_with('\n') {
+        name.pop();
+    }
+    Some(name)
+}
+
+/// The task's command line, arguments separated by spaces; `None` if it is gone or
+/// has none (a kernel thread, a zombie).
+pub(crate) fn cmdline(pid: u32) -> Option<String> {
+    let bytes = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    let trimmed = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
+    if trimmed.is_empty() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(trimmed);
+    Some(text.replace('\0', " "))
+}
+
+/// When the task started, in clock ticks since boot (`/proc/<pid>/stat` field 22).
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
+    parse_start_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_start_ticks(stat: &str) -> Option<u64> {
+    // The name (field 2) may hold spaces and parentheses: split after the last ')'.
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts with field 3 (the state); field 22 is 19 further.
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+fn numeric_entries(dir: &Path) -> io::Result<Vec<u32>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let Ok(entry) = entry else { continue };
+        if let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            out.push(pid);
+        }
+    }
+    Ok(out)
+}
+
+/// Every task (processes and their threads) now in `/proc`, zombies included (marked
+/// [`gone`](ProcTask::gone)).
+///
+/// # Errors
+/// Only if `/proc` itself cannot be listed.
+pub(crate) fn scan() -> io::Result<Vec<ProcTask>> {
+    let mut out = Vec::new();
+    for pid in numeric_entries(Path::new("/proc"))? {
+        let threads =
+            numeric_entries(Path::new(&format!("/proc/{pid}/task"))).unwrap_or_else(|_| vec![pid]);
+        for tid in threads {
+            if let Some(task) = read_status(Path::new(&format!("/proc/{pid}/task/{tid}/status"))) {
+                out.push(task);
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_status_file() {
+        let text = "Name:\tkworker/0:1-events\nUmask:\t0022\nState:\tZ (zombie)\nTgid:\t42\n\
+                    Ngid:\t0\nPid:\t43\nPPid:\t2\nTracerPid:\t0\nUid:\t1000\t1000\t0\t1000\n\
+                    Gid:\t5\t6\t7\t8\nNSpid:\t43\nNSpgid:\t40\nNSsid:\t39\n";
+        let task = parse_status(text).unwrap();
+        assert_eq!(task.pid, 43);
+        assert_eq!(task.tgid, 42);
+        assert_eq!(task.ppid, 2);
+        assert_eq!((task.sid, task.pgid), (39, 40));
+        assert_eq!(task.uids.saved, 0);
+        assert_eq!(task.gids.fs, 8);
+        assert_eq!(task.comm, "kworker/0:1-events");
+        assert!(task.gone);
+        assert_eq!(parse_status("Name:\tx\n"), None);
+        assert_eq!(parse_status(""), None);
+    }
+
+    #[test]
+    fn parses_the_start_time() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 123456 1000 10";
+        assert_eq!(parse_start_ticks(stat), Some(123_456));
+        assert_eq!(parse_start_ticks("42 (x) S 1"), None);
+        assert_eq!(parse_start_ticks(""), None);
+    }
+
+    #[test]
+    fn reads_this_process() {
+        let me = std::process::id();
+        let task = task(me).unwrap();
+        assert_eq!((task.pid, task.tgid), (me, me));
+        assert!(!task.gone);
+        assert!(cmdline(me).is_some());
+        assert!(comm(me).is_some());
+        assert!(start_ticks(me).is_some());
+        assert!(scan().unwrap().iter().any(|t| t.pid == me));
+    }
+}
