@@ -64,10 +64,7 @@ fn list_shows_the_example_watchers_in_dispatch_order() {
     assert!(first.contains("taskwatch/src/examples.rs:"), "{fork}");
     // Teardown runs the other way: `lifecycle` is the last `free` watcher.
     let free = text.split("\nfree (").nth(1).expect("a free section");
-    let last = free
-        .lines()
-        .rfind(|l| l.contains(". "))
-        .unwrap_or_default();
+    let last = free.lines().rfind(|l| l.contains(". ")).unwrap_or_default();
     assert!(last.contains("taskwatch::examples::lifecycle"), "{free}");
     assert!(text.contains("plugin::uid-changes"), "{text}");
     assert!(text.contains("runtime"), "{text}");

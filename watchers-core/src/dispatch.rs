@@ -61,10 +61,27 @@ impl WatcherTable {
         if chain.funcs.is_empty() {
             return Ok(());
         }
-        if kind == EventKind::Fork && mode == Mode::Dispatch {
+        // Whether this is a fork is decided out of line: tested here, the compiler folds
+        // it into the mapping from the event to its kind, which then becomes a jump
+        // table (an indirect jump on every dispatch) instead of a plain load.
+        match mode {
+            Mode::Dispatch => self.dispatch_statics(event, kind, chain),
+            Mode::Notify => self.notify_statics(event, kind, chain),
+        }
+    }
+
+    /// An event that only static watchers want: a fork or another.
+    #[inline(never)]
+    fn dispatch_statics(
+        &self,
+        event: &Event<'_>,
+        kind: EventKind,
+        chain: &Chain,
+    ) -> Result<(), DispatchError> {
+        if kind == EventKind::Fork {
             self.dispatch_statics_fork(event, chain)
         } else {
-            self.dispatch_statics_all(event, kind, chain)
+            self.notify_statics(event, kind, chain)
         }
     }
 
@@ -75,9 +92,10 @@ impl WatcherTable {
         walk_statics_fork(&Statics { table: self, chain }, event)
     }
 
-    /// Any other event that only static watchers want.
+    /// An event that only static watchers want, every watcher called (a reported fork
+    /// included).
     #[inline(never)]
-    fn dispatch_statics_all(
+    fn notify_statics(
         &self,
         event: &Event<'_>,
         kind: EventKind,
@@ -125,7 +143,11 @@ impl WatcherTable {
                 table: self,
                 callees: &snapshot.chains[kind.index()],
             };
-            return walk(&WithLocals::new(merged, &locals), event, mode);
+            return if locals.is_empty() {
+                walk(&merged, event, mode)
+            } else {
+                walk(&WithLocals::new(merged, &locals), event, mode)
+            };
         }
         // The last runtime watcher was unregistered meanwhile.
         let statics = Statics { table: self, chain };
@@ -590,5 +612,151 @@ impl<C: Callees> Callees for WithLocals<'_, C> {
         if i < self.chain_len {
             self.chain.record_rollback_free(i);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+    use crate::event::{EventData, EventSet, ExitStatus};
+    use crate::task::{CloneFlags, Task};
+    use crate::watcher::{Watcher, WatcherResult};
+
+    /// More than two unrolled blocks of eight, and a remainder.
+    const N: usize = 19;
+
+    thread_local! {
+        static CALLED: RefCell<Vec<(usize, EventKind)>> = const { RefCell::new(Vec::new()) };
+        static FAIL: Cell<Option<usize>> = const { Cell::new(None) };
+        static PANIC: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    fn watcher<const I: usize>(event: &Event<'_>) -> WatcherResult {
+        CALLED.with(|c| c.borrow_mut().push((I, event.kind())));
+        if event.kind() != EventKind::Free {
+            if PANIC.get() == Some(I) {
+                panic!("watcher {I} panics");
+            }
+            if FAIL.get() == Some(I) {
+                return Err(format!("watcher {I} fails").into());
+            }
+        }
+        Ok(())
+    }
+
+    const FUNCS: [WatcherFn; N] = [
+        watcher::<0>,
+        watcher::<1>,
+        watcher::<2>,
+        watcher::<3>,
+        watcher::<4>,
+        watcher::<5>,
+        watcher::<6>,
+        watcher::<7>,
+        watcher::<8>,
+        watcher::<9>,
+        watcher::<10>,
+        watcher::<11>,
+        watcher::<12>,
+        watcher::<13>,
+        watcher::<14>,
+        watcher::<15>,
+        watcher::<16>,
+        watcher::<17>,
+        watcher::<18>,
+    ];
+    const NAMES: [&str; N] = [
+        "w00", "w01", "w02", "w03", "w04", "w05", "w06", "w07", "w08", "w09", "w10", "w11", "w12",
+        "w13", "w14", "w15", "w16", "w17", "w18",
+    ];
+
+    fn table() -> WatcherTable {
+        let events = EventSet::FORK | EventSet::EXIT | EventSet::FREE;
+        WatcherTable::from_watchers((0..N).map(|i| Watcher::new(NAMES[i], events, FUNCS[i])))
+            .expect("a valid table")
+    }
+
+    fn take() -> Vec<(usize, EventKind)> {
+        CALLED.with(|c| std::mem::take(&mut *c.borrow_mut()))
+    }
+
+    fn errors(table: &WatcherTable) -> Vec<u64> {
+        table.watchers().iter().map(|w| w.errors).collect()
+    }
+
+    #[test]
+    fn unrolled_walks_fail_and_roll_back_at_every_position() {
+        let table = table();
+        let parent = Task::detached(1);
+        let child = Task::detached(2);
+        let fork = Event::new(
+            &child,
+            EventData::Fork {
+                parent: &parent,
+                flags: CloneFlags::empty(),
+            },
+        );
+        let exit = Event::new(
+            &child,
+            EventData::Exit {
+                status: ExitStatus::exited(0),
+            },
+        );
+        for (at, name) in NAMES.into_iter().enumerate() {
+            FAIL.set(Some(at));
+            let error = table.dispatch(&fork).expect_err("the fork is refused");
+            assert_eq!(error.watcher, name);
+            let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
+            expected.extend((0..at).rev().map(|i| (i, EventKind::Free)));
+            assert_eq!(take(), expected, "fork refused by {at}");
+
+            let error = table.dispatch(&exit).expect_err("exit reports the error");
+            assert_eq!((error.watcher.as_ref(), error.failures), (name, 1));
+            // Exit runs in reverse order, every watcher.
+            let expected: Vec<_> = (0..N).rev().map(|i| (i, EventKind::Exit)).collect();
+            assert_eq!(take(), expected, "exit failing at {at}");
+            FAIL.set(None);
+        }
+        assert!(errors(&table).iter().all(|&e| e == 2));
+        table.dispatch(&fork).expect("no failure");
+        assert_eq!(take().len(), N);
+    }
+
+    #[test]
+    fn unrolled_walks_survive_a_panic_at_every_position() {
+        let table = table();
+        let parent = Task::detached(1);
+        let child = Task::detached(2);
+        let fork = Event::new(
+            &child,
+            EventData::Fork {
+                parent: &parent,
+                flags: CloneFlags::empty(),
+            },
+        );
+        let exit = Event::new(
+            &child,
+            EventData::Exit {
+                status: ExitStatus::exited(0),
+            },
+        );
+        for at in 0..N {
+            PANIC.set(Some(at));
+            let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
+            assert!(outcome.is_err(), "the panic continues");
+            let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
+            expected.extend((0..at).rev().map(|i| (i, EventKind::Free)));
+            assert_eq!(take(), expected, "fork panicking at {at}");
+
+            let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&exit)));
+            assert!(outcome.is_err(), "the panic continues");
+            let expected: Vec<_> = (0..N).rev().map(|i| (i, EventKind::Exit)).collect();
+            assert_eq!(take(), expected, "exit panicking at {at}");
+            PANIC.set(None);
+        }
+        assert!(errors(&table).iter().all(|&e| e == 2));
     }
 }

@@ -2,8 +2,7 @@
 //! per event, in a deterministic order.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::HashSet;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -73,46 +72,38 @@ impl WatcherTable {
     /// [`FreezeError::NoEvents`] for a watcher with an empty event set.
     pub fn from_watchers(watchers: impl IntoIterator<Item = Watcher>) -> Result<Self, FreezeError> {
         let input: Vec<Watcher> = watchers.into_iter().collect();
-        // Sort small keys rather than the records: priority, then name, then the input
-        // position, which makes the order the same as a stable sort by priority and name.
-        let mut keys: Vec<(Reverse<i32>, &'static str, usize)> = input
+        let count = u32::try_from(input.len()).expect("fewer than 2^32 watchers");
+        // Sort small keys rather than the records. First by name (and input position):
+        // a duplicate name is then next to its twin, found without a hash set. Then by
+        // priority alone, with a stable sort: the order is priority, then name, then
+        // input position, the same as a stable sort of the records by priority and name.
+        // Names share long prefixes (module paths), so each key also carries the sixteen
+        // bytes of its name after the prefix that all the names share: most comparisons
+        // end there, without comparing the strings (which decide only on a tie).
+        let shared = shared_prefix(input.iter().map(Watcher::name));
+        let mut keys: Vec<(Reverse<i32>, [u64; 2], &'static str, u32)> = input
             .iter()
-            .enumerate()
-            .map(|(i, w)| (Reverse(w.priority()), w.name(), i))
+            .zip(0..count)
+            .map(|(w, i)| (Reverse(w.priority()), window(w.name(), shared), w.name(), i))
             .collect();
-        keys.sort_unstable();
-
-        let mut seen: HashMap<&'static str, usize, BuildHasherDefault<NameHasher>> =
-            HashMap::with_capacity_and_hasher(keys.len(), BuildHasherDefault::default());
-        for &(_, name, i) in &keys {
-            let watcher = &input[i];
-            if watcher.events().is_empty() {
-                return Err(FreezeError::NoEvents {
-                    name,
-                    location: watcher.location(),
-                });
-            }
-            if let Some(first) = seen.insert(name, i) {
-                return Err(FreezeError::DuplicateName {
-                    name,
-                    first: input[first].location(),
-                    second: watcher.location(),
-                });
-            }
+        keys.sort_unstable_by(|a, b| (a.1, a.2, a.3).cmp(&(b.1, b.2, b.3)));
+        let duplicates = keys.windows(2).any(|pair| pair[0].2 == pair[1].2);
+        keys.sort_by_key(|key| key.0);
+        let order: Vec<u32> = keys.into_iter().map(|(_, _, _, i)| i).collect();
+        if duplicates || input.iter().any(|w| w.events().is_empty()) {
+            return Err(first_error(&input, &order));
         }
-        drop(seen);
 
-        let watchers: Vec<Watcher> = keys.iter().map(|&(_, _, i)| input[i]).collect();
-        let chains = Chain::build_all(&watchers);
-        let entries = watchers
-            .into_iter()
-            .map(|watcher| Entry {
-                watcher,
+        let entries: Box<[Entry]> = order
+            .iter()
+            .map(|&i| Entry {
+                watcher: input[i as usize],
                 errors: AtomicU64::new(0),
                 skipped: AtomicU64::new(0),
                 rollback_frees: AtomicU64::new(0),
             })
             .collect();
+        let chains = Chain::build_all(&entries);
         Ok(WatcherTable {
             entries,
             chains,
@@ -227,6 +218,65 @@ impl WatcherTable {
     }
 }
 
+/// How many leading bytes all `names` share.
+fn shared_prefix<'a>(mut names: impl Iterator<Item = &'a str>) -> usize {
+    let Some(first) = names.next() else {
+        return 0;
+    };
+    let first = first.as_bytes();
+    names.fold(first.len(), |shared, name| {
+        first[..shared]
+            .iter()
+            .zip(name.as_bytes())
+            .take_while(|(a, b)| a == b)
+            .count()
+    })
+}
+
+/// The sixteen bytes of `name` from `offset` on, zero-padded, as two big-endian
+/// numbers: they order like the bytes. Where a name ends inside the window, or holds a
+/// zero byte, two windows may tie although the names differ: the names then decide.
+fn window(name: &str, offset: usize) -> [u64; 2] {
+    let bytes = name.as_bytes().get(offset..).unwrap_or_default();
+    let mut padded = [0u8; 16];
+    let n = bytes.len().min(16);
+    padded[..n].copy_from_slice(&bytes[..n]);
+    let (high, low) = padded.split_at(8);
+    [
+        u64::from_be_bytes(high.try_into().expect("eight bytes")),
+        u64::from_be_bytes(low.try_into().expect("eight bytes")),
+    ]
+}
+
+/// The error of a list that cannot form a table: the first watcher, in dispatch order,
+/// that has no events or repeats an earlier watcher's name.
+#[cold]
+fn first_error(input: &[Watcher], order: &[u32]) -> FreezeError {
+    let mut seen: HashSet<&'static str> = HashSet::with_capacity(order.len());
+    for (position, &i) in order.iter().enumerate() {
+        let watcher = &input[i as usize];
+        if watcher.events().is_empty() {
+            return FreezeError::NoEvents {
+                name: watcher.name(),
+                location: watcher.location(),
+            };
+        }
+        if !seen.insert(watcher.name()) {
+            let first = order[..position]
+                .iter()
+                .map(|&j| &input[j as usize])
+                .find(|w| w.name() == watcher.name())
+                .expect("the name was seen before");
+            return FreezeError::DuplicateName {
+                name: watcher.name(),
+                first: first.location(),
+                second: watcher.location(),
+            };
+        }
+    }
+    unreachable!("first_error is called only for a list with an error")
+}
+
 impl std::fmt::Debug for WatcherTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WatcherTable")
@@ -243,14 +293,15 @@ impl std::fmt::Debug for WatcherTable {
 }
 
 impl Chain {
-    /// Every event's chain, in one pass over the watchers (sorted in `fork` order).
-    fn build_all(sorted: &[Watcher]) -> [Chain; EventKind::COUNT] {
-        let mut ids: [Vec<u32>; EventKind::COUNT] = Default::default();
-        for (id, watcher) in sorted.iter().enumerate() {
-            let id = u32::try_from(id).expect("fewer than 2^32 watchers");
-            for kind in watcher.events().iter() {
-                ids[kind.index()].push(id);
-            }
+    /// Every event's chain, from the entries (sorted in `fork` order).
+    fn build_all(sorted: &[Entry]) -> [Chain; EventKind::COUNT] {
+        let mut counts = [0usize; EventKind::COUNT];
+        for entry in sorted {
+            for_each_kind(entry.watcher.events(), |kind| counts[kind] += 1);
+        }
+        let mut ids: [Vec<u32>; EventKind::COUNT] = counts.map(Vec::with_capacity);
+        for (entry, id) in sorted.iter().zip(0u32..) {
+            for_each_kind(entry.watcher.events(), |kind| ids[kind].push(id));
         }
         let mut kinds = EventKind::ALL.into_iter();
         ids.map(|mut ids| {
@@ -259,10 +310,18 @@ impl Chain {
                 ids.reverse();
             }
             Chain {
-                funcs: ids.iter().map(|&id| sorted[id as usize].func()).collect(),
+                funcs: ids
+                    .iter()
+                    .map(|&id| sorted[id as usize].watcher.func())
+                    .collect(),
                 wants_free: ids
                     .iter()
-                    .map(|&id| sorted[id as usize].events().contains(EventKind::Free))
+                    .map(|&id| {
+                        sorted[id as usize]
+                            .watcher
+                            .events()
+                            .contains(EventKind::Free)
+                    })
                     .collect(),
                 ids: ids.into_boxed_slice(),
             }
@@ -270,45 +329,13 @@ impl Chain {
     }
 }
 
-/// A fast hasher for the duplicate-name check of the freeze: FxHash's rotate, xor and
-/// multiply, eight bytes at a time. The names are the program's own, not adversarial
-/// input, so a DoS-resistant hash (std's SipHash, a third of the freeze time of 10,000
-/// watchers) buys nothing here.
-#[derive(Default)]
-struct NameHasher(u64);
-
-impl NameHasher {
-    #[inline]
-    fn add(&mut self, word: u64) {
-        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl Hasher for NameHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0; 8];
-            word.copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(word));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut word = [0; 8];
-            word[..rest.len()].copy_from_slice(rest);
-            self.add(u64::from_le_bytes(word));
-        }
-    }
-
-    #[inline]
-    fn write_u8(&mut self, byte: u8) {
-        self.add(u64::from(byte));
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
+/// Calls `f` with the index of each kind in `events`.
+#[inline]
+fn for_each_kind(events: EventSet, mut f: impl FnMut(usize)) {
+    let mut bits = events.bits();
+    while bits != 0 {
+        f(bits.trailing_zeros() as usize);
+        bits &= bits - 1;
     }
 }
 
@@ -346,4 +373,95 @@ pub fn freeze() -> Result<&'static WatcherTable, FreezeError> {
         .get_or_init(WatcherTable::from_inventory)
         .as_ref()
         .map_err(Clone::clone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Event;
+    use crate::watcher::WatcherResult;
+
+    fn nothing(_: &Event<'_>) -> WatcherResult {
+        Ok(())
+    }
+
+    /// The names of a scrambled list with many equal priorities and names that share
+    /// prefixes, some a prefix of another, some with zero bytes, some longer than the
+    /// sixteen bytes the sort compares first.
+    fn scrambled() -> Vec<Watcher> {
+        let names: Vec<&'static str> = (0..500)
+            .map(|i| {
+                &*Box::leak(format!("m{}::w{}", (i * 7919) % 13, (i * 31) % 500).into_boxed_str())
+            })
+            .chain([
+                "m1",
+                "m1::",
+                "m1::w",
+                "m1\0",
+                "m1\0\0z",
+                "m1::w0123456789abcdef0",
+            ])
+            .collect();
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let events = EventSet::from_bits_truncate(1 << (i % EventKind::COUNT));
+                Watcher::new(name, events, nothing).with_priority((i % 5) as i32 - 2)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn order_is_a_stable_sort_by_priority_then_name() {
+        let list = scrambled();
+        let mut expected = list.clone();
+        expected.sort_by_key(|w| (Reverse(w.priority()), w.name()));
+        let table = WatcherTable::from_watchers(list).unwrap();
+        let got: Vec<&str> = table.entries.iter().map(|e| e.watcher.name()).collect();
+        let want: Vec<&str> = expected.iter().map(|w| w.name()).collect();
+        assert_eq!(got, want);
+        for kind in EventKind::ALL {
+            let mut chain: Vec<&str> = expected
+                .iter()
+                .filter(|w| w.events().contains(kind))
+                .map(|w| w.name())
+                .collect();
+            if kind.is_teardown() {
+                chain.reverse();
+            }
+            assert_eq!(
+                table.order(kind).map(|w| w.name()).collect::<Vec<_>>(),
+                chain
+            );
+            assert_eq!(table.chains[kind.index()].funcs.len(), chain.len());
+        }
+    }
+
+    #[test]
+    fn the_first_duplicate_in_dispatch_order_is_reported() {
+        let at = |line| Location {
+            module_path: "m",
+            file: "f.rs",
+            line,
+        };
+        let list = [
+            Watcher::new("b", EventSet::FORK, nothing).with_location(at(1)),
+            Watcher::new("a", EventSet::FORK, nothing)
+                .with_location(at(2))
+                .with_priority(-1),
+            Watcher::new("a", EventSet::FORK, nothing)
+                .with_location(at(3))
+                .with_priority(5),
+            Watcher::new("b", EventSet::FORK, nothing).with_location(at(4)),
+        ];
+        match WatcherTable::from_watchers(list) {
+            Err(FreezeError::DuplicateName {
+                name,
+                first,
+                second,
+            }) => assert_eq!((name, first.line, second.line), ("b", 1, 4)),
+            other => panic!("expected a duplicate, got {other:?}"),
+        }
+    }
 }

@@ -1,0 +1,90 @@
+//! `taskwatch bench`: the patches' fork-rate table on the task model (subsystems called
+//! directly against the same subsystems called through the table), and a dispatch
+//! summary measured side by side in this process, with the targets it is held to.
+//!
+//! The workloads live in the `benches` crate, which the criterion benchmarks
+//! (`cargo bench -p benches`) share.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use benches::{fork_rate, summary};
+
+/// `taskwatch bench` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Samples per variant per fork-rate row (direct and table samples alternate).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub samples: usize,
+    /// About how long one fork-rate sample runs, in milliseconds.
+    #[arg(long, default_value_t = 10, value_name = "MS")]
+    pub sample_ms: u64,
+    /// Rounds of each dispatch variant (each figure is the median of its rounds).
+    #[arg(long, default_value_t = 21, value_name = "N")]
+    pub rounds: usize,
+    /// Print the results as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    /// Skip the fork-rate table (measure the dispatch summary only).
+    #[arg(long)]
+    pub no_fork_rate: bool,
+    /// Also measure every dispatch variant for 0, 1, 8, 64 and 1,024 watchers,
+    /// interleaved (about 10 s more).
+    #[arg(long)]
+    pub matrix: bool,
+    /// Exit with status 1 if a target is missed.
+    #[arg(long)]
+    pub check: bool,
+}
+
+/// Measures and prints the fork-rate table, the dispatch summary and the targets.
+pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
+    if args.samples == 0 || args.rounds == 0 || args.sample_ms == 0 {
+        return Err("--samples, --rounds and --sample-ms must be at least 1".to_owned());
+    }
+    let fork_rate = if args.no_fork_rate {
+        None
+    } else {
+        Some(fork_rate::measure(fork_rate::Options {
+            samples: args.samples,
+            sample_time: Duration::from_millis(args.sample_ms),
+        })?)
+    };
+    let dispatch = summary::measure(summary::Options {
+        rounds: args.rounds,
+        ..summary::Options::default()
+    });
+    let matrix = args.matrix.then(|| {
+        summary::matrix(summary::Options {
+            rounds: args.rounds,
+            ..summary::Options::default()
+        })
+    });
+    let targets = summary::targets(&dispatch, fork_rate.as_ref());
+    let all_met = targets.iter().all(|t| t.met);
+
+    if args.json {
+        let report = serde_json::json!({
+            "fork_rate": fork_rate,
+            "dispatch": dispatch,
+            "matrix": matrix,
+            "targets": targets,
+            "all_targets_met": all_met,
+        });
+        let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        if let Some(table) = &fork_rate {
+            println!("{}", fork_rate::render(table));
+        }
+        print!("{}", summary::render(&dispatch, &targets));
+        if let Some(matrix) = &matrix {
+            print!("\n{}", summary::render_matrix(matrix));
+        }
+    }
+    Ok(if args.check && !all_met {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
