@@ -53,7 +53,7 @@ pub use task_table::{DEFAULT_PID_MAX, TaskStats, TaskTable};
 pub use watcher::{
     BoxError, IntoWatcherError, IntoWatcherResult, Location, Watcher, WatcherFn, WatcherResult,
 };
-pub use watchers_macros::task_watcher;
+pub use watchers_macros::{task_watcher, watcher_record};
 
 /// Starts registering a runtime watcher on the program-wide table
 /// ([`WatcherTable::global`]); see [`WatcherTable::watcher`].

@@ -167,9 +167,9 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
     let private = quote_spanned!(private_span=> #krate::__private);
     let ident = &function.sig.ident;
     let bare_name = ident.unraw().to_string();
-    // Both names differ from the function's, so that neither can shadow it; the holder's
+    // Both names differ from the function's, so that neither can shadow it; the record's
     // is in upper case, so as not to need an `allow` (which a `forbid` would refuse).
-    let holder = format_ident!("__TASK_WATCHER_{}", bare_name.to_uppercase());
+    let holder = record_ident(ident);
     let shim = format_ident!("__task_watcher_shim_{}", bare_name);
     // Hygienic, so that a function called `event` is not shadowed by the parameter.
     let event = syn::Ident::new("event", Span::mixed_site());
@@ -209,24 +209,54 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
         .iter()
         .filter(|attr| attr.path().is_ident("cfg"));
 
+    let vis = &function.vis;
+
+    // The record is a constant with the function's visibility, so that an explicit table
+    // can name it (`watcher_record!`) and get the very record `inventory` gets; the
+    // submission stays inside its initialiser, where items are allowed in any context
+    // the function may be in.
     quote! {
         #function
 
         #(#cfgs)*
         #[doc(hidden)]
-        const #holder: () = {
+        #vis const #holder: #private::Watcher = {
             fn #shim(#event: &#private::Event<'_>) -> #private::WatcherResult {
                 #call
             }
-            #private::inventory::submit! {
-                #private::Watcher::new(#name, #events, #shim)
-                    .with_priority(#priority)
-                    .with_location(#private::Location {
-                        module_path: ::core::module_path!(),
-                        file: ::core::file!(),
-                        line: #line,
-                    })
-            }
+            const RECORD: #private::Watcher = #private::Watcher::new(#name, #events, #shim)
+                .with_priority(#priority)
+                .with_location(#private::Location {
+                    module_path: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: #line,
+                });
+            #private::inventory::submit! { RECORD }
+            RECORD
         };
     }
+}
+
+/// The name of the constant that holds the record of the watcher function `ident`.
+pub(crate) fn record_ident(ident: &syn::Ident) -> syn::Ident {
+    let upper = ident.unraw().to_string().to_uppercase();
+    format_ident!("__TASK_WATCHER_{}", upper, span = ident.span())
+}
+
+/// `watcher_record!(path::to::function)`: the path of the function's record constant.
+pub(crate) fn watcher_record(input: TokenStream) -> TokenStream {
+    let mut path = match syn::parse2::<syn::Path>(input) {
+        Ok(path) => path,
+        Err(error) => {
+            return Error::new(
+                error.span(),
+                "`watcher_record!` takes the path of a `#[task_watcher]` function, like `watcher_record!(audit::watch)`",
+            )
+            .to_compile_error();
+        }
+    };
+    if let Some(last) = path.segments.last_mut() {
+        last.ident = record_ident(&last.ident);
+    }
+    path.to_token_stream()
 }

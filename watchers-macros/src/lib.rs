@@ -66,3 +66,24 @@ mod valid;
 pub fn task_watcher(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::task_watcher(args.into(), item.into()).into()
 }
+
+/// The [`Watcher`](https://docs.rs/watchers-core/latest/watchers_core/struct.Watcher.html)
+/// record that `#[task_watcher]` made for a function, as a constant: for a table built
+/// from an explicit list (unit tests, Miri), which then holds exactly what `inventory`
+/// gathers for the program-wide table.
+///
+/// ```ignore
+/// use watchers_core::{task_watcher, watcher_record, Event, WatcherTable};
+///
+/// #[task_watcher(events = exit)]
+/// fn on_exit(_: &Event<'_>) {}
+///
+/// let table = WatcherTable::from_watchers([watcher_record!(on_exit)])?;
+/// ```
+///
+/// The argument is the function's path as seen from the call (`on_exit`,
+/// `crate::audit::watch`); the record has the function's visibility.
+#[proc_macro]
+pub fn watcher_record(input: TokenStream) -> TokenStream {
+    expand::watcher_record(input.into()).into()
+}

@@ -20,20 +20,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, ExitStatus, Ids, Pid, Task, TaskSlot,
-    Watcher, task_watcher,
+    Watcher, task_watcher, watcher_record,
 };
 
 /// The events the audit watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK
-    .union(EventSet::EXEC)
-    .union(EventSet::UID)
-    .union(EventSet::GID)
-    .union(EventSet::EXIT)
-    .union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The audit watcher's priority (`audit_alloc` comes after the scheduler set-up in
 /// `copy_process`).
-pub const PRIORITY: i32 = 50;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// The backlog limit a program starts with (the kernel's default `audit_backlog_limit`
 /// is 64; a simulation wants more).
@@ -474,7 +469,7 @@ fn watch(event: &Event<'_>) -> Result<(), AuditError> {
 
 /// The audit watcher, for an explicit table (the same record `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 /// Writes one record for `task` if it has a context and nothing filters it.

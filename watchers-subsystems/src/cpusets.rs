@@ -21,16 +21,16 @@ use std::sync::{LazyLock, Mutex, MutexGuard};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, TaskState, Watcher,
-    task_watcher,
+    task_watcher, watcher_record,
 };
 
 use crate::mask::Mask;
 
 /// The events the cpusets watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK.union(EventSet::EXIT).union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The cpusets watcher's priority (early in `copy_process`, after delay accounting).
-pub const PRIORITY: i32 = 90;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// A cpuset's id; ids are never reused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -547,7 +547,7 @@ fn watch(event: &Event<'_>) -> Result<(), CpusetError> {
 
 /// The cpusets watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

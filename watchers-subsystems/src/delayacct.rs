@@ -18,14 +18,15 @@ use std::time::Duration;
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, Watcher, task_watcher,
+    watcher_record,
 };
 
 /// The events the delayacct watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK.union(EventSet::EXIT).union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The delayacct watcher's priority (`delayacct_tsk_init` is the first set-up in
 /// `copy_process`).
-pub const PRIORITY: i32 = 100;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// The version of the [`Taskstats`] layout.
 pub const TASKSTATS_VERSION: u16 = 1;
@@ -376,7 +377,7 @@ fn watch(event: &Event<'_>) -> Result<(), DelayacctError> {
 
 /// The delayacct watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

@@ -17,13 +17,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, Watcher, task_watcher,
+    watcher_record,
 };
 
 /// The events the irqflags watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK.union(EventSet::EXIT).union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The irqflags watcher's priority (follows `mpol_dup` in `copy_process`).
-pub const PRIORITY: i32 = 70;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// How many reports are kept (later ones are only counted).
 pub const REPORTS_KEPT: usize = 256;
@@ -337,7 +338,7 @@ fn watch(event: &Event<'_>) -> Result<(), IrqflagsError> {
 
 /// The irqflags watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

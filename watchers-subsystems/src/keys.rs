@@ -25,18 +25,14 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, Ids, Pid, Task, TaskSlot, TaskState, Watcher,
-    task_watcher,
+    task_watcher, watcher_record,
 };
 
 /// The events the keys watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK
-    .union(EventSet::EXEC)
-    .union(EventSet::UID)
-    .union(EventSet::GID)
-    .union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The keys watcher's priority (`copy_keys` comes late in `copy_process`).
-pub const PRIORITY: i32 = 30;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// A key's serial number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -556,7 +552,7 @@ fn watch(event: &Event<'_>) -> Result<(), KeysError> {
 
 /// The keys watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

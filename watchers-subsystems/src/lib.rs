@@ -34,8 +34,8 @@
 //!
 //! # Explicit tables
 //!
-//! Each module's `watchers()` returns the same [`Watcher`]
-//! records the attribute submits (same names, events and priorities), and
+//! Each module's `watchers()` returns the very [`Watcher`] record the attribute
+//! submits (through [`watcher_record!`](watchers_core::watcher_record)), and
 //! [`all_watchers`] those of every enabled subsystem, to build a table without
 //! link-time registration (tests, Miri, embedders):
 //!
@@ -57,9 +57,8 @@
 //! Every module exposes the entry points its watcher is a thin wrapper around:
 //! `on_fork(parent, child, flags)`, and as the subsystem needs `on_exec`, `on_uid`,
 //! `on_gid`, `on_exit`, `on_free` (and `on_sid`, `on_comm`, `on_ptrace`, `on_coredump`
-//! for `proc_events`). [`direct`] calls every enabled subsystem by hand, in the
-//! table's order, which is the baseline for comparing dispatch through the table with
-//! hand-written calls.
+//! for `proc_events`). The `benches` crate calls them by hand, in the table's order, as
+//! the baseline for comparing dispatch through the table with hand-written calls.
 //!
 //! # Global state
 //!
@@ -70,29 +69,6 @@
 //! reads its counters and [`summary`] gives one line per subsystem. Tasks that never got
 //! a `fork` event (such as init) have no per-task state.
 #![deny(missing_docs)]
-
-/// Builds the [`Watcher`](watchers_core::Watcher) record that `#[task_watcher]` submits
-/// for `$f`, with the same default name (`module_path::fn_name`), for explicit tables.
-#[allow(unused_macros)]
-macro_rules! watcher_record {
-    ($f:ident, $events:expr, $priority:expr) => {
-        ::watchers_core::Watcher::new(
-            ::core::concat!(::core::module_path!(), "::", ::core::stringify!($f)),
-            $events,
-            |event: &::watchers_core::Event<'_>| {
-                ::watchers_core::IntoWatcherResult::into_watcher_result($f(event))
-            },
-        )
-        .with_priority($priority)
-        .with_location(::watchers_core::Location {
-            module_path: ::core::module_path!(),
-            file: ::core::file!(),
-            line: ::core::line!(),
-        })
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use watcher_record;
 
 #[cfg(feature = "audit")]
 pub mod audit;
@@ -119,8 +95,6 @@ pub mod semundo;
 mod mask;
 #[cfg(any(feature = "cpusets", feature = "numa"))]
 pub use mask::{MASK_BITS, Mask, MaskError};
-
-pub mod direct;
 
 use watchers_core::Watcher;
 

@@ -20,13 +20,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, Watcher, task_watcher,
+    watcher_record,
 };
 
 /// The events the lockdep watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK.union(EventSet::EXIT).union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The lockdep watcher's priority (follows the irq-flags set-up in `copy_process`).
-pub const PRIORITY: i32 = 60;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// The deepest a task's held-lock stack may be (`MAX_LOCK_DEPTH`).
 pub const MAX_LOCK_DEPTH: usize = 48;
@@ -510,7 +511,7 @@ fn watch(event: &Event<'_>) -> Result<(), LockdepError> {
 
 /// The lockdep watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

@@ -16,15 +16,16 @@ use std::sync::{Arc, Mutex};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, Pid, Task, TaskSlot, TaskState, Watcher, task_watcher,
+    watcher_record,
 };
 
 use crate::mask::{MASK_BITS, Mask};
 
 /// The events the mempolicy watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK.union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The mempolicy watcher's priority (`mpol_dup` follows `cpuset_fork`).
-pub const PRIORITY: i32 = 80;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// A memory policy (`MPOL_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -253,7 +254,7 @@ fn watch(event: &Event<'_>) -> Result<(), MempolicyError> {
 
 /// The mempolicy watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

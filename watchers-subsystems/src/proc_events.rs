@@ -33,24 +33,16 @@ use std::time::Instant;
 use watchers_core::cn_proc::{self, DecodeError, McastOp, ProcEvent, ProcEventMask, ProcMessage};
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, ExitStatus, Ids, Pid, Task, Watcher,
-    task_watcher,
+    task_watcher, watcher_record,
 };
 
 /// The events the proc-events watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK
-    .union(EventSet::EXEC)
-    .union(EventSet::UID)
-    .union(EventSet::GID)
-    .union(EventSet::SID)
-    .union(EventSet::COMM)
-    .union(EventSet::PTRACE)
-    .union(EventSet::COREDUMP)
-    .union(EventSet::EXIT);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The proc-events watcher's priority: the lowest, so a fork is announced only once
 /// every other watcher accepted it (`proc_fork_connector` is the end of `copy_process`),
 /// and an exit is announced first.
-pub const PRIORITY: i32 = -100;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// How many model CPUs carry sequence counters.
 pub const NR_CPUS: usize = 4;
@@ -475,7 +467,7 @@ fn watch(event: &Event<'_>) -> Result<(), ProcEventsError> {
 
 /// The proc-events watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

@@ -14,14 +14,16 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use watchers_core::{Event, EventData, EventSet, ExitStatus, Pid, Task, Watcher, task_watcher};
+use watchers_core::{
+    Event, EventData, EventSet, ExitStatus, Pid, Task, Watcher, task_watcher, watcher_record,
+};
 
 /// The events the profile watcher asks for.
-pub const EVENTS: EventSet = EventSet::EXIT;
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The profile watcher's priority (`profile_task_exit` is the first thing `do_exit`
 /// does; teardown runs low priorities first).
-pub const PRIORITY: i32 = 20;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// What went wrong with profiling.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -211,7 +213,7 @@ fn watch(event: &Event<'_>) -> Result<(), ProfileError> {
 
 /// The profile watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 #[cfg(test)]

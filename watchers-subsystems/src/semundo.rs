@@ -22,14 +22,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, TaskState, Watcher,
-    task_watcher,
+    task_watcher, watcher_record,
 };
 
 /// The events the semundo watcher asks for.
-pub const EVENTS: EventSet = EventSet::FORK.union(EventSet::EXIT).union(EventSet::FREE);
+pub const EVENTS: EventSet = watcher_record!(watch).events();
 
 /// The semundo watcher's priority (`copy_semundo` follows `audit_alloc`).
-pub const PRIORITY: i32 = 40;
+pub const PRIORITY: i32 = watcher_record!(watch).priority();
 
 /// The largest semaphore value (`SEMVMX`); also the largest adjustment (`SEMAEM`).
 pub const SEMVMX: i32 = 32_767;
@@ -459,7 +459,7 @@ fn watch(event: &Event<'_>) -> Result<(), SemError> {
 
 /// The semundo watcher, for an explicit table.
 pub fn watchers() -> Vec<Watcher> {
-    vec![crate::watcher_record!(watch, EVENTS, PRIORITY)]
+    vec![watcher_record!(watch)]
 }
 
 /// Drops one share; the last one applies the adjustments (once).
