@@ -65,7 +65,20 @@ pub(crate) struct Chain {
 
 impl WatcherTable {
     /// Builds a table from an explicit list of watchers (for tests, Miri, or programs
-    /// that do not use link-time registration).
+    /// that do not use link-time registration). The record of a `#[task_watcher]`
+    /// function is [`watcher_record!`](crate::watcher_record):
+    ///
+    /// ```
+    /// use watchers_core::{Event, EventKind, EventSet, WatcherTable, task_watcher, watcher_record};
+    ///
+    /// #[task_watcher(events = fork | exit, priority = 3)]
+    /// fn tracker(_: &Event<'_>) {}
+    ///
+    /// let table = WatcherTable::from_watchers([watcher_record!(tracker)])?;
+    /// let tracker = table.order(EventKind::Exit).next().unwrap();
+    /// assert_eq!((tracker.events(), tracker.priority()), (EventSet::FORK | EventSet::EXIT, 3));
+    /// # Ok::<(), watchers_core::FreezeError>(())
+    /// ```
     ///
     /// # Errors
     /// [`FreezeError::DuplicateName`] if two watchers share a name, with both locations;
