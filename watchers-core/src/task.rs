@@ -194,7 +194,7 @@ impl Task {
                 uids: init.uids,
                 gids: init.gids,
             }),
-            comm: Mutex::new(truncate_comm(&init.comm).to_owned()),
+            comm: Mutex::new(truncated(init.comm)),
             started: Instant::now(),
             slots: SlotStorage::default(),
             local: LocalWatchers::default(),
@@ -279,6 +279,12 @@ impl Task {
         self.lock_creds().gids
     }
 
+    /// Its user and group ids, read together (one lock, one consistent pair).
+    pub(crate) fn ids(&self) -> (Ids, Ids) {
+        let creds = self.lock_creds();
+        (creds.uids, creds.gids)
+    }
+
     /// Its name.
     pub fn comm(&self) -> String {
         self.comm.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -343,6 +349,13 @@ impl fmt::Debug for Task {
             .field("comm", &self.comm())
             .finish_non_exhaustive()
     }
+}
+
+/// The name cut to at most [`COMM_MAX`] bytes, in place.
+fn truncated(mut comm: String) -> String {
+    let len = truncate_comm(&comm).len();
+    comm.truncate(len);
+    comm
 }
 
 /// Cuts a name to at most [`COMM_MAX`] bytes on a character boundary.

@@ -144,9 +144,7 @@ impl TaskTable {
 
     /// The task with this pid, unless it is still being forked or already freed.
     pub fn get(&self, pid: Pid) -> Option<Arc<Task>> {
-        let inner = self.lock();
-        let task = &inner.nodes.get(&pid)?.task;
-        (task.state() != TaskState::Embryo).then(|| task.clone())
+        self.lock().visible(pid).cloned()
     }
 
     /// Every visible task, by pid.
@@ -196,15 +194,7 @@ impl TaskTable {
     }
 
     fn running(&self, pid: Pid, operation: &'static str) -> Result<Arc<Task>, TaskError> {
-        let task = self.get(pid).ok_or(TaskError::NoSuchTask(pid))?;
-        match task.state() {
-            TaskState::Running => Ok(task),
-            state => Err(TaskError::WrongState {
-                pid,
-                state,
-                operation,
-            }),
-        }
+        self.lock().in_state(pid, TaskState::Running, operation)
     }
 
     fn send(&self, task: &Task, data: EventData<'_>) -> Result<(), DispatchError> {
@@ -245,10 +235,8 @@ impl TaskTable {
         let (parent, child) = {
             let mut inner = self.lock();
             let parent = inner
-                .nodes
-                .get(&parent_pid)
-                .map(|node| node.task.clone())
-                .filter(|task| task.state() != TaskState::Embryo)
+                .visible(parent_pid)
+                .cloned()
                 .ok_or(ForkError::NoSuchTask(parent_pid))?;
             if parent.state() != TaskState::Running {
                 return Err(ForkError::NotRunning {
@@ -264,8 +252,7 @@ impl TaskTable {
                     .ok_or(ForkError::PidsExhausted(self.pid_max))?,
             };
             let thread = flags.contains(CloneFlags::THREAD);
-            let uids = parent.uids();
-            let gids = parent.gids();
+            let (uids, gids) = parent.ids();
             let child = Arc::new(Task::new(TaskInit {
                 pid,
                 tgid: if thread { parent.tgid() } else { pid },
@@ -576,19 +563,7 @@ impl TaskTable {
         }
         let task = {
             let inner = self.lock();
-            let task = inner
-                .nodes
-                .get(&pid)
-                .map(|node| node.task.clone())
-                .filter(|task| task.state() != TaskState::Embryo)
-                .ok_or(TaskError::NoSuchTask(pid))?;
-            if task.state() != TaskState::Running {
-                return Err(TaskError::WrongState {
-                    pid,
-                    state: task.state(),
-                    operation: "exit",
-                });
-            }
+            let task = inner.in_state(pid, TaskState::Running, "exit")?;
             task.set_exit_status(status);
             task.set_state(TaskState::Exiting);
             task
@@ -719,18 +694,7 @@ impl TaskTable {
         }
         let task = {
             let inner = self.lock();
-            let task = inner
-                .nodes
-                .get(&pid)
-                .map(|node| node.task.clone())
-                .ok_or(TaskError::NoSuchTask(pid))?;
-            if task.state() != TaskState::Zombie {
-                return Err(TaskError::WrongState {
-                    pid,
-                    state: task.state(),
-                    operation: "be reaped",
-                });
-            }
+            let task = inner.in_state(pid, TaskState::Zombie, "be reaped")?;
             task.set_state(TaskState::Dead);
             task
         };
@@ -791,6 +755,31 @@ impl Drop for Embryo<'_> {
 }
 
 impl Inner {
+    /// The task with this pid, unless it is still being forked.
+    fn visible(&self, pid: Pid) -> Option<&Arc<Task>> {
+        let task = &self.nodes.get(&pid)?.task;
+        (task.state() != TaskState::Embryo).then_some(task)
+    }
+
+    /// The task with this pid, if it is in `state`: checked under the table's lock, so
+    /// that the caller can move it on before anyone else sees it.
+    fn in_state(
+        &self,
+        pid: Pid,
+        state: TaskState,
+        operation: &'static str,
+    ) -> Result<Arc<Task>, TaskError> {
+        let task = self.visible(pid).ok_or(TaskError::NoSuchTask(pid))?;
+        if task.state() != state {
+            return Err(TaskError::WrongState {
+                pid,
+                state: task.state(),
+                operation,
+            });
+        }
+        Ok(task.clone())
+    }
+
     /// The next free pid after the last one handed out, wrapping from `pid_max` to 2.
     fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
         let span = pid_max - 1;
