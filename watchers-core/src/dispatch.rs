@@ -115,47 +115,33 @@ impl WatcherTable {
         mode: Mode,
     ) -> Result<(), DispatchError> {
         self.dispatched.bump(kind);
+        let locals = local::reached_by(event);
         if self.runtime.wants(kind) {
-            return self.dispatch_merged(event, kind, chain, mode);
+            let snapshot = self.runtime.snapshot.load();
+            // `None` if the last runtime watcher was unregistered meanwhile.
+            if let Some(snapshot) = snapshot.as_ref() {
+                let merged = Merged {
+                    table: self,
+                    callees: &snapshot.chains[kind.index()],
+                };
+                return walk_with(merged, &locals, event, mode);
+            }
         }
-        let statics = Statics { table: self, chain };
-        let locals = local::reached_by(event);
-        if locals.is_empty() {
-            walk(&statics, event, mode)
-        } else {
-            walk(&WithLocals::new(statics, &locals), event, mode)
-        }
+        walk_with(Statics { table: self, chain }, &locals, event, mode)
     }
+}
 
-    /// Dispatch while runtime watchers want `kind`: the merged snapshot's chain.
-    #[inline(never)]
-    fn dispatch_merged(
-        &self,
-        event: &Event<'_>,
-        kind: EventKind,
-        chain: &Chain,
-        mode: Mode,
-    ) -> Result<(), DispatchError> {
-        let locals = local::reached_by(event);
-        let snapshot = self.runtime.snapshot.load();
-        if let Some(snapshot) = snapshot.as_ref() {
-            let merged = Merged {
-                table: self,
-                callees: &snapshot.chains[kind.index()],
-            };
-            return if locals.is_empty() {
-                walk(&merged, event, mode)
-            } else {
-                walk(&WithLocals::new(merged, &locals), event, mode)
-            };
-        }
-        // The last runtime watcher was unregistered meanwhile.
-        let statics = Statics { table: self, chain };
-        if locals.is_empty() {
-            walk(&statics, event, mode)
-        } else {
-            walk(&WithLocals::new(statics, &locals), event, mode)
-        }
+/// Walks `chain`, followed by the per-task watchers `locals` when there are any.
+fn walk_with<C: Callees>(
+    chain: C,
+    locals: &[Arc<LocalWatcher>],
+    event: &Event<'_>,
+    mode: Mode,
+) -> Result<(), DispatchError> {
+    if locals.is_empty() {
+        walk(&chain, event, mode)
+    } else {
+        walk(&WithLocals::new(chain, locals), event, mode)
     }
 }
 
@@ -679,6 +665,16 @@ mod tests {
             .expect("a valid table")
     }
 
+    /// The fork of `child` by `parent`, and the child's exit.
+    fn fork_and_exit<'a>(parent: &'a Task, child: &'a Task) -> [Event<'a>; 2] {
+        let flags = CloneFlags::empty();
+        let status = ExitStatus::exited(0);
+        [
+            Event::new(child, EventData::Fork { parent, flags }),
+            Event::new(child, EventData::Exit { status }),
+        ]
+    }
+
     fn take() -> Vec<(usize, EventKind)> {
         CALLED.with(|c| std::mem::take(&mut *c.borrow_mut()))
     }
@@ -690,21 +686,8 @@ mod tests {
     #[test]
     fn unrolled_walks_fail_and_roll_back_at_every_position() {
         let table = table();
-        let parent = Task::detached(1);
-        let child = Task::detached(2);
-        let fork = Event::new(
-            &child,
-            EventData::Fork {
-                parent: &parent,
-                flags: CloneFlags::empty(),
-            },
-        );
-        let exit = Event::new(
-            &child,
-            EventData::Exit {
-                status: ExitStatus::exited(0),
-            },
-        );
+        let (parent, child) = (Task::detached(1), Task::detached(2));
+        let [fork, exit] = fork_and_exit(&parent, &child);
         for (at, name) in NAMES.into_iter().enumerate() {
             FAIL.set(Some(at));
             let error = table.dispatch(&fork).expect_err("the fork is refused");
@@ -728,21 +711,8 @@ mod tests {
     #[test]
     fn unrolled_walks_survive_a_panic_at_every_position() {
         let table = table();
-        let parent = Task::detached(1);
-        let child = Task::detached(2);
-        let fork = Event::new(
-            &child,
-            EventData::Fork {
-                parent: &parent,
-                flags: CloneFlags::empty(),
-            },
-        );
-        let exit = Event::new(
-            &child,
-            EventData::Exit {
-                status: ExitStatus::exited(0),
-            },
-        );
+        let (parent, child) = (Task::detached(1), Task::detached(2));
+        let [fork, exit] = fork_and_exit(&parent, &child);
         for at in 0..N {
             PANIC.set(Some(at));
             let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
