@@ -305,6 +305,33 @@ pub fn targets(summary: &DispatchSummary, fork_rate: Option<&ForkRate>) -> Vec<T
     targets
 }
 
+/// One block of timings: a heading line (`[heading, median column, ratio column]`),
+/// then each row's median, minimum and ratio to the table.
+fn timing_block(
+    out: &mut String,
+    labels: [&str; 3],
+    rows: &[Timing],
+    ratio: impl Fn(&Timing) -> f64,
+) {
+    use std::fmt::Write as _;
+    let [heading, median, versus] = labels;
+    let _ = writeln!(
+        out,
+        "  {heading:<16} {median:>10} {:>10} {versus:>12}",
+        "min"
+    );
+    for t in rows {
+        let _ = writeln!(
+            out,
+            "  {:<16} {:>10.2} {:>10.2} {:>11.2}x",
+            t.name,
+            t.median_ns,
+            t.min_ns,
+            ratio(t)
+        );
+    }
+}
+
 /// The summary and the targets as text.
 pub fn render(summary: &DispatchSummary, targets: &[Target]) -> String {
     use std::fmt::Write as _;
@@ -314,38 +341,16 @@ pub fn render(summary: &DispatchSummary, targets: &[Target]) -> String {
         "dispatch of one event to {} watchers, ns per dispatch over interleaved rounds; targets use the fastest round on 1 thread, the median on 2 (absolute times are machine-dependent)",
         summary.watchers
     );
-    let base = summary.one("table");
-    let _ = writeln!(
-        out,
-        "  {:<16} {:>10} {:>10} {:>12}",
-        "1 thread", "median", "min", "min/table"
-    );
-    for t in &summary.one_thread {
-        let _ = writeln!(
-            out,
-            "  {:<16} {:>10.2} {:>10.2} {:>11.2}x",
-            t.name,
-            t.median_ns,
-            t.min_ns,
-            t.min_ns / base
-        );
-    }
-    let base = summary.two("table");
-    let _ = writeln!(
-        out,
-        "  {:<16} {:>10} {:>10} {:>12}",
-        "2 threads", "per thread", "min", "median/table"
-    );
-    for t in &summary.two_threads {
-        let _ = writeln!(
-            out,
-            "  {:<16} {:>10.2} {:>10.2} {:>11.2}x",
-            t.name,
-            t.median_ns,
-            t.min_ns,
-            t.median_ns / base
-        );
-    }
+    // Each block's ratio uses the figure its targets use: the fastest round on one
+    // thread, the median round on two.
+    let table = summary.one("table");
+    let labels = ["1 thread", "median", "min/table"];
+    timing_block(&mut out, labels, &summary.one_thread, |t| t.min_ns / table);
+    let table = summary.two("table");
+    let labels = ["2 threads", "per thread", "median/table"];
+    timing_block(&mut out, labels, &summary.two_threads, |t| {
+        t.median_ns / table
+    });
     let _ = writeln!(out, "freeze (building the table), µs");
     for f in &summary.freeze {
         let _ = writeln!(
