@@ -10,20 +10,12 @@ use crate::watcher::{BoxError, Location};
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum FreezeError {
-    /// Two watchers have the same name.
+    /// Watchers share names: every shared name, by name, each with all its locations.
     #[error(
-        "two task watchers are named `{name}`: one declared at {first} (in {}), one at {second} (in {}); give one of them `name = \"...\"`",
-        first.module_path,
-        second.module_path
+        "task watchers share names: {}; give all but one of each a `name = \"...\"`",
+        list_duplicates(.0)
     )]
-    DuplicateName {
-        /// The name they share.
-        name: &'static str,
-        /// Where the first one was declared.
-        first: Location,
-        /// Where the second one was declared.
-        second: Location,
-    },
+    DuplicateNames(Vec<DuplicateName>),
     /// A watcher asked for no events.
     #[error("task watcher `{name}` (at {location}) asks for no events")]
     NoEvents {
@@ -32,6 +24,27 @@ pub enum FreezeError {
         /// Where it was declared.
         location: Location,
     },
+}
+
+/// A name that several watchers share, as [`FreezeError::DuplicateNames`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateName {
+    /// The name they share.
+    pub name: &'static str,
+    /// Where each of them was declared, at least two.
+    pub locations: Vec<Location>,
+}
+
+fn list_duplicates(duplicates: &[DuplicateName]) -> String {
+    let each = duplicates.iter().map(|duplicate| {
+        let places: Vec<String> = duplicate
+            .locations
+            .iter()
+            .map(|at| format!("{at} (in {})", at.module_path))
+            .collect();
+        format!("`{}` at {}", duplicate.name, places.join(", "))
+    });
+    each.collect::<Vec<_>>().join("; ")
 }
 
 /// A watcher returned an error (or panicked) during a dispatch.

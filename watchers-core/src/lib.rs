@@ -42,12 +42,12 @@ mod task;
 mod task_table;
 mod watcher;
 
-pub use error::{DispatchError, ForkError, FreezeError, TaskError};
+pub use error::{DispatchError, DuplicateName, ForkError, FreezeError, TaskError};
 pub use event::{Event, EventData, EventKind, EventSet, ExitStatus, UnknownEvent};
 pub use local::TaskWatch;
 pub use runtime::{RegisterError, Registration, RuntimeBuilder};
 pub use slot::TaskSlot;
-pub use table::{WatcherStats, WatcherTable, freeze};
+pub use table::{TableRef, WatcherStats, WatcherTable, freeze};
 pub use task::{COMM_MAX, CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
 pub use task_table::{DEFAULT_PID_MAX, TaskStats, TaskTable};
 pub use watcher::{
@@ -57,6 +57,10 @@ pub use watchers_macros::{task_watcher, watcher_record};
 
 /// Starts registering a runtime watcher on the program-wide table
 /// ([`WatcherTable::global`]); see [`WatcherTable::watcher`].
+///
+/// # Panics
+/// As [`WatcherTable::global`], at the caller's location.
+#[track_caller]
 pub fn watcher(name: impl Into<String>, events: EventSet) -> RuntimeBuilder<'static> {
     WatcherTable::global().watcher(name, events)
 }

@@ -2,12 +2,12 @@
 //! per event, in a deterministic order.
 
 use std::cmp::Reverse;
-use std::collections::HashSet;
-use std::sync::OnceLock;
+use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use crate::counter::EventCounters;
-use crate::error::FreezeError;
+use crate::error::{DuplicateName, FreezeError};
 use crate::event::{EventKind, EventSet};
 use crate::runtime::Runtime;
 use crate::watcher::{Location, Watcher, WatcherFn};
@@ -81,8 +81,9 @@ impl WatcherTable {
     /// ```
     ///
     /// # Errors
-    /// [`FreezeError::DuplicateName`] if two watchers share a name, with both locations;
-    /// [`FreezeError::NoEvents`] for a watcher with an empty event set.
+    /// [`FreezeError::DuplicateNames`] if watchers share a name: every such name, each
+    /// with all its locations; otherwise [`FreezeError::NoEvents`] for a watcher with an
+    /// empty event set.
     pub fn from_watchers(watchers: impl IntoIterator<Item = Watcher>) -> Result<Self, FreezeError> {
         let input: Vec<Watcher> = watchers.into_iter().collect();
         let count = u32::try_from(input.len()).expect("fewer than 2^32 watchers");
@@ -100,11 +101,21 @@ impl WatcherTable {
             .map(|(w, i)| (Reverse(w.priority()), window(w.name(), shared), w.name(), i))
             .collect();
         keys.sort_unstable_by(|a, b| (a.1, a.2, a.3).cmp(&(b.1, b.2, b.3)));
-        let duplicates = keys.windows(2).any(|pair| pair[0].2 == pair[1].2);
+        if keys.windows(2).any(|pair| pair[0].2 == pair[1].2) {
+            let by_name: Vec<u32> = keys.iter().map(|key| key.3).collect();
+            return Err(duplicates(&input, &by_name));
+        }
         keys.sort_by_key(|key| key.0);
         let order: Vec<u32> = keys.into_iter().map(|(_, _, _, i)| i).collect();
-        if duplicates || input.iter().any(|w| w.events().is_empty()) {
-            return Err(first_error(&input, &order));
+        if let Some(&i) = order
+            .iter()
+            .find(|&&i| input[i as usize].events().is_empty())
+        {
+            let watcher = &input[i as usize];
+            return Err(FreezeError::NoEvents {
+                name: watcher.name(),
+                location: watcher.location(),
+            });
         }
 
         let entries: Box<[Entry]> = order
@@ -137,17 +148,22 @@ impl WatcherTable {
     /// The program-wide table, built from every `#[task_watcher]` on first use.
     ///
     /// # Panics
-    /// If the registered watchers cannot form a table (two share a name). Call
-    /// [`freeze`](crate::freeze) at start-up to get that as an error value instead.
+    /// If the registered watchers cannot form a table (two share a name), at the
+    /// caller's location. Call [`freeze`](crate::freeze) at start-up to get that as an
+    /// error value instead.
+    #[track_caller]
     pub fn global() -> &'static WatcherTable {
         match freeze() {
             Ok(table) => table,
-            Err(error) => panic!("task watchers: {error}"),
+            Err(error) => panic!(
+                "task watchers: {error} (call watchers_core::freeze() at start-up to get this as an error value)"
+            ),
         }
     }
 
-    /// Leaks the table, for a [`TaskTable`](crate::TaskTable) or an event source that
-    /// needs one for the rest of the program.
+    /// Leaks the table, for code that wants a `&'static WatcherTable`. A
+    /// [`TaskTable`](crate::TaskTable) or an event source does not need it: they take
+    /// the table itself, or an `Arc` of it (see [`TableRef`]).
     pub fn leak(self) -> &'static WatcherTable {
         Box::leak(Box::new(self))
     }
@@ -261,33 +277,20 @@ fn window(name: &str, offset: usize) -> [u64; 2] {
     ]
 }
 
-/// The error of a list that cannot form a table: the first watcher, in dispatch order,
-/// that has no events or repeats an earlier watcher's name.
+/// Every name that `input` holds more than once, with each of its locations in input
+/// order; `by_name` is the input positions sorted by name, then position.
 #[cold]
-fn first_error(input: &[Watcher], order: &[u32]) -> FreezeError {
-    let mut seen: HashSet<&'static str> = HashSet::with_capacity(order.len());
-    for (position, &i) in order.iter().enumerate() {
-        let watcher = &input[i as usize];
-        if watcher.events().is_empty() {
-            return FreezeError::NoEvents {
-                name: watcher.name(),
-                location: watcher.location(),
-            };
-        }
-        if !seen.insert(watcher.name()) {
-            let first = order[..position]
-                .iter()
-                .map(|&j| &input[j as usize])
-                .find(|w| w.name() == watcher.name())
-                .expect("the name was seen before");
-            return FreezeError::DuplicateName {
-                name: watcher.name(),
-                first: first.location(),
-                second: watcher.location(),
-            };
-        }
-    }
-    unreachable!("first_error is called only for a list with an error")
+fn duplicates(input: &[Watcher], by_name: &[u32]) -> FreezeError {
+    let watchers: Vec<&Watcher> = by_name.iter().map(|&i| &input[i as usize]).collect();
+    let found = watchers
+        .chunk_by(|a, b| a.name() == b.name())
+        .filter(|same| same.len() > 1)
+        .map(|same| DuplicateName {
+            name: same[0].name(),
+            locations: same.iter().map(|w| w.location()).collect(),
+        })
+        .collect();
+    FreezeError::DuplicateNames(found)
 }
 
 impl std::fmt::Debug for WatcherTable {
@@ -371,6 +374,70 @@ pub struct WatcherStats {
     pub errors: u64,
 }
 
+/// A watcher table as a [`TaskTable`](crate::TaskTable) or an event source holds it:
+/// a `&'static` one (such as [`WatcherTable::global`]) or one shared through an [`Arc`],
+/// dropped with its last holder, so that no table has to be leaked.
+///
+/// `&'static WatcherTable`, `Arc<WatcherTable>` and `WatcherTable` (moved into a new
+/// `Arc`) convert into it; it dereferences to the table.
+///
+/// ```
+/// use std::sync::Arc;
+/// use watchers_core::{TaskTable, WatcherTable};
+///
+/// let table = Arc::new(WatcherTable::from_watchers([])?);
+/// let tasks = TaskTable::with_table(Arc::clone(&table));
+/// let child = tasks.fork(tasks.init().pid(), Default::default())?;
+/// assert_eq!(child.pid().get(), 2);
+/// drop(tasks);
+/// assert_eq!(Arc::strong_count(&table), 1, "nothing leaked");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct TableRef(Holder);
+
+#[derive(Clone)]
+enum Holder {
+    Static(&'static WatcherTable),
+    Shared(Arc<WatcherTable>),
+}
+
+impl Deref for TableRef {
+    type Target = WatcherTable;
+
+    #[inline]
+    fn deref(&self) -> &WatcherTable {
+        match &self.0 {
+            Holder::Static(table) => table,
+            Holder::Shared(table) => table,
+        }
+    }
+}
+
+impl From<&'static WatcherTable> for TableRef {
+    fn from(table: &'static WatcherTable) -> TableRef {
+        TableRef(Holder::Static(table))
+    }
+}
+
+impl From<Arc<WatcherTable>> for TableRef {
+    fn from(table: Arc<WatcherTable>) -> TableRef {
+        TableRef(Holder::Shared(table))
+    }
+}
+
+impl From<WatcherTable> for TableRef {
+    fn from(table: WatcherTable) -> TableRef {
+        TableRef(Holder::Shared(Arc::new(table)))
+    }
+}
+
+impl std::fmt::Debug for TableRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
 static GLOBAL: OnceLock<Result<WatcherTable, FreezeError>> = OnceLock::new();
 
 /// Builds the program-wide table from every `#[task_watcher]` now, rather than on the
@@ -379,8 +446,8 @@ static GLOBAL: OnceLock<Result<WatcherTable, FreezeError>> = OnceLock::new();
 /// Calling it again returns the same table (or the same error).
 ///
 /// # Errors
-/// [`FreezeError::DuplicateName`] if two watchers share a name (both locations are in
-/// the message).
+/// [`FreezeError::DuplicateNames`] if watchers share a name: every such name, with all
+/// its locations, at once.
 pub fn freeze() -> Result<&'static WatcherTable, FreezeError> {
     GLOBAL
         .get_or_init(WatcherTable::from_inventory)
@@ -452,7 +519,7 @@ mod tests {
     }
 
     #[test]
-    fn the_first_duplicate_in_dispatch_order_is_reported() {
+    fn every_duplicate_is_reported_with_every_location() {
         let at = |line| Location {
             module_path: "m",
             file: "f.rs",
@@ -463,18 +530,36 @@ mod tests {
             Watcher::new("a", EventSet::FORK, nothing)
                 .with_location(at(2))
                 .with_priority(-1),
+            Watcher::new("c", EventSet::FORK, nothing).with_location(at(3)),
             Watcher::new("a", EventSet::FORK, nothing)
-                .with_location(at(3))
+                .with_location(at(4))
                 .with_priority(5),
-            Watcher::new("b", EventSet::FORK, nothing).with_location(at(4)),
+            Watcher::new("b", EventSet::FORK, nothing).with_location(at(5)),
+            Watcher::new("a", EventSet::EMPTY, nothing).with_location(at(6)),
         ];
-        match WatcherTable::from_watchers(list) {
-            Err(FreezeError::DuplicateName {
-                name,
-                first,
-                second,
-            }) => assert_eq!((name, first.line, second.line), ("b", 1, 4)),
-            other => panic!("expected a duplicate, got {other:?}"),
+        let Err(FreezeError::DuplicateNames(found)) = WatcherTable::from_watchers(list) else {
+            panic!("expected duplicates");
+        };
+        let lines: Vec<(&str, Vec<u32>)> = found
+            .iter()
+            .map(|d| (d.name, d.locations.iter().map(|l| l.line).collect()))
+            .collect();
+        assert_eq!(lines, [("a", vec![2, 4, 6]), ("b", vec![1, 5])]);
+        let message = FreezeError::DuplicateNames(found).to_string();
+        for place in ["f.rs:1", "f.rs:2", "f.rs:4", "f.rs:5", "f.rs:6"] {
+            assert!(message.contains(place), "{place} missing from: {message}");
         }
+    }
+
+    #[test]
+    fn a_watcher_without_events_is_reported() {
+        let list = [
+            Watcher::new("a", EventSet::FORK, nothing),
+            Watcher::new("b", EventSet::EMPTY, nothing),
+        ];
+        assert!(matches!(
+            WatcherTable::from_watchers(list),
+            Err(FreezeError::NoEvents { name: "b", .. })
+        ));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use crate::event::ExitStatus;
@@ -136,6 +136,7 @@ pub const COMM_MAX: usize = 15;
 /// mirrors a real process table); [`Task::detached`] makes one that belongs to no table,
 /// for examples and unit tests. Per-task state lives in [`TaskSlot`](crate::TaskSlot)s.
 pub struct Task {
+    serial: u64,
     pid: Pid,
     tgid: Pid,
     parent: AtomicU32,
@@ -178,10 +179,16 @@ pub struct TaskInit {
     pub comm: String,
 }
 
+/// The next task's serial; see [`Task::serial`].
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
 impl Task {
-    /// A task with the given state, in the [`TaskState::Embryo`] state.
+    /// A task with the given state, in the [`TaskState::Embryo`] state, with a new
+    /// [`serial`](Task::serial).
     pub fn new(init: TaskInit) -> Task {
         Task {
+            // Only uniqueness matters: no other memory is published through it.
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             pid: init.pid,
             tgid: init.tgid,
             parent: AtomicU32::new(init.parent.0),
@@ -218,7 +225,25 @@ impl Task {
         task
     }
 
-    /// The task's id.
+    /// The task's identity: a number given to no other task created in this process,
+    /// whatever its table, so it still tells tasks apart once a pid has been reused
+    /// (the task model's answer to the kernel's start time and pidfds). Serials grow
+    /// in creation order, starting at 1.
+    ///
+    /// ```
+    /// use watchers_core::Task;
+    ///
+    /// let (first, second) = (Task::detached(7), Task::detached(7));
+    /// assert_eq!(first.pid(), second.pid());
+    /// assert!(first.serial() < second.serial());
+    /// ```
+    #[inline]
+    pub fn serial(&self) -> u64 {
+        self.serial
+    }
+
+    /// The task's id. Reused once the task is freed: use [`serial`](Task::serial) to
+    /// tell tasks apart over time.
     #[inline]
     pub fn pid(&self) -> Pid {
         self.pid
@@ -342,6 +367,7 @@ impl Task {
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
+            .field("serial", &self.serial)
             .field("pid", &self.pid)
             .field("tgid", &self.tgid)
             .field("parent", &self.parent())

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{DispatchError, ForkError, TaskError};
 use crate::event::{Event, EventData, ExitStatus};
-use crate::table::WatcherTable;
+use crate::table::{TableRef, WatcherTable};
 use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
 
 /// The default highest pid, as the kernel's classic `pid_max`.
@@ -20,7 +20,12 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 ///
 /// * `init` (pid 1) exists from the start; it is never forked or freed, exits never,
 ///   and reaps every zombie handed to it (so orphans are freed as soon as they exit).
-/// * A pid is never reused while its task is alive or a zombie: only after `free`.
+/// * A pid is never reused while its task is alive or a zombie: only after `free`
+///   (`free` watchers still see the pid taken). A pid names a task only at the moment a
+///   method is called: once the table has let go of its lock (to run watchers, which
+///   may re-enter it, or because another thread holds it), it finds the task again by
+///   identity, never by pid. So a reused pid never makes the table free, reparent or
+///   fork under the wrong task; [`Task::serial`] is that identity for users.
 /// * A thread (`CloneFlags::THREAD`) joins its parent's thread group, has its parent's
 ///   parent, and is reaped by itself when it exits.
 /// * Any thread may call any method; watchers run without the table's lock held.
@@ -28,7 +33,7 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 /// ```
 /// use watchers_core::{CloneFlags, TaskState, TaskTable, WatcherTable};
 ///
-/// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?.leak());
+/// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
 /// let shell = tasks.fork(tasks.init().pid(), CloneFlags::empty())?;
 /// let job = tasks.fork(shell.pid(), CloneFlags::empty())?;
 /// tasks.exec(job.pid(), "/bin/true")?;
@@ -40,7 +45,7 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct TaskTable {
-    watchers: &'static WatcherTable,
+    watchers: TableRef,
     init: Arc<Task>,
     pid_max: u32,
     inner: Mutex<Inner>,
@@ -86,18 +91,22 @@ impl TaskTable {
     /// ([`WatcherTable::global`]).
     ///
     /// # Panics
-    /// If the registered watchers cannot form a table; see [`freeze`](crate::freeze).
+    /// If the registered watchers cannot form a table, at the caller's location; call
+    /// [`freeze`](crate::freeze) first to get that as an error value.
+    #[track_caller]
     pub fn new() -> TaskTable {
         TaskTable::with_table(WatcherTable::global())
     }
 
-    /// A table dispatching through `watchers`.
-    pub fn with_table(watchers: &'static WatcherTable) -> TaskTable {
+    /// A table dispatching through `watchers`: a `&'static WatcherTable`, an
+    /// `Arc<WatcherTable>` or a `WatcherTable` (see [`TableRef`]).
+    pub fn with_table(watchers: impl Into<TableRef>) -> TaskTable {
         TaskTable::with_pid_max(watchers, DEFAULT_PID_MAX)
     }
 
     /// A table whose pids run from 2 to `pid_max` (at least 2) before wrapping around.
-    pub fn with_pid_max(watchers: &'static WatcherTable, pid_max: u32) -> TaskTable {
+    pub fn with_pid_max(watchers: impl Into<TableRef>, pid_max: u32) -> TaskTable {
+        let watchers = watchers.into();
         let init = Arc::new(Task::new(TaskInit {
             pid: Pid::INIT,
             tgid: Pid::INIT,
@@ -127,8 +136,13 @@ impl TaskTable {
     }
 
     /// The watcher table events go through.
-    pub fn watchers(&self) -> &'static WatcherTable {
-        self.watchers
+    pub fn watchers(&self) -> &WatcherTable {
+        &self.watchers
+    }
+
+    /// The watcher table events go through, as a handle that keeps it alive.
+    pub fn shared_watchers(&self) -> TableRef {
+        self.watchers.clone()
     }
 
     /// The init task (pid 1).
@@ -232,7 +246,8 @@ impl TaskTable {
         wanted: Option<Pid>,
         flags: CloneFlags,
     ) -> Result<Arc<Task>, ForkError> {
-        let (parent, child) = {
+        let thread = flags.contains(CloneFlags::THREAD);
+        let (parent, real_parent, child) = {
             let mut inner = self.lock();
             let parent = inner
                 .visible(parent_pid)
@@ -251,7 +266,15 @@ impl TaskTable {
                     .allocate_pid(self.pid_max)
                     .ok_or(ForkError::PidsExhausted(self.pid_max))?,
             };
-            let thread = flags.contains(CloneFlags::THREAD);
+            // The task whose child process this will be, held by identity: its pid
+            // may name another task by the time the fork watchers have run.
+            let real_parent = if thread {
+                None
+            } else if flags.contains(CloneFlags::PARENT) {
+                inner.visible(parent.parent()).cloned()
+            } else {
+                Some(parent.clone())
+            };
             let (uids, gids) = parent.ids();
             let child = Arc::new(Task::new(TaskInit {
                 pid,
@@ -275,12 +298,12 @@ impl TaskTable {
                     children: HashSet::new(),
                 },
             );
-            (parent, child)
+            (parent, real_parent, child)
         };
 
         let mut embryo = Embryo {
             table: self,
-            pid: child.pid(),
+            task: &child,
             born: false,
         };
         let outcome = self.send(
@@ -296,22 +319,24 @@ impl TaskTable {
             return Err(ForkError::Watcher(error));
         }
         embryo.born = true;
+        drop(embryo);
 
         let mut inner = self.lock();
         child.set_state(TaskState::Running);
-        if !child.is_thread() {
-            let mut parent_pid = child.parent();
-            let parent_alive = inner
-                .nodes
-                .get(&parent_pid)
-                .is_some_and(|node| node.task.state() == TaskState::Running);
-            if !parent_alive {
-                // The parent exited while the child was being forked.
-                parent_pid = Pid::INIT;
-                child.set_parent(Pid::INIT);
-            }
-            if let Some(node) = inner.nodes.get_mut(&parent_pid) {
-                node.children.insert(child.pid());
+        if !thread {
+            let adopter = real_parent
+                .filter(|parent| parent.state() == TaskState::Running)
+                .and_then(|parent| inner.node_of_mut(&parent));
+            match adopter {
+                Some(node) => {
+                    node.children.insert(child.pid());
+                }
+                None => {
+                    // The parent exited (and its pid may be another task's now) while
+                    // the child was being forked.
+                    child.set_parent(Pid::INIT);
+                    inner.init_node().children.insert(child.pid());
+                }
             }
         }
         drop(inner);
@@ -323,7 +348,8 @@ impl TaskTable {
     /// one the kernel just forked) into the table, running, and announces it to the
     /// `fork` watchers with [`WatcherTable::notify`]: they cannot refuse it, and it will
     /// get `exit` and `free` like any other task. Its parent is `init.parent` if that is
-    /// in the table, else init.
+    /// in the table and has not finished exiting, else init (a thread keeps
+    /// `init.parent` as its parent and is nobody's child).
     ///
     /// # Errors
     /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
@@ -338,10 +364,13 @@ impl TaskTable {
                     operation: "be adopted: the pid is taken",
                 });
             }
+            // Only a parent whose exit has not yet handed its children to init can take
+            // one; any other would leave the child pointing at a pid that is reused.
             let parent = inner
                 .nodes
                 .get(&init.parent)
                 .map(|node| node.task.clone())
+                .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting))
                 .unwrap_or_else(|| self.init.clone());
             let task = Arc::new(Task::new(init));
             task.set_state(TaskState::Running);
@@ -352,10 +381,11 @@ impl TaskTable {
                     children: HashSet::new(),
                 },
             );
-            if !task.is_thread()
-                && let Some(node) = inner.nodes.get_mut(&task.parent())
-            {
-                node.children.insert(task.pid());
+            if !task.is_thread() {
+                task.set_parent(parent.pid());
+                if let Some(node) = inner.node_of_mut(&parent) {
+                    node.children.insert(task.pid());
+                }
             }
             (task, parent)
         };
@@ -576,26 +606,24 @@ impl TaskTable {
             let mut inner = self.lock();
             task.set_state(TaskState::Zombie);
             let children = inner
-                .nodes
-                .get_mut(&pid)
+                .node_of_mut(&task)
                 .map(|node| std::mem::take(&mut node.children))
                 .unwrap_or_default();
             // Zombie children are reaped by init at once; the others become its children.
+            // Both are held by identity from here on.
             let mut orphans = Vec::new();
             let mut adopted = Vec::new();
             for child in children {
                 if let Some(node) = inner.nodes.get(&child) {
                     node.task.set_parent(Pid::INIT);
                     if node.task.state() == TaskState::Zombie {
-                        orphans.push(child);
+                        orphans.push(node.task.clone());
                     } else {
                         adopted.push(child);
                     }
                 }
             }
-            if let Some(init) = inner.nodes.get_mut(&Pid::INIT) {
-                init.children.extend(adopted);
-            }
+            inner.init_node().children.extend(adopted);
             orphans
         };
         self.stats.exits.fetch_add(1, Ordering::Relaxed);
@@ -616,15 +644,17 @@ impl TaskTable {
 
     /// Reaps what init or the thread itself reaps after an exit; returns the first
     /// `free` watcher error.
-    fn settle_after_exit(&self, task: &Arc<Task>, orphans: &[Pid]) -> Option<DispatchError> {
+    fn settle_after_exit(&self, task: &Arc<Task>, orphans: &[Arc<Task>]) -> Option<DispatchError> {
         let mut first = None;
-        for &orphan in orphans {
+        for orphan in orphans {
             if let Err(TaskError::Watcher(error)) = self.release(orphan) {
                 first.get_or_insert(error);
             }
         }
+        // Whoever else may reap it (a `wait` on init) claims it by identity too, so it
+        // is freed once, and a task that has its pid now is never touched.
         if (task.is_thread() || task.parent() == Pid::INIT)
-            && let Err(TaskError::Watcher(error)) = self.release(task.pid())
+            && let Err(TaskError::Watcher(error)) = self.release(task)
         {
             first.get_or_insert(error);
         }
@@ -639,7 +669,9 @@ impl TaskTable {
     /// if it cannot; [`TaskError::Watcher`] if a `free` watcher failed (the task was
     /// freed all the same).
     pub fn reap(&self, parent: Pid, child: Pid) -> Result<ExitStatus, TaskError> {
-        {
+        // The check and the claim share one lock: between them the child could be
+        // reaped by another thread and its pid reused.
+        let task = {
             let inner = self.lock();
             let is_child = inner
                 .nodes
@@ -652,17 +684,21 @@ impl TaskTable {
                     TaskError::NoSuchTask(child)
                 });
             }
-        }
-        let task = self.get(child).ok_or(TaskError::NoSuchTask(child))?;
+            let task = inner.in_state(child, TaskState::Zombie, "be reaped")?;
+            task.set_state(TaskState::Dead);
+            task
+        };
         let status = task.exit_status();
-        self.release(child)?;
+        self.free_claimed(task)?;
         Ok(status.unwrap_or(ExitStatus(0)))
     }
 
-    /// `wait`: reaps one zombie child of `parent`, if it has one.
+    /// `wait`: reaps one zombie child of `parent` (the one with the lowest pid), if it
+    /// has one.
     ///
     /// # Errors
-    /// As [`reap`](TaskTable::reap).
+    /// [`TaskError::NoSuchTask`] if `parent` does not exist; [`TaskError::Watcher`] if
+    /// a `free` watcher failed (the child was freed all the same).
     pub fn wait(&self, parent: Pid) -> Result<Option<(Pid, ExitStatus)>, TaskError> {
         let zombie = {
             let inner = self.lock();
@@ -670,41 +706,61 @@ impl TaskTable {
                 .nodes
                 .get(&parent)
                 .ok_or(TaskError::NoSuchTask(parent))?;
-            node.children
+            let zombie = node
+                .children
                 .iter()
-                .copied()
-                .filter(|child| {
-                    inner
-                        .nodes
-                        .get(child)
-                        .is_some_and(|node| node.task.state() == TaskState::Zombie)
-                })
-                .min()
+                .filter_map(|child| inner.nodes.get(child))
+                .map(|node| &node.task)
+                .filter(|task| task.state() == TaskState::Zombie)
+                .min_by_key(|task| task.pid())
+                .cloned();
+            if let Some(task) = &zombie {
+                task.set_state(TaskState::Dead);
+            }
+            zombie
         };
-        match zombie {
-            None => Ok(None),
-            Some(child) => self.reap(parent, child).map(|status| Some((child, status))),
-        }
+        let Some(task) = zombie else {
+            return Ok(None);
+        };
+        let status = task.exit_status().unwrap_or(ExitStatus(0));
+        let pid = task.pid();
+        self.free_claimed(task)?;
+        Ok(Some((pid, status)))
     }
 
-    /// Frees a zombie: claims it (so it is freed once), sends `free`, then forgets it.
-    fn release(&self, pid: Pid) -> Result<(), TaskError> {
-        if pid == Pid::INIT {
+    /// Frees this zombie, unless someone else has claimed it first.
+    fn release(&self, task: &Arc<Task>) -> Result<(), TaskError> {
+        if task.pid() == Pid::INIT {
             return Err(TaskError::Init("be reaped"));
         }
-        let task = {
+        {
             let inner = self.lock();
-            let task = inner.in_state(pid, TaskState::Zombie, "be reaped")?;
+            if inner.node_of(task).is_none() {
+                return Err(TaskError::NoSuchTask(task.pid()));
+            }
+            if task.state() != TaskState::Zombie {
+                return Err(TaskError::WrongState {
+                    pid: task.pid(),
+                    state: task.state(),
+                    operation: "be reaped",
+                });
+            }
             task.set_state(TaskState::Dead);
-            task
-        };
+        }
+        self.free_claimed(task.clone())
+    }
+
+    /// Frees a task claimed (made [`TaskState::Dead`]) under the lock: sends `free`,
+    /// then forgets it. Its node keeps the pid taken until then.
+    fn free_claimed(&self, task: Arc<Task>) -> Result<(), TaskError> {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
         {
             let mut inner = self.lock();
-            inner.nodes.remove(&pid);
-            let parent = task.parent();
-            if let Some(node) = inner.nodes.get_mut(&parent) {
-                node.children.remove(&pid);
+            inner.forget(&task);
+            // Its parent cannot have changed pid owner: a parent hands its children to
+            // init (and sets their parent) under this lock before it can be freed.
+            if let Some(node) = inner.nodes.get_mut(&task.parent()) {
+                node.children.remove(&task.pid());
             }
         }
         task.slots.clear();
@@ -736,7 +792,7 @@ impl std::fmt::Debug for TaskTable {
 /// when a watcher panics.
 struct Embryo<'a> {
     table: &'a TaskTable,
-    pid: Pid,
+    task: &'a Arc<Task>,
     born: bool,
 }
 
@@ -745,16 +801,44 @@ impl Drop for Embryo<'_> {
         if self.born {
             return;
         }
-        let node = self.table.lock().nodes.remove(&self.pid);
-        if let Some(node) = node {
-            node.task.set_state(TaskState::Dead);
-            node.task.slots.clear();
-            node.task.local.clear();
+        let task = self.task;
+        if self.table.lock().forget(task) {
+            task.set_state(TaskState::Dead);
+            task.slots.clear();
+            task.local.clear();
         }
     }
 }
 
 impl Inner {
+    /// The node of this very task, not of another that has its pid now.
+    fn node_of(&self, task: &Arc<Task>) -> Option<&Node> {
+        let node = self.nodes.get(&task.pid())?;
+        Arc::ptr_eq(&node.task, task).then_some(node)
+    }
+
+    /// As [`node_of`](Inner::node_of), to change it.
+    fn node_of_mut(&mut self, task: &Arc<Task>) -> Option<&mut Node> {
+        let node = self.nodes.get_mut(&task.pid())?;
+        Arc::ptr_eq(&node.task, task).then_some(node)
+    }
+
+    /// Init's node, which is never removed.
+    fn init_node(&mut self) -> &mut Node {
+        self.nodes
+            .get_mut(&Pid::INIT)
+            .unwrap_or_else(|| unreachable!("init is never removed"))
+    }
+
+    /// Removes this very task's node; whether it was there.
+    fn forget(&mut self, task: &Arc<Task>) -> bool {
+        let ours = self.node_of(task).is_some();
+        if ours {
+            self.nodes.remove(&task.pid());
+        }
+        ours
+    }
+
     /// The task with this pid, unless it is still being forked.
     fn visible(&self, pid: Pid) -> Option<&Arc<Task>> {
         let task = &self.nodes.get(&pid)?.task;

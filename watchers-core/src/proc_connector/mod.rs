@@ -9,14 +9,14 @@
 //! use watchers_core::proc_connector::{Options, ProcConnector, Report};
 //! use watchers_core::{EventSet, WatcherTable};
 //!
-//! let table = WatcherTable::from_watchers([])?.leak();
+//! let table = std::sync::Arc::new(WatcherTable::from_watchers([])?);
 //! let _exits = table
 //!     .watcher("example::exits", EventSet::EXIT)
 //!     .register(|event| {
 //!         println!("{} exited: {:?}", event.task().pid(), event.data());
 //!         Ok::<(), std::convert::Infallible>(())
 //!     })?;
-//! let mut source = ProcConnector::open(table, Options::default())?;
+//! let mut source = ProcConnector::open(table.clone(), Options::default())?;
 //! println!("subscription: {}", source.mode());
 //! let stop = source.stop_handle();
 //! std::thread::spawn(move || {
@@ -105,7 +105,7 @@ use crate::cn_proc::{
     self, DecodeError, McastOp, ProcEvent, ProcEventMask, netlink, netlink_messages,
 };
 use crate::event::{EventKind, EventSet};
-use crate::table::WatcherTable;
+use crate::table::{TableRef, WatcherTable};
 use crate::task::{Ids, Task};
 use crate::task_table::TaskTable;
 
@@ -550,7 +550,7 @@ pub enum Report {
 /// The process-events connector source; see the [module documentation](self).
 pub struct ProcConnector {
     socket: NetlinkSocket,
-    table: &'static WatcherTable,
+    table: TableRef,
     mirror: Mirror,
     options: Options,
     mode: SubscriptionMode,
@@ -586,7 +586,7 @@ impl ProcConnector {
     /// connector cannot be used here; [`ConnectorError::Io`] or
     /// [`ConnectorError::Proc`] otherwise.
     pub fn open(
-        table: &'static WatcherTable,
+        table: impl Into<TableRef>,
         options: Options,
     ) -> Result<ProcConnector, ConnectorError> {
         Self::open_with_reports(table, options, |_| {})
@@ -598,10 +598,11 @@ impl ProcConnector {
     /// # Errors
     /// As [`open`](Self::open).
     pub fn open_with_reports(
-        table: &'static WatcherTable,
+        table: impl Into<TableRef>,
         options: Options,
         mut sink: impl FnMut(Report),
     ) -> Result<ProcConnector, ConnectorError> {
+        let table = table.into();
         let socket = NetlinkSocket::open(cn_proc::CN_PROC_GROUP)
             .map_err(|(op, e)| ConnectorError::classify(op, e))?;
         let (receive_buffer, _) =
@@ -618,7 +619,7 @@ impl ProcConnector {
                 source,
             })?;
         let counters = Arc::new(AtomicCounters::default());
-        let tasks = Arc::new(TaskTable::with_table(table));
+        let tasks = Arc::new(TaskTable::with_table(table.clone()));
         let mut source = ProcConnector {
             socket,
             table,
@@ -769,8 +770,8 @@ impl ProcConnector {
     }
 
     /// The watcher table events go through.
-    pub fn table(&self) -> &'static WatcherTable {
-        self.table
+    pub fn table(&self) -> &WatcherTable {
+        &self.table
     }
 
     /// The counters now.
