@@ -774,6 +774,8 @@ impl TaskTable {
 }
 
 impl Default for TaskTable {
+    /// As [`TaskTable::new`].
+    #[track_caller]
     fn default() -> Self {
         TaskTable::new()
     }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, Task, TaskState, TaskTable,
-    WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, ExitStatus, Ids, Pid, Task, TaskInit, TaskState,
+    TaskTable, WatcherTable,
 };
 
 /// A table with no static watchers and pids from 2 to `pid_max`.
@@ -260,6 +260,34 @@ fn fork_with_pid_of_a_reaped_task_inside_a_free_watcher() {
     );
     assert_eq!(ledger.of(b).frees, 1);
     assert_eq!(ledger.of(&a).frees, 1);
+}
+
+/// A task adopted under a zombie must not be left pointing at the zombie's pid, which
+/// will belong to another task once the zombie is reaped.
+#[test]
+fn a_task_adopted_under_a_zombie_goes_to_init() {
+    let tasks = table(100);
+    let s = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let p = tasks.fork(s.pid(), CloneFlags::empty()).unwrap();
+    tasks.exit(p.pid(), 0).unwrap();
+    let init = TaskInit {
+        pid: Pid(50),
+        tgid: Pid(50),
+        parent: p.pid(),
+        sid: Pid::INIT,
+        pgid: Pid::INIT,
+        uids: Ids::all(0),
+        gids: Ids::all(0),
+        comm: "adopted".to_owned(),
+    };
+    let adopted = tasks.adopt(init, CloneFlags::empty()).unwrap();
+    assert_eq!(adopted.parent(), Pid::INIT);
+    assert!(tasks.children(Pid::INIT).contains(&adopted.pid()));
+    tasks.wait(s.pid()).unwrap();
+    let heir = tasks
+        .fork_with_pid(s.pid(), p.pid(), CloneFlags::empty())
+        .unwrap();
+    assert!(tasks.children(heir.pid()).is_empty());
 }
 
 /// A small deterministic generator, one per thread.
