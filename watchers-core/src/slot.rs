@@ -31,6 +31,21 @@ type Value = Arc<dyn Any + Send + Sync>;
 /// assert!(FORKS.take(&task).is_some());
 /// assert!(FORKS.get(&task).is_none());
 /// ```
+///
+/// **Only a `'static` slot can be used** (its methods take `&'static self`). A slot's
+/// index is never handed to another slot, so a slot that could be dropped would leave
+/// its index, and its values on live tasks, behind for ever, and every new slot would
+/// grow every task's storage. Reusing indexes instead would cost every access a
+/// generation check for a case no subsystem needs; a slot made at run time has to be
+/// leaked on purpose (`Box::leak`), which is then the price it visibly pays. So this
+/// does not compile:
+///
+/// ```compile_fail
+/// use watchers_core::{Task, TaskSlot};
+///
+/// let forks: TaskSlot<u64> = TaskSlot::new();
+/// forks.set(&Task::detached(10), 0);
+/// ```
 pub struct TaskSlot<T> {
     /// The slot's index plus one; zero until first use.
     index: AtomicUsize,
@@ -38,6 +53,9 @@ pub struct TaskSlot<T> {
 }
 
 static NEXT_INDEX: AtomicUsize = AtomicUsize::new(0);
+
+/// Held while a slot draws its index.
+static ASSIGNING: Mutex<()> = Mutex::new(());
 
 impl<T: Send + Sync + 'static> TaskSlot<T> {
     /// A new slot. Declare it as a `static`.
@@ -48,31 +66,37 @@ impl<T: Send + Sync + 'static> TaskSlot<T> {
         }
     }
 
-    fn index(&self) -> usize {
+    fn index(&'static self) -> usize {
+        match self.index.load(Ordering::Acquire) {
+            0 => self.assign_index(),
+            assigned => assigned - 1,
+        }
+    }
+
+    /// Gives the slot its index on first use. Under a lock, so that racing first uses
+    /// draw one index between them, not one each (each drawn index widens every task's
+    /// storage).
+    #[cold]
+    fn assign_index(&'static self) -> usize {
+        let _only_one = ASSIGNING.lock().unwrap_or_else(|e| e.into_inner());
         match self.index.load(Ordering::Acquire) {
             0 => {
                 let fresh = NEXT_INDEX.fetch_add(1, Ordering::Relaxed) + 1;
-                match self
-                    .index
-                    .compare_exchange(0, fresh, Ordering::AcqRel, Ordering::Acquire)
-                {
-                    Ok(_) => fresh - 1,
-                    // Another thread assigned it first; the index we drew stays unused.
-                    Err(assigned) => assigned - 1,
-                }
+                self.index.store(fresh, Ordering::Release);
+                fresh - 1
             }
             assigned => assigned - 1,
         }
     }
 
     /// Stores `value` for `task`, returning what was there.
-    pub fn set(&self, task: &Task, value: T) -> Option<Arc<T>> {
+    pub fn set(&'static self, task: &Task, value: T) -> Option<Arc<T>> {
         self.set_arc(task, Arc::new(value))
     }
 
     /// Stores a shared value for `task` (for state that several tasks share, such as a
     /// thread group's), returning what was there.
-    pub fn set_arc(&self, task: &Task, value: Arc<T>) -> Option<Arc<T>> {
+    pub fn set_arc(&'static self, task: &Task, value: Arc<T>) -> Option<Arc<T>> {
         let index = self.index();
         let mut values = task.slots.lock();
         if values.len() <= index {
@@ -82,26 +106,26 @@ impl<T: Send + Sync + 'static> TaskSlot<T> {
     }
 
     /// The value stored for `task`.
-    pub fn get(&self, task: &Task) -> Option<Arc<T>> {
+    pub fn get(&'static self, task: &Task) -> Option<Arc<T>> {
         let index = self.index();
         let values = task.slots.lock();
         values.get(index)?.clone().and_then(downcast)
     }
 
     /// Removes and returns the value stored for `task`.
-    pub fn take(&self, task: &Task) -> Option<Arc<T>> {
+    pub fn take(&'static self, task: &Task) -> Option<Arc<T>> {
         let index = self.index();
         let mut values = task.slots.lock();
         values.get_mut(index)?.take().and_then(downcast)
     }
 
     /// Calls `f` with the value stored for `task`, if there is one.
-    pub fn with<R>(&self, task: &Task, f: impl FnOnce(&T) -> R) -> Option<R> {
+    pub fn with<R>(&'static self, task: &Task, f: impl FnOnce(&T) -> R) -> Option<R> {
         self.get(task).map(|value| f(&value))
     }
 
     /// The value stored for `task`, stored first by `make` if there is none.
-    pub fn get_or_insert_with(&self, task: &Task, make: impl FnOnce() -> T) -> Arc<T> {
+    pub fn get_or_insert_with(&'static self, task: &Task, make: impl FnOnce() -> T) -> Arc<T> {
         let index = self.index();
         let mut values = task.slots.lock();
         if values.len() <= index {
@@ -158,6 +182,28 @@ mod tests {
 
     static COUNTED: TaskSlot<Counted> = TaskSlot::new();
     static NUMBER: TaskSlot<u64> = TaskSlot::new();
+
+    static RACED: TaskSlot<u8> = TaskSlot::new();
+
+    #[test]
+    fn racing_first_uses_draw_one_index() {
+        let before = NEXT_INDEX.load(Ordering::SeqCst);
+        let barrier = std::sync::Barrier::new(8);
+        let indexes: Vec<usize> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        barrier.wait();
+                        RACED.index()
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        assert!(indexes.iter().all(|&i| i == indexes[0]));
+        // Other tests may assign their slots meanwhile, but never more than two more.
+        assert!(NEXT_INDEX.load(Ordering::SeqCst) - before <= 3);
+    }
 
     #[test]
     fn slots_are_independent_and_cleared_once() {
