@@ -271,9 +271,8 @@ impl Bench {
             Variant::Direct => Vec::new(),
             Variant::Table => watchers_of(row),
         };
-        let table = WatcherTable::from_watchers(watchers)
-            .expect("the subsystems' watchers form a table")
-            .leak();
+        let table =
+            WatcherTable::from_watchers(watchers).expect("the subsystems' watchers form a table");
         let tasks = TaskTable::with_table(table);
         let shell = tasks
             .fork(Pid::INIT, CloneFlags::empty())

@@ -1,6 +1,7 @@
 //! Many threads forking and exiting at once: every successful fork is matched by exactly
 //! one `free`, failed forks by none, and every `TaskSlot` value is dropped exactly once.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use watchers_core::{
@@ -56,13 +57,14 @@ fn refuse_some(event: &Event<'_>) -> WatcherResult {
 fn threads_forking_and_exiting_ten_thousand_tasks() {
     const THREADS: usize = 4;
     const PER_THREAD: usize = 2_500;
-    let table = WatcherTable::from_watchers([
-        Watcher::new("setup", EventSet::FORK | EventSet::FREE, setup).with_priority(10),
-        Watcher::new("refuse", EventSet::FORK, refuse_some),
-    ])
-    .unwrap()
-    .leak();
-    let tasks = TaskTable::with_table(table);
+    let table = Arc::new(
+        WatcherTable::from_watchers([
+            Watcher::new("setup", EventSet::FORK | EventSet::FREE, setup).with_priority(10),
+            Watcher::new("refuse", EventSet::FORK, refuse_some),
+        ])
+        .unwrap(),
+    );
+    let tasks = TaskTable::with_table(Arc::clone(&table));
 
     let successes: u64 = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..THREADS)

@@ -11,12 +11,12 @@ fn nop(_: &Event<'_>) -> WatcherResult {
 
 fn tasks() -> TaskTable {
     let table = WatcherTable::from_watchers([Watcher::new("nop", EventSet::ALL, nop)]).unwrap();
-    TaskTable::with_table(table.leak())
+    TaskTable::with_table(table)
 }
 
 #[test]
 fn pids_are_not_reused_until_the_task_is_freed() {
-    let table = WatcherTable::from_watchers([]).unwrap().leak();
+    let table = WatcherTable::from_watchers([]).unwrap();
     // Pids 2..=5 only.
     let tasks = TaskTable::with_pid_max(table, 5);
     let init = tasks.init().pid();

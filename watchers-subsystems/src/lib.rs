@@ -42,7 +42,7 @@
 //! ```
 //! use watchers_core::{CloneFlags, Pid, TaskTable, WatcherTable};
 //!
-//! let table = WatcherTable::from_watchers(watchers_subsystems::all_watchers())?.leak();
+//! let table = WatcherTable::from_watchers(watchers_subsystems::all_watchers())?;
 //! let tasks = TaskTable::with_table(table);
 //! let child = tasks.fork(Pid::INIT, CloneFlags::empty())?;
 //! tasks.exit(child.pid(), 0)?;
@@ -203,7 +203,7 @@ pub(crate) mod testing {
     #[allow(dead_code)]
     pub(crate) fn table_of(watchers: Vec<Watcher>) -> TaskTable {
         let table = WatcherTable::from_watchers(watchers).expect("a valid table");
-        TaskTable::with_table(table.leak())
+        TaskTable::with_table(table)
     }
 
     /// The name that makes [`failing_fork`] refuse to fork a task's children.

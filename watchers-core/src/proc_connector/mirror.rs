@@ -625,8 +625,8 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<(EventKind, u32, Option<u32>)>>>;
 
-    fn setup() -> (Mirror, Log, &'static WatcherTable) {
-        let table = WatcherTable::from_watchers([]).unwrap().leak();
+    fn setup() -> (Mirror, Log, Arc<WatcherTable>) {
+        let table = Arc::new(WatcherTable::from_watchers([]).unwrap());
         let log: Log = Arc::default();
         let record = log.clone();
         table
@@ -642,7 +642,11 @@ mod tests {
             .unwrap()
             .keep();
         let counters = Arc::new(AtomicCounters::default());
-        let mirror = Mirror::new(Arc::new(TaskTable::with_table(table)), true, counters);
+        let mirror = Mirror::new(
+            Arc::new(TaskTable::with_table(table.clone())),
+            true,
+            counters,
+        );
         (mirror, log, table)
     }
 
