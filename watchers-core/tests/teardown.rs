@@ -264,7 +264,8 @@ fn unregister_drops_the_closure_even_while_a_dispatcher_holds_a_snapshot() {
 }
 
 /// Unregistered from inside its own closure, the closure is dropped when the outermost
-/// call of it returns: not inside the call, and before the dispatch returns.
+/// call of it returns: not inside the call (nor when a nested call of it returns), and
+/// before the next watcher of the same dispatch runs.
 #[test]
 fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_returns() {
     within(30, || {
@@ -299,14 +300,30 @@ fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_retur
             })
             .unwrap();
         *slot.lock().unwrap() = Some(registration);
+        // Runs after it in every dispatch, and records the drops it sees.
+        let after = Arc::new(Mutex::new(Vec::new()));
+        let (seen_after, counted) = (after.clone(), drops.clone());
+        let next = table
+            .watcher("next", EventSet::EXEC)
+            .priority(-1)
+            .register(move |_| {
+                seen_after.lock().unwrap().push(counted.load(Ordering::SeqCst));
+                Ok::<(), String>(())
+            })
+            .unwrap();
         let task = Task::detached(15);
         table.dispatch(&exec_of(&task)).unwrap();
         // Not dropped after unregister, nor when the inner call returned, nor in the
         // outer call; dropped once the outer call returned.
         assert_eq!(*seen_inside.lock().unwrap(), [0, 0, 0]);
+        // The dispatches nested in it, then the outermost one, which runs `next` once
+        // the outermost call returned.
+        assert_eq!(*after.lock().unwrap(), [0, 0, 1]);
         assert_eq!(drops.load(Ordering::SeqCst), 1);
+        next.unregister().unwrap();
         table.dispatch(&exec_of(&task)).unwrap();
         assert_eq!(seen_inside.lock().unwrap().len(), 3, "never called again");
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
     });
 }
 
