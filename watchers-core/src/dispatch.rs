@@ -7,12 +7,11 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use crate::error::DispatchError;
 use crate::event::{Event, EventKind};
-use crate::local::{self, LocalWatcher};
+use crate::local::{self, Reached};
 use crate::runtime::{Called, Callee};
 use crate::table::{Chain, WatcherTable};
 use crate::watcher::{BoxError, WatcherFn};
@@ -116,25 +115,48 @@ impl WatcherTable {
     ) -> Result<(), DispatchError> {
         self.dispatched.bump(kind);
         let locals = local::reached_by(event);
+        let outcome = self.walk_merged(event, kind, chain, &locals, mode);
+        if kind == EventKind::Fork && (outcome.is_ok() || mode == Mode::Notify) {
+            locals.saw_fork_of(event.task());
+        }
+        outcome
+    }
+
+    /// Walks the runtime watchers' merged chain if one is published, else the static
+    /// chain, followed by `locals`.
+    fn walk_merged(
+        &self,
+        event: &Event<'_>,
+        kind: EventKind,
+        chain: &Chain,
+        locals: &Reached<'_>,
+        mode: Mode,
+    ) -> Result<(), DispatchError> {
         if self.runtime.wants(kind) {
             let snapshot = self.runtime.snapshot.load();
             // `None` if the last runtime watcher was unregistered meanwhile.
             if let Some(snapshot) = snapshot.as_ref() {
+                let task = &event.task().local;
+                if kind == EventKind::Fork {
+                    // The watchers in this snapshot are the ones that see this fork.
+                    task.set_runtime_epoch(snapshot.epoch);
+                }
                 let merged = Merged {
                     table: self,
                     callees: &snapshot.chains[kind.index()],
+                    fork_epoch: (kind == EventKind::Free).then(|| task.runtime_epoch()),
                 };
-                return walk_with(merged, &locals, event, mode);
+                return walk_with(merged, locals, event, mode);
             }
         }
-        walk_with(Statics { table: self, chain }, &locals, event, mode)
+        walk_with(Statics { table: self, chain }, locals, event, mode)
     }
 }
 
 /// Walks `chain`, followed by the per-task watchers `locals` when there are any.
 fn walk_with<C: Callees>(
     chain: C,
-    locals: &[Arc<LocalWatcher>],
+    locals: &Reached<'_>,
     event: &Event<'_>,
     mode: Mode,
 ) -> Result<(), DispatchError> {
@@ -477,6 +499,8 @@ impl Callees for Statics<'_> {
 struct Merged<'a> {
     table: &'a WatcherTable,
     callees: &'a [Callee],
+    /// For a `free`: the epoch of the snapshot the task's `fork` was dispatched with.
+    fork_epoch: Option<u64>,
 }
 
 impl Callees for Merged<'_> {
@@ -489,7 +513,11 @@ impl Callees for Merged<'_> {
             Callee::Static(id) => {
                 Called::Ran((self.table.entries[*id as usize].watcher.func())(event))
             }
-            Callee::Runtime(watcher) => watcher.call(event),
+            Callee::Runtime(watcher) => match self.fork_epoch {
+                // A watcher of `fork` that never saw this task's fork gets no `free`.
+                Some(epoch) if !watcher.frees(epoch) => Called::Removed,
+                _ => watcher.call(event),
+            },
         }
     }
 
@@ -538,14 +566,14 @@ impl Callees for Merged<'_> {
 }
 
 /// A chain followed by the per-task watchers the event reaches.
-struct WithLocals<'a, C> {
+struct WithLocals<'a, 'e, C> {
     chain: C,
     chain_len: usize,
-    locals: &'a [Arc<LocalWatcher>],
+    locals: &'a Reached<'e>,
 }
 
-impl<'a, C: Callees> WithLocals<'a, C> {
-    fn new(chain: C, locals: &'a [Arc<LocalWatcher>]) -> Self {
+impl<'a, 'e, C: Callees> WithLocals<'a, 'e, C> {
+    fn new(chain: C, locals: &'a Reached<'e>) -> Self {
         let chain_len = chain.len();
         WithLocals {
             chain,
@@ -555,7 +583,7 @@ impl<'a, C: Callees> WithLocals<'a, C> {
     }
 }
 
-impl<C: Callees> Callees for WithLocals<'_, C> {
+impl<C: Callees> Callees for WithLocals<'_, '_, C> {
     fn len(&self) -> usize {
         self.chain_len + self.locals.len()
     }
@@ -563,13 +591,15 @@ impl<C: Callees> Callees for WithLocals<'_, C> {
     fn call(&self, i: usize, event: &Event<'_>) -> Called {
         match i.checked_sub(self.chain_len) {
             None => self.chain.call(i, event),
-            Some(local) => Called::Ran(self.locals[local].call(event)),
+            Some(local) => self.locals.call(local, event),
         }
     }
 
     fn wants_free(&self, i: usize) -> bool {
-        // A parent's per-task watchers see the fork of a child, not its `free`.
-        i < self.chain_len && self.chain.wants_free(i)
+        match i.checked_sub(self.chain_len) {
+            None => self.chain.wants_free(i),
+            Some(local) => self.locals.wants_free(local),
+        }
     }
 
     fn name(&self, i: usize) -> Cow<'static, str> {
@@ -582,9 +612,7 @@ impl<C: Callees> Callees for WithLocals<'_, C> {
     fn record_error(&self, i: usize) {
         match i.checked_sub(self.chain_len) {
             None => self.chain.record_error(i),
-            Some(local) => {
-                self.locals[local].errors.fetch_add(1, Ordering::Relaxed);
-            }
+            Some(local) => self.locals.record_error(local),
         }
     }
 

@@ -1,45 +1,94 @@
-//! The handshake that lets `unregister` promise that no call is in flight once it returns.
+//! The handshake behind "once `unregister` returns, the closure has been called for the
+//! last time and has been dropped".
 //!
-//! The gate is one atomic word: the top bit says "closed", the rest counts calls in
-//! flight. A caller adds one before each call and, if it finds the bit set, takes its one
-//! back and does not call; `close` sets the bit and waits until the count falls to the
-//! calls it is itself inside of. Both sides read-modify-write the same word, so in its
-//! single modification order either the caller's add comes first (then `close` sees it
-//! and waits) or the bit does (then the caller sees it). With two separate atomics this
-//! would be the store-buffer pattern, which needs `SeqCst` everywhere and which the
-//! loom model at the end of this file (which checks this) showed to be fragile.
+//! A gate owns a value (the closure) and one atomic word: a "closed" bit, a "hand-off"
+//! bit and the count of calls in flight. A caller is admitted only while the gate is open,
+//! by a compare-and-swap that adds one to the count; the closer sets the closed bit. Both
+//! read-modify-write the same word, so in its single modification order either the
+//! caller's add comes first (then the closer sees it and waits) or the bit does (then the
+//! caller sees it and is refused). With two separate atomics this would be the
+//! store-buffer pattern, which the loom model at the end of this file showed to be fragile.
+//!
+//! Admission is a compare-and-swap rather than an add-then-check so that the count is
+//! exactly the calls admitted: a refused caller never touches it, and the value can be
+//! dropped by whichever side makes the count reach zero after [`Gate::release`] set the
+//! hand-off bit, exactly once:
+//! * the closer, if no admitted call is left when it releases (the usual case, after
+//!   waiting);
+//! * otherwise the last admitted call, when it leaves (unregistering from inside the
+//!   closure itself, or after a wait that would never end was given up).
 
+#[cfg(loom)]
+use loom::cell::UnsafeCell;
 #[cfg(loom)]
 use loom::sync::atomic::{AtomicUsize, Ordering};
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
+const HANDOFF: usize = 1 << (usize::BITS - 2);
+const COUNT: usize = !(CLOSED | HANDOFF);
 
-/// Counts calls in flight and refuses new ones once closed.
-#[derive(Default)]
-pub(crate) struct Gate {
+/// Owns a value that calls borrow while the gate is open, and that is dropped once the
+/// gate is closed, released and no call is left.
+pub(crate) struct Gate<T> {
     state: AtomicUsize,
+    value: UnsafeCell<Option<T>>,
 }
 
-/// One call let through the gate; leaving is dropping it (also when the call panics).
-pub(crate) struct Pass<'a>(&'a Gate);
+// SAFETY: the value is shared between threads only as `&T` through admitted passes
+// (hence `T: Sync`), and taken out (then dropped, possibly on another thread than the
+// one that made it: hence `T: Send`) only by the one party that saw the count reach zero
+// after the gate was closed and released, when no pass exists and none can be admitted.
+unsafe impl<T: Send + Sync> Sync for Gate<T> {}
 
-impl Gate {
-    /// Lets a call through unless the gate is closed.
-    pub(crate) fn enter(&self) -> Option<Pass<'_>> {
-        let before = self.state.fetch_add(1, Ordering::AcqRel);
-        // Dropping the pass takes the one back, whether or not the call goes ahead.
-        let pass = Pass(self);
-        (before & CLOSED == 0).then_some(pass)
+/// One admitted call; leaving is dropping it (also when the call panics).
+pub(crate) struct Pass<'a, T>(&'a Gate<T>);
+
+impl<T> Gate<T> {
+    /// An open gate owning `value`.
+    pub(crate) fn new(value: T) -> Gate<T> {
+        Gate {
+            state: AtomicUsize::new(0),
+            value: UnsafeCell::new(Some(value)),
+        }
     }
 
-    /// Closes the gate and waits until at most `own` calls are in flight: the calls the
-    /// closing thread is itself inside of, which cannot finish first.
-    pub(crate) fn close(&self, own: usize) {
+    /// Admits a call unless the gate is closed.
+    #[inline]
+    pub(crate) fn enter(&self) -> Option<Pass<'_, T>> {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & CLOSED != 0 {
+                return None;
+            }
+            match self.state.compare_exchange_weak(
+                state,
+                state + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(Pass(self)),
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// Closes the gate: no call is admitted from now on.
+    pub(crate) fn close(&self) {
         self.state.fetch_or(CLOSED, Ordering::AcqRel);
+    }
+
+    /// How many admitted calls are in flight.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.state.load(Ordering::Acquire) & COUNT
+    }
+
+    /// Waits (after [`close`](Gate::close)) until at most `own` calls are in flight: the
+    /// calls the waiting thread is itself inside of, which cannot finish first.
+    pub(crate) fn wait(&self, own: usize) {
         let mut spins = 0u32;
-        while self.state.load(Ordering::Acquire) & !CLOSED > own {
+        while self.in_flight() > own {
             spins = spins.saturating_add(1);
             if spins < 64 {
                 std::hint::spin_loop();
@@ -48,11 +97,59 @@ impl Gate {
             }
         }
     }
+
+    /// This gate's identity while it lives (its address).
+    pub(crate) fn id(&self) -> usize {
+        std::ptr::from_ref(self).addr()
+    }
+
+    /// Gives up the closer's claim on the value (after [`close`](Gate::close)): drops it
+    /// now if no call is in flight, or leaves it to the last call in flight. Returns
+    /// whether it was dropped here.
+    pub(crate) fn release(&self) -> bool {
+        let before = self.state.fetch_or(HANDOFF, Ordering::AcqRel);
+        if before & HANDOFF != 0 {
+            return false;
+        }
+        if before & COUNT == 0 {
+            self.drop_value();
+            return true;
+        }
+        false
+    }
+
+    /// Whether the gate is closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Takes the value out and drops it; called once, by the party that saw the count
+    /// reach zero with the gate closed and released.
+    fn drop_value(&self) {
+        // SAFETY: the gate is closed (no pass will be admitted) and the count is zero (no
+        // pass exists); the hand-off bit lets exactly one party get here: the closer if
+        // it saw a zero count when setting it, else the pass whose leaving made it zero.
+        let value = unsafe { self.value.with_mut(|value| (*value).take()) };
+        drop(value);
+    }
 }
 
-impl Drop for Pass<'_> {
+impl<T> Pass<'_, T> {
+    /// Calls `f` with the value.
+    #[inline]
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        // SAFETY: this pass keeps the count above zero, so the value is not taken out
+        // while it exists; others only read it too.
+        unsafe { self.0.value.with(|value| (*value).as_ref().map(f)) }
+    }
+}
+
+impl<T> Drop for Pass<'_, T> {
     fn drop(&mut self) {
-        self.0.state.fetch_sub(1, Ordering::AcqRel);
+        let before = self.0.state.fetch_sub(1, Ordering::AcqRel);
+        if before == CLOSED | HANDOFF | 1 {
+            self.0.drop_value();
+        }
     }
 }
 
@@ -66,55 +163,136 @@ fn yield_now() {
     loom::thread::yield_now();
 }
 
+/// `std`'s `UnsafeCell` with loom's closure-based interface, so that the code above
+/// runs unchanged under the model (which checks every access for data races).
+#[cfg(not(loom))]
+struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+#[cfg(not(loom))]
+impl<T> UnsafeCell<T> {
+    fn new(value: T) -> Self {
+        UnsafeCell(std::cell::UnsafeCell::new(value))
+    }
+
+    /// # Safety
+    /// No `with_mut` may run at the same time.
+    unsafe fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+        f(self.0.get())
+    }
+
+    /// # Safety
+    /// No other access may run at the same time.
+    unsafe fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+        f(self.0.get())
+    }
+}
+
 #[cfg(all(test, loom))]
 mod loom_model {
     use super::*;
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicBool;
 
-    /// Two callers and a close from inside one of them (`own` = 1).
+    /// A value that records its drop, and checks it is not used afterwards.
+    struct Closure {
+        dropped: Arc<AtomicBool>,
+    }
+
+    impl Closure {
+        fn call(&self) {
+            assert!(!self.dropped.load(Ordering::SeqCst), "called after its drop");
+        }
+    }
+
+    impl Drop for Closure {
+        fn drop(&mut self) {
+            assert!(!self.dropped.swap(true, Ordering::SeqCst), "dropped twice");
+        }
+    }
+
+    fn gate() -> (Arc<Gate<Closure>>, Arc<AtomicBool>) {
+        let dropped = Arc::new(AtomicBool::new(false));
+        let closure = Closure {
+            dropped: dropped.clone(),
+        };
+        (Arc::new(Gate::new(closure)), dropped)
+    }
+
+    /// A caller racing `close`, `wait` and `release`: a call that starts finishes
+    /// before the closer returns, none starts after, and the closer drops the value.
     #[test]
-    fn closing_from_inside_a_call_waits_only_for_the_others() {
+    fn no_call_in_flight_or_started_after_close_returns_and_the_value_is_dropped() {
         loom::model(|| {
-            let gate = Arc::new(Gate::default());
+            let (gate, dropped) = gate();
             let unregistered = Arc::new(AtomicBool::new(false));
-            let other = {
-                let gate = gate.clone();
-                let unregistered = unregistered.clone();
+            let caller = {
+                let (gate, unregistered) = (gate.clone(), unregistered.clone());
                 loom::thread::spawn(move || {
-                    if let Some(_pass) = gate.enter() {
+                    if let Some(pass) = gate.enter() {
+                        pass.with(|closure| closure.call());
                         assert!(!unregistered.load(Ordering::SeqCst));
                     }
                 })
             };
-            if let Some(_pass) = gate.enter() {
-                gate.close(1);
-                unregistered.store(true, Ordering::SeqCst);
+            gate.close();
+            gate.wait(0);
+            assert!(gate.release(), "the closer drops the value after waiting");
+            assert!(dropped.load(Ordering::SeqCst));
+            unregistered.store(true, Ordering::SeqCst);
+            caller.join().unwrap();
+        });
+    }
+
+    /// Two callers and a close from inside one of them (`own` = 1): the closer waits
+    /// only for the other, and the value is dropped when its own call leaves.
+    #[test]
+    fn closing_from_inside_a_call_waits_for_the_others_and_drops_on_leaving() {
+        loom::model(|| {
+            let (gate, dropped) = gate();
+            let unregistered = Arc::new(AtomicBool::new(false));
+            let other = {
+                let (gate, unregistered) = (gate.clone(), unregistered.clone());
+                loom::thread::spawn(move || {
+                    if let Some(pass) = gate.enter() {
+                        pass.with(|closure| closure.call());
+                        assert!(!unregistered.load(Ordering::SeqCst));
+                    }
+                })
+            };
+            if let Some(pass) = gate.enter() {
+                pass.with(|closure| {
+                    closure.call();
+                    gate.close();
+                    gate.wait(1);
+                    assert!(!gate.release(), "the call in flight is this one");
+                    unregistered.store(true, Ordering::SeqCst);
+                });
+                assert!(!dropped.load(Ordering::SeqCst));
+                drop(pass);
+                assert!(dropped.load(Ordering::SeqCst), "dropped when the call left");
             }
             other.join().unwrap();
         });
     }
 
-    /// A caller racing `close`: a call that starts must finish before `close` returns,
-    /// and no call starts after it.
+    /// A closer that does not wait (a wait that would never end was given up): the
+    /// value is dropped exactly once, by whichever side finishes last.
     #[test]
-    fn no_call_in_flight_or_started_after_close_returns() {
+    fn without_waiting_the_last_side_drops_the_value_once() {
         loom::model(|| {
-            let gate = Arc::new(Gate::default());
-            let unregistered = Arc::new(AtomicBool::new(false));
+            let (gate, dropped) = gate();
             let caller = {
                 let gate = gate.clone();
-                let unregistered = unregistered.clone();
                 loom::thread::spawn(move || {
-                    if let Some(_pass) = gate.enter() {
-                        // The "callback": it must never run once close has returned.
-                        assert!(!unregistered.load(Ordering::SeqCst));
+                    if let Some(pass) = gate.enter() {
+                        pass.with(|closure| closure.call());
                     }
                 })
             };
-            gate.close(0);
-            unregistered.store(true, Ordering::SeqCst);
+            gate.close();
+            gate.release();
             caller.join().unwrap();
+            assert!(dropped.load(Ordering::SeqCst));
         });
     }
 }

@@ -32,6 +32,7 @@ mod dispatch;
 mod error;
 mod event;
 mod gate;
+mod inflight;
 mod local;
 #[cfg(all(target_os = "linux", feature = "proc-connector"))]
 pub mod proc_connector;
@@ -45,7 +46,7 @@ mod watcher;
 pub use error::{DispatchError, DuplicateName, ForkError, FreezeError, TaskError};
 pub use event::{Event, EventData, EventKind, EventSet, ExitStatus, UnknownEvent};
 pub use local::TaskWatch;
-pub use runtime::{RegisterError, Registration, RuntimeBuilder};
+pub use runtime::{RegisterError, Registration, RuntimeBuilder, UnregisterError};
 pub use slot::TaskSlot;
 pub use table::{TableRef, WatcherStats, WatcherTable, freeze};
 pub use task::{COMM_MAX, CloneFlags, Ids, Pid, Task, TaskInit, TaskState};

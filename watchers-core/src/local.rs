@@ -1,90 +1,258 @@
 //! Per-task watchers: closures attached to one task (v1 patch 9).
+//!
+//! A task's watchers are published as an `arc-swap` snapshot that dispatch loads without
+//! a lock; attaching and detaching take the task's writer lock and publish a new one.
+//! Each closure lives in a [`Gate`], so detaching waits for calls in flight and drops the
+//! closure outside every lock, like unregistering a runtime watcher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+
+use arc_swap::{ArcSwap, Guard};
 
 use crate::event::{Event, EventKind, EventSet};
+use crate::gate::Gate;
+use crate::inflight;
+use crate::runtime::{Callback, Called, UnregisterError, call_gated};
 use crate::task::Task;
-use crate::watcher::{IntoWatcherError, WatcherResult};
-
-type Callback = dyn Fn(&Event<'_>) -> WatcherResult + Send + Sync;
+use crate::watcher::IntoWatcherError;
 
 /// One closure attached to a task.
 pub(crate) struct LocalWatcher {
     events: EventSet,
-    callback: Box<Callback>,
-    removed: AtomicBool,
+    gate: Gate<Box<Callback>>,
     pub(crate) errors: AtomicU64,
 }
 
 impl LocalWatcher {
-    /// Calls the closure. The walk counts its errors.
-    pub(crate) fn call(&self, event: &Event<'_>) -> WatcherResult {
-        (self.callback)(event)
+    /// Whether it wants the `free` of each child whose `fork` it saw.
+    fn pairs_fork_with_free(&self) -> bool {
+        self.events.contains(EventKind::Fork) && self.events.contains(EventKind::Free)
     }
 }
 
-/// The closures attached to one task.
+type List = Vec<Arc<LocalWatcher>>;
+
+/// What dispatch needs to know about one task beyond the table: its per-task watchers,
+/// the parent's watchers that saw its `fork`, and which runtime watchers saw it.
 #[derive(Default)]
 pub(crate) struct LocalWatchers {
-    /// Whether the list may be non-empty: the dispatch fast path reads only this.
-    any: AtomicBool,
-    list: Mutex<Vec<Arc<LocalWatcher>>>,
+    /// Made by the first watcher that concerns the task; until then the fast path
+    /// reads this alone.
+    shared: OnceLock<Arc<Shared>>,
+    /// The epoch of the runtime snapshot its `fork` was dispatched with (0: none).
+    runtime_epoch: AtomicU64,
 }
 
-impl LocalWatchers {
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<LocalWatcher>>> {
+/// [`Shared::reach`]: the task has attached watchers.
+const ATTACHED: u8 = 1;
+/// [`Shared::reach`]: watchers of its parent saw its `fork` and want its `free`.
+const FORKED_BY: u8 = 2;
+
+#[derive(Default)]
+struct Shared {
+    /// Whether the task's events may reach a per-task watcher (bits above).
+    reach: AtomicU8,
+    /// The attached watchers; writers take this lock, dispatch never does.
+    list: Mutex<List>,
+    /// The attached watchers, for dispatch.
+    published: ArcSwap<List>,
+    /// The parent's watchers of `fork` and `free` that saw this task's `fork` succeed.
+    forked_by: OnceLock<Box<[Arc<LocalWatcher>]>>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, List> {
         // The list is only pushed to and filtered; a panic cannot tear it.
         self.list.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    #[inline]
-    pub(crate) fn any(&self) -> bool {
-        self.any.load(Ordering::Acquire)
+    /// Publishes `list`; called with the writer lock held, so that publications follow
+    /// the order of the changes.
+    fn publish(&self, list: &List) {
+        self.published.store(Arc::new(list.clone()));
+        if list.is_empty() {
+            self.reach.fetch_and(!ATTACHED, Ordering::Release);
+        } else {
+            self.reach.fetch_or(ATTACHED, Ordering::Release);
+        }
     }
 
-    /// The live watchers of `kind`, cloned so that none of them runs under the lock.
-    pub(crate) fn of(&self, kind: EventKind) -> Vec<Arc<LocalWatcher>> {
+    /// Takes `watcher` off the list.
+    fn detach(&self, watcher: &Arc<LocalWatcher>) {
         let mut list = self.lock();
-        list.retain(|w| !w.removed.load(Ordering::Acquire));
-        self.any.store(!list.is_empty(), Ordering::Release);
-        list.iter()
-            .filter(|w| w.events.contains(kind))
-            .cloned()
-            .collect()
+        list.retain(|w| !Arc::ptr_eq(w, watcher));
+        self.publish(&list);
+    }
+}
+
+impl LocalWatchers {
+    fn shared(&self) -> &Arc<Shared> {
+        self.shared.get_or_init(Arc::default)
     }
 
-    /// Drops every closure (at the task's `free`).
+    /// Whether the task's events may reach a per-task watcher: the fast-path check.
+    #[inline]
+    fn may_be_reached(&self) -> bool {
+        self.shared
+            .get()
+            .is_some_and(|shared| shared.reach.load(Ordering::Acquire) != 0)
+    }
+
+    /// Detaches every watcher and drops the closures (at the task's `free`), outside the
+    /// lock; one whose call is in flight on this thread is dropped when that call ends.
     pub(crate) fn clear(&self) {
-        let list = std::mem::take(&mut *self.lock());
-        self.any.store(false, Ordering::Release);
-        drop(list);
+        let Some(shared) = self.shared.get() else {
+            return;
+        };
+        let list = {
+            let mut list = shared.lock();
+            let taken = std::mem::take(&mut *list);
+            shared.publish(&list);
+            taken
+        };
+        for watcher in &list {
+            // A wait that would never end is given up; the last call drops the closure.
+            let _ = inflight::shut(&watcher.gate);
+        }
+    }
+
+    /// Records that the task's `fork` was dispatched with the runtime snapshot `epoch`.
+    pub(crate) fn set_runtime_epoch(&self, epoch: u64) {
+        self.runtime_epoch.store(epoch, Ordering::Release);
+    }
+
+    /// The epoch of the runtime snapshot the task's `fork` was dispatched with.
+    pub(crate) fn runtime_epoch(&self) -> u64 {
+        self.runtime_epoch.load(Ordering::Acquire)
     }
 }
 
-/// The per-task watchers an event reaches: the task's own, or for a fork the parent's.
-pub(crate) fn reached_by(event: &Event<'_>) -> Vec<Arc<LocalWatcher>> {
+/// The per-task watchers an event may reach, in the order they run: for a `fork`, the
+/// parent's watchers of `fork`; for a `free`, the task's own watchers of `free` that do
+/// not watch `fork`, then the parent's that saw its `fork`; otherwise the task's own.
+pub(crate) struct Reached<'e> {
+    kind: EventKind,
+    attached: Option<Guard<Arc<List>>>,
+    forked_by: &'e [Arc<LocalWatcher>],
+}
+
+impl Reached<'_> {
+    fn attached(&self) -> &[Arc<LocalWatcher>] {
+        self.attached.as_deref().map_or(&[], |list| &list[..])
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.attached().len() + self.forked_by.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, i: usize) -> (&LocalWatcher, bool) {
+        let attached = self.attached();
+        match attached.get(i) {
+            Some(watcher) => (watcher, true),
+            None => (&self.forked_by[i - attached.len()], false),
+        }
+    }
+
+    /// Calls watcher `i` if it is still attached and meant for this event.
+    pub(crate) fn call(&self, i: usize, event: &Event<'_>) -> Called {
+        let (watcher, attached) = self.get(i);
+        let meant = match self.kind {
+            // A watcher of `fork` watches the task's children: it never saw this
+            // task's own `fork`, so it gets no `free` for it.
+            EventKind::Free if attached => !watcher.events.contains(EventKind::Fork),
+            // The parent's watchers that saw the fork were recorded asking for `free`.
+            EventKind::Free => true,
+            kind => watcher.events.contains(kind),
+        };
+        if !meant {
+            return Called::Removed;
+        }
+        call_gated(&watcher.gate, event)
+    }
+
+    /// Whether watcher `i` is owed a `free` when a later one refuses the `fork`.
+    pub(crate) fn wants_free(&self, i: usize) -> bool {
+        let (watcher, _) = self.get(i);
+        self.kind == EventKind::Fork && watcher.pairs_fork_with_free()
+    }
+
+    pub(crate) fn record_error(&self, i: usize) {
+        self.get(i).0.errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// After `child`'s `fork` succeeded: the watchers that saw it and asked for `free`
+    /// will get the child's `free`.
+    pub(crate) fn saw_fork_of(&self, child: &Task) {
+        if self.kind != EventKind::Fork {
+            return;
+        }
+        let seen: Box<[_]> = self
+            .attached()
+            .iter()
+            .filter(|w| w.pairs_fork_with_free())
+            .cloned()
+            .collect();
+        if seen.is_empty() {
+            return;
+        }
+        let shared = child.local.shared();
+        // A fork is dispatched once; a second dispatch of the same fork keeps the first.
+        if shared.forked_by.set(seen).is_ok() {
+            shared.reach.fetch_or(FORKED_BY, Ordering::Release);
+        }
+    }
+}
+
+/// The per-task watchers `event` may reach; see [`Reached`].
+pub(crate) fn reached_by<'e>(event: &'e Event<'_>) -> Reached<'e> {
+    let kind = event.kind();
     let owner = event.parent().unwrap_or(event.task());
-    if owner.local.any() {
-        owner.local.of(event.kind())
-    } else {
-        Vec::new()
+    let shared = owner.local.shared.get();
+    let attached = shared
+        .filter(|shared| shared.reach.load(Ordering::Acquire) & ATTACHED != 0)
+        .map(|shared| shared.published.load());
+    let forked_by = match (kind, shared) {
+        (EventKind::Free, Some(shared)) => shared.forked_by.get().map_or(&[][..], |b| &b[..]),
+        _ => &[],
+    };
+    Reached {
+        kind,
+        attached,
+        forked_by,
     }
 }
 
-/// Whether any per-task watcher could be reached by `event` (the fast-path check).
+/// Whether any per-task watcher could be reached by `event` (the fast-path check: one
+/// load and a branch for a task that never had one).
 #[inline]
 pub(crate) fn may_reach(event: &Event<'_>) -> bool {
-    event.parent().unwrap_or(event.task()).local.any()
+    event
+        .parent()
+        .unwrap_or(event.task())
+        .local
+        .may_be_reached()
 }
 
 impl Task {
     /// Attaches `callback` to this task for `events`: it is called for the task's own
     /// events and, when `events` has `fork`, for the fork of each of its children (with
     /// the child as [`Event::task`]). It runs after the table's watchers; an error from
-    /// it on `fork` aborts the fork like any fork watcher's. It stays until the task is
-    /// freed or the returned handle is dropped or [`removed`](TaskWatch::remove).
+    /// it on `fork` aborts the fork like any fork watcher's.
+    ///
+    /// `free` follows the table's rule: a watcher of `fork` watches the task's children
+    /// and gets, with `free`, the `free` of each child whose `fork` it saw succeed (also
+    /// when a later watcher refuses that fork), not the task's own; a watcher that does
+    /// not ask for `fork` gets the task's own `free`.
+    ///
+    /// The closure stays until the task is freed or the returned handle is dropped or
+    /// [`removed`](TaskWatch::remove); it is dropped then, outside every lock, so its
+    /// `Drop` may use the task (attach another watcher, read a slot).
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -101,7 +269,7 @@ impl Task {
     /// let child = tasks.fork(shell.pid(), Default::default())?;
     /// tasks.exec(shell.pid(), "/bin/ls")?;
     /// assert_eq!(*seen.lock().unwrap(), [(EventKind::Fork, child.pid()), (EventKind::Exec, shell.pid())]);
-    /// watch.remove();
+    /// watch.remove()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn watch<F, E>(&self, events: EventSet, callback: F) -> TaskWatch
@@ -109,36 +277,56 @@ impl Task {
         F: Fn(&Event<'_>) -> Result<(), E> + Send + Sync + 'static,
         E: IntoWatcherError,
     {
+        let callback: Box<Callback> = Box::new(move |event: &Event<'_>| {
+            callback(event).map_err(IntoWatcherError::into_watcher_error)
+        });
         let watcher = Arc::new(LocalWatcher {
             events,
-            callback: Box::new(move |event: &Event<'_>| {
-                callback(event).map_err(IntoWatcherError::into_watcher_error)
-            }),
-            removed: AtomicBool::new(false),
+            gate: Gate::new(callback),
             errors: AtomicU64::new(0),
         });
-        let handle = TaskWatch {
-            watcher: Arc::downgrade(&watcher),
+        let shared = self.local.shared();
+        {
+            let mut list = shared.lock();
+            list.push(watcher.clone());
+            shared.publish(&list);
+        }
+        TaskWatch {
+            task: Arc::downgrade(shared),
+            pid: self.pid().get(),
+            watcher,
             keep: false,
-        };
-        self.local.lock().push(watcher);
-        self.local.any.store(true, Ordering::Release);
-        handle
+        }
     }
 }
 
 /// A closure attached to one task by [`Task::watch`]. Dropping the handle, or calling
 /// [`remove`](TaskWatch::remove), detaches it; [`keep`](TaskWatch::keep) leaves it
 /// attached until the task is freed.
+///
+/// **Once the drop (or `remove`) returns, the closure has been called for the last time
+/// on every thread and has been dropped**, with the same two exceptions as
+/// [`Registration`](crate::Registration): detached from inside its own call, it is
+/// dropped when the outermost call of it on this thread returns; and when waiting for a
+/// call on another thread would never end (that thread waits for a closure this thread
+/// is running), the wait is given up and the last call in flight drops it.
 #[must_use = "dropping a TaskWatch detaches the closure at once; call `keep` to keep it"]
 pub struct TaskWatch {
-    watcher: Weak<LocalWatcher>,
+    task: Weak<Shared>,
+    pid: u32,
+    watcher: Arc<LocalWatcher>,
     keep: bool,
 }
 
 impl TaskWatch {
-    /// Detaches the closure: no dispatch that starts after this returns calls it.
-    pub fn remove(self) {}
+    /// Detaches the closure, waits until no call of it is in flight and drops it.
+    ///
+    /// # Errors
+    /// [`UnregisterError::WouldDeadlock`] if that wait would never end; the closure is
+    /// detached all the same, and dropped when its last call returns.
+    pub fn remove(mut self) -> Result<(), UnregisterError> {
+        self.detach()
+    }
 
     /// Leaves the closure attached until the task is freed.
     pub fn keep(mut self) {
@@ -147,22 +335,31 @@ impl TaskWatch {
 
     /// Whether the closure is still attached (false once the task was freed).
     pub fn is_attached(&self) -> bool {
-        self.watcher
-            .upgrade()
-            .is_some_and(|w| !w.removed.load(Ordering::Acquire))
+        !self.watcher.gate.is_closed()
     }
 
     /// How many times the closure returned an error.
     pub fn errors(&self) -> u64 {
-        self.watcher
-            .upgrade()
-            .map_or(0, |w| w.errors.load(Ordering::Relaxed))
+        self.watcher.errors.load(Ordering::Relaxed)
+    }
+
+    fn detach(&mut self) -> Result<(), UnregisterError> {
+        if std::mem::replace(&mut self.keep, true) {
+            return Ok(());
+        }
+        if let Some(shared) = self.task.upgrade() {
+            shared.detach(&self.watcher);
+        }
+        inflight::shut(&self.watcher.gate).map_err(|inflight::Cycle| {
+            UnregisterError::WouldDeadlock(format!("per-task watcher of task {}", self.pid))
+        })
     }
 }
 
 impl fmt::Debug for TaskWatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskWatch")
+            .field("task", &self.pid)
             .field("attached", &self.is_attached())
             .finish()
     }
@@ -170,10 +367,7 @@ impl fmt::Debug for TaskWatch {
 
 impl Drop for TaskWatch {
     fn drop(&mut self) {
-        if !self.keep
-            && let Some(watcher) = self.watcher.upgrade()
-        {
-            watcher.removed.store(true, Ordering::Release);
-        }
+        // A drop cannot report the cycle; the closure is then dropped by the last call.
+        let _ = self.detach();
     }
 }

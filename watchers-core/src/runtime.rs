@@ -2,76 +2,78 @@
 //!
 //! Registration rebuilds a merged snapshot of static and runtime watchers per event and
 //! publishes it with `arc-swap`; dispatch loads the snapshot without a lock. Unregistering
-//! takes the watcher out of the snapshot, then closes its [`Gate`] and waits until no call
-//! of it is in flight: the kernel's `synchronize_rcu` promise, narrowed to one watcher.
+//! takes the watcher out of the snapshot, then shuts its [`Gate`]: waits until no call of
+//! it is in flight and drops the closure (the kernel's `synchronize_rcu` then `kfree`,
+//! narrowed to one watcher). A snapshot that a dispatcher still holds keeps only the
+//! watcher's empty shell.
 
-use std::cell::RefCell;
 use std::cmp::Reverse;
 use std::fmt;
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwapOption;
 
 use crate::event::{Event, EventKind, EventSet};
 use crate::gate::Gate;
+use crate::inflight::{self, Frame};
 use crate::table::WatcherTable;
 use crate::watcher::{IntoWatcherError, WatcherResult};
 
-type Callback = dyn Fn(&Event<'_>) -> WatcherResult + Send + Sync;
+pub(crate) type Callback = dyn Fn(&Event<'_>) -> WatcherResult + Send + Sync;
 
 /// A watcher registered at run time.
 pub(crate) struct RuntimeWatcher {
     pub(crate) name: String,
     pub(crate) events: EventSet,
     pub(crate) priority: i32,
-    callback: Box<Callback>,
+    /// When it was registered: a task whose `fork` was dispatched with a snapshot older
+    /// than this was not seen by it.
+    pub(crate) serial: u64,
     pub(crate) calls: AtomicU64,
     pub(crate) errors: AtomicU64,
-    gate: Gate,
+    /// Owns the closure.
+    gate: Gate<Box<Callback>>,
 }
 
-/// What a call of a runtime watcher came to.
+/// What a call of a runtime or per-task watcher came to.
 pub(crate) enum Called {
     /// It ran and returned this.
     Ran(WatcherResult),
-    /// It was unregistered in the meantime and was not called.
+    /// It was not called: unregistered in the meantime, or not meant for this event.
     Removed,
 }
 
-thread_local! {
-    /// The runtime watchers whose callbacks this thread is running, innermost last.
-    static RUNNING: RefCell<Vec<*const RuntimeWatcher>> = const { RefCell::new(Vec::new()) };
+/// Calls the closure in `gate` unless it is shut, recording on this thread's stack that
+/// it runs (so that shutting it from inside does not wait for itself).
+pub(crate) fn call_gated(gate: &Gate<Box<Callback>>, event: &Event<'_>) -> Called {
+    let Some(pass) = gate.enter() else {
+        return Called::Removed;
+    };
+    let frame = Frame::new(gate);
+    let _inside = frame.enter();
+    match pass.with(|callback| callback(event)) {
+        Some(result) => Called::Ran(result),
+        None => Called::Removed,
+    }
 }
 
 impl RuntimeWatcher {
     /// Calls the watcher unless it has been unregistered. The walk counts its errors.
     pub(crate) fn call(&self, event: &Event<'_>) -> Called {
-        let Some(_pass) = self.gate.enter() else {
-            return Called::Removed;
-        };
-        let _running = Running::enter(self);
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        Called::Ran((self.callback)(event))
+        let called = call_gated(&self.gate, event);
+        if let Called::Ran(_) = called {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+        }
+        called
     }
-}
 
-/// Records on this thread's stack that a runtime watcher's callback is running, so that
-/// unregistering it from inside does not wait for itself.
-struct Running;
-
-impl Running {
-    fn enter(watcher: &RuntimeWatcher) -> Running {
-        // During thread teardown there is no stack to record on; nothing can unregister
-        // from inside this call then.
-        let _ = RUNNING.try_with(|running| running.borrow_mut().push(watcher));
-        Running
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = RUNNING.try_with(|running| running.borrow_mut().pop());
+    /// Whether it gets the `free` of a task whose `fork` was dispatched with snapshot
+    /// `fork_epoch` (0: with no runtime watcher): a watcher of `fork` only for tasks it
+    /// saw forked, any other watcher always.
+    #[inline]
+    pub(crate) fn frees(&self, fork_epoch: u64) -> bool {
+        !self.events.contains(EventKind::Fork) || self.serial <= fork_epoch
     }
 }
 
@@ -87,6 +89,9 @@ pub(crate) enum Callee {
 /// Static and runtime watchers merged, per event, in dispatch order.
 pub(crate) struct Snapshot {
     pub(crate) chains: [Box<[Callee]>; EventKind::COUNT],
+    /// The serial of the last watcher registered when it was published: every runtime
+    /// watcher in it has a serial no greater.
+    pub(crate) epoch: u64,
 }
 
 /// The runtime side of a table.
@@ -96,8 +101,15 @@ pub(crate) struct Runtime {
     pub(crate) snapshot: ArcSwapOption<Snapshot>,
     /// The events some runtime watcher asked for: the fast path checks this alone.
     wanted: AtomicU16,
-    /// The registered watchers; writers take this lock, dispatch never does.
-    registered: Mutex<Vec<Arc<RuntimeWatcher>>>,
+    /// The registered watchers and the last serial handed out; writers take this lock,
+    /// dispatch never does.
+    registered: Mutex<Registered>,
+}
+
+#[derive(Default)]
+struct Registered {
+    watchers: Vec<Arc<RuntimeWatcher>>,
+    last_serial: u64,
 }
 
 impl Runtime {
@@ -111,13 +123,13 @@ impl Runtime {
         EventSet::from_bits_truncate(self.wanted.load(Ordering::Acquire))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<Arc<RuntimeWatcher>>> {
+    fn lock(&self) -> MutexGuard<'_, Registered> {
         // The list is only pushed to and filtered; a panic cannot tear it.
         self.registered.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn registered(&self) -> Vec<Arc<RuntimeWatcher>> {
-        self.lock().clone()
+        self.lock().watchers.clone()
     }
 }
 
@@ -186,24 +198,25 @@ impl<'t> RuntimeBuilder<'t> {
         }
         let mut registered = table.runtime.lock();
         let taken = table.entries.iter().any(|e| e.watcher.name() == self.name)
-            || registered.iter().any(|w| w.name == self.name);
+            || registered.watchers.iter().any(|w| w.name == self.name);
         if taken {
             return Err(RegisterError::DuplicateName(self.name));
         }
+        registered.last_serial += 1;
         let watcher = Arc::new(RuntimeWatcher {
             name: self.name,
             events: self.events,
             priority: self.priority,
-            callback,
+            serial: registered.last_serial,
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-            gate: Gate::default(),
+            gate: Gate::new(callback),
         });
-        registered.push(watcher.clone());
+        registered.watchers.push(watcher.clone());
         publish(table, &registered);
         Ok(Registration {
             table,
-            watcher: Arc::downgrade(&watcher),
+            watcher,
             done: false,
         })
     }
@@ -228,7 +241,7 @@ impl WatcherTable {
     ///         Ok::<(), std::convert::Infallible>(())
     ///     })?;
     /// tasks.fork(tasks.init().pid(), Default::default())?;
-    /// registration.unregister();
+    /// registration.unregister()?;
     /// // After unregister returns the closure is never called again.
     /// tasks.fork(tasks.init().pid(), Default::default())?;
     /// assert_eq!(forks.load(Ordering::Relaxed), 1);
@@ -246,7 +259,8 @@ impl WatcherTable {
 
 /// Rebuilds and publishes the merged chains. Called with the registration lock held, so
 /// snapshots are published in the order the changes were made.
-fn publish(table: &WatcherTable, registered: &[Arc<RuntimeWatcher>]) {
+fn publish(table: &WatcherTable, registered: &Registered) {
+    let (registered, epoch) = (&registered.watchers[..], registered.last_serial);
     let wanted = registered
         .iter()
         .fold(EventSet::EMPTY, |set, w| set | w.events);
@@ -257,7 +271,7 @@ fn publish(table: &WatcherTable, registered: &[Arc<RuntimeWatcher>]) {
         table
             .runtime
             .snapshot
-            .store(Some(Arc::new(Snapshot { chains })));
+            .store(Some(Arc::new(Snapshot { chains, epoch })));
     }
     table.runtime.wanted.store(wanted.bits(), Ordering::Release);
 }
@@ -292,34 +306,66 @@ fn merged_chain(
 /// A registered runtime watcher. Dropping it, or calling
 /// [`unregister`](Registration::unregister), removes the watcher.
 ///
-/// **Once `unregister` returns (or the drop finishes), the closure is never called again
-/// and no call of it is in flight on any thread.** Unregistering from inside the
-/// watcher's own callback does not wait for that one call (which is the caller itself)
-/// but does wait for calls on other threads, so it cannot deadlock on itself.
+/// **Once `unregister` returns `Ok` (or the drop finishes), the closure has been called
+/// for the last time on every thread and has been dropped**, on the unregistering
+/// thread: a module's code and data may go. Two exceptions, both about calls that
+/// cannot end before `unregister` returns:
 ///
-/// A task whose `fork` the watcher saw gets no `free` from it after it is unregistered:
-/// unregistering is the watcher's own teardown, like a module unload, and a watcher that
-/// keeps per-task state releases it there (for example in its captured state's `Drop`).
+/// * Unregistering from inside the watcher's own closure waits for its calls on other
+///   threads, not for the one it is inside of. No call starts after it returns, and the
+///   closure is dropped as soon as the outermost call of it on this thread returns.
+/// * If a call in flight belongs to a thread that is itself waiting, directly or through
+///   others, for a watcher whose closure this thread is running (two closures that
+///   unregister each other from two threads), waiting would never end: `unregister`
+///   returns [`UnregisterError::WouldDeadlock`] at once instead. No call starts after it
+///   returns, and the closure is dropped when the last call in flight returns, on that
+///   call's thread.
+///
+/// `free` goes to the tasks whose `fork` the watcher saw: a watcher of `fork` gets the
+/// `free` of exactly the tasks whose `fork` it saw succeed (none forked before it was
+/// registered); a watcher that does not ask for `fork` gets every `free`. A task whose
+/// `fork` the watcher saw gets no `free` from it after it is unregistered: unregistering
+/// is the watcher's own teardown, like a module unload, and a watcher that keeps
+/// per-task state releases it there (for example in its captured state's `Drop`).
 #[must_use = "dropping a Registration unregisters the watcher at once; call `keep` to keep it"]
 pub struct Registration<'t> {
     table: &'t WatcherTable,
-    watcher: Weak<RuntimeWatcher>,
+    watcher: Arc<RuntimeWatcher>,
     done: bool,
+}
+
+/// Unregistering could not wait until no call of the watcher was in flight.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnregisterError {
+    /// A call in flight belongs to a thread that waits, directly or through others, for
+    /// a watcher whose closure the unregistering thread is running: each would wait for
+    /// the other for ever. The watcher is removed and no call of it starts any more; its
+    /// closure is dropped when the last call in flight returns.
+    #[error(
+        "unregistering `{0}` would wait for ever: a call of it is in flight on a thread \
+         that is waiting for a watcher whose closure this thread is running"
+    )]
+    WouldDeadlock(String),
 }
 
 impl fmt::Debug for Registration<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = self.watcher.upgrade().map(|w| w.name.clone());
         f.debug_struct("Registration")
-            .field("name", &name)
+            .field("name", &self.watcher.name)
             .finish_non_exhaustive()
     }
 }
 
 impl Registration<'_> {
-    /// Removes the watcher and waits until no call of it is in flight.
-    pub fn unregister(mut self) {
-        self.remove();
+    /// Removes the watcher, waits until no call of it is in flight and drops its
+    /// closure; see [`Registration`] for calls from inside the closure.
+    ///
+    /// # Errors
+    /// [`UnregisterError::WouldDeadlock`] if the wait would never end; the watcher is
+    /// removed all the same.
+    pub fn unregister(mut self) -> Result<(), UnregisterError> {
+        self.remove()
     }
 
     /// Keeps the watcher registered for the rest of the program.
@@ -328,36 +374,28 @@ impl Registration<'_> {
     }
 
     /// The watcher's name.
-    pub fn name(&self) -> Option<String> {
-        self.watcher.upgrade().map(|w| w.name.clone())
+    pub fn name(&self) -> &str {
+        &self.watcher.name
     }
 
-    fn remove(&mut self) {
+    fn remove(&mut self) -> Result<(), UnregisterError> {
         if std::mem::replace(&mut self.done, true) {
-            return;
+            return Ok(());
         }
-        let Some(watcher) = self.watcher.upgrade() else {
-            return;
-        };
+        let watcher = &self.watcher;
         {
             let mut registered = self.table.runtime.lock();
-            registered.retain(|w| !Arc::ptr_eq(w, &watcher));
+            registered.watchers.retain(|w| !Arc::ptr_eq(w, watcher));
             publish(self.table, &registered);
         }
-        // Calls of this watcher that this thread is itself inside of cannot finish first.
-        let own = RUNNING.with(|running| {
-            running
-                .borrow()
-                .iter()
-                .filter(|&&w| std::ptr::eq(w, Arc::as_ptr(&watcher)))
-                .count()
-        });
-        watcher.gate.close(own);
+        inflight::shut(&watcher.gate)
+            .map_err(|inflight::Cycle| UnregisterError::WouldDeadlock(watcher.name.clone()))
     }
 }
 
 impl Drop for Registration<'_> {
     fn drop(&mut self) {
-        self.remove();
+        // A drop cannot report the cycle; the closure is then dropped by the last call.
+        let _ = self.remove();
     }
 }

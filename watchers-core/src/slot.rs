@@ -125,14 +125,32 @@ impl<T: Send + Sync + 'static> TaskSlot<T> {
     }
 
     /// The value stored for `task`, stored first by `make` if there is none.
+    ///
+    /// `make` runs without the task's lock held, so it may use this task's slots (this
+    /// one included). If a value was stored meanwhile (by another thread, or by `make`
+    /// itself), that value is kept and returned, and the one `make` returned is dropped,
+    /// also outside the lock.
     pub fn get_or_insert_with(&'static self, task: &Task, make: impl FnOnce() -> T) -> Arc<T> {
-        let index = self.index();
-        let mut values = task.slots.lock();
-        if values.len() <= index {
-            values.resize_with(index + 1, || None);
+        if let Some(value) = self.get(task) {
+            return value;
         }
-        let value = values[index].get_or_insert_with(|| Arc::new(make()) as Value);
-        downcast(value.clone()).unwrap_or_else(|| unreachable!("a slot holds only its own type"))
+        let made: Value = Arc::new(make());
+        let index = self.index();
+        let (value, unused) = {
+            let mut values = task.slots.lock();
+            if values.len() <= index {
+                values.resize_with(index + 1, || None);
+            }
+            match &values[index] {
+                Some(stored) => (stored.clone(), Some(made)),
+                None => {
+                    values[index] = Some(made.clone());
+                    (made, None)
+                }
+            }
+        };
+        drop(unused);
+        downcast(value).unwrap_or_else(|| unreachable!("a slot holds only its own type"))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, Pid, RegisterError, Task, TaskTable,
@@ -103,7 +103,7 @@ fn names_must_be_unique_across_static_and_runtime_watchers() {
         table.watcher("nothing", EventSet::EMPTY).register(ok),
         Err(RegisterError::NoEvents(_))
     ));
-    first.unregister();
+    first.unregister().unwrap();
     // The name is free again once unregistered.
     table
         .watcher("mine", EventSet::EXIT)
@@ -126,7 +126,7 @@ fn after_unregister_returns_the_closure_is_never_called_again() {
         })
         .unwrap();
     tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    registration.unregister();
+    registration.unregister().unwrap();
     tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(
@@ -146,7 +146,7 @@ fn a_task_whose_fork_an_unregistered_watcher_saw_gets_no_free_from_it() {
         .register(logger(&log, "tracker"))
         .unwrap();
     let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    registration.unregister();
+    registration.unregister().unwrap();
     tasks.exit(child.pid(), 0).unwrap();
     assert_eq!(
         *log.lock().unwrap(),
@@ -167,7 +167,7 @@ fn unregistering_from_inside_its_own_callback_does_not_deadlock() {
         .register(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             if let Some(me) = inside.lock().unwrap().take() {
-                me.unregister();
+                me.unregister().unwrap();
             }
             Ok::<(), String>(())
         })
@@ -220,19 +220,35 @@ fn a_failing_runtime_watcher_rolls_back_static_and_runtime_watchers_alike() {
 
 /// Several threads dispatch while others register and unregister in a loop. Each closure
 /// checks a flag that is cleared as soon as its `unregister` returns, and counts itself
-/// in flight; any call after unregister, or in flight when it returns, is a violation.
+/// in flight; any call after unregister, or in flight when it returns, or a closure not
+/// yet dropped when it returns, is a violation.
+///
+/// The run lasts until there were enough dispatches, registrations, and unregisters that
+/// overlapped a dispatch in progress after the closure had been called, whatever the
+/// build profile or the load: the test makes its own premise true, then asserts it.
 #[test]
 fn stress_unregister_never_leaves_a_call_behind() {
     const DISPATCHERS: usize = 3;
     const REGISTRARS: usize = 2;
-    const DISPATCHES: u64 = 1_000_000;
+    const MIN_DISPATCHES: u64 = 200_000;
+    const MIN_REGISTRATIONS: u64 = 2_000;
+    const MIN_OVERLAPS: u64 = 500;
+    const TIME_LIMIT: Duration = Duration::from_secs(240);
     let table = empty_table();
-    let violations = Arc::new(AtomicU64::new(0));
-    let dispatched = AtomicU64::new(0);
-    let registrations = AtomicU64::new(0);
-    let calls = Arc::new(AtomicU64::new(0));
-    let done = AtomicBool::new(false);
+    let stress = Stress::default();
+    let started = Instant::now();
     let task = Task::detached(100);
+    let enough = |stress: &Stress| {
+        stress.dispatched.load(Ordering::Relaxed) >= MIN_DISPATCHES
+            && stress.registrations.load(Ordering::Relaxed) >= MIN_REGISTRATIONS
+            && stress.overlaps.load(Ordering::Relaxed) >= MIN_OVERLAPS
+    };
+    let should_stop = |stress: &Stress| {
+        if enough(stress) || started.elapsed() > TIME_LIMIT {
+            stress.stop.store(true, Ordering::Relaxed);
+        }
+        stress.stop.load(Ordering::Relaxed)
+    };
 
     std::thread::scope(|scope| {
         for _ in 0..DISPATCHERS {
@@ -243,86 +259,142 @@ fn stress_unregister_never_leaves_a_call_behind() {
                         filename: "/bin/true",
                     },
                 );
-                while dispatched.fetch_add(1, Ordering::Relaxed) < DISPATCHES {
+                while !should_stop(&stress) {
+                    stress.dispatching.fetch_add(1, Ordering::SeqCst);
                     let _ = table.dispatch(&event);
+                    stress.dispatching.fetch_sub(1, Ordering::SeqCst);
+                    stress.dispatched.fetch_add(1, Ordering::Relaxed);
                 }
-                done.store(true, Ordering::Relaxed);
             });
         }
         for registrar in 0..REGISTRARS {
-            let (violations, calls, registrations, done) =
-                (violations.clone(), calls.clone(), &registrations, &done);
+            let stress = &stress;
             scope.spawn(move || {
-                let mut round = 0u64;
                 // The previous registration stays until the next one is in, so a runtime
                 // watcher is always registered and every dispatch takes the merged path.
-                let mut previous = None;
-                while !done.load(Ordering::Relaxed) {
+                let mut previous: Option<Watched<'_>> = None;
+                let mut round = 0u64;
+                while !should_stop(stress) {
                     round += 1;
-                    let live = Arc::new(AtomicBool::new(true));
-                    let in_flight = Arc::new(AtomicU64::new(0));
-                    let (flag, busy, bad, counted) = (
-                        live.clone(),
-                        in_flight.clone(),
-                        violations.clone(),
-                        calls.clone(),
+                    let watched = Watched::register(
+                        table,
+                        stress,
+                        format!("stress-{registrar}-{round}"),
+                        (round % 3) as i32,
                     );
-                    let registration = table
-                        .watcher(format!("stress-{registrar}-{round}"), EventSet::EXEC)
-                        .priority((round % 3) as i32)
-                        .register(move |_| {
-                            busy.fetch_add(1, Ordering::SeqCst);
-                            if !flag.load(Ordering::SeqCst) {
-                                bad.fetch_add(1, Ordering::SeqCst);
-                            }
-                            counted.fetch_add(1, Ordering::Relaxed);
-                            std::hint::spin_loop();
-                            busy.fetch_sub(1, Ordering::SeqCst);
-                            Ok::<(), String>(())
-                        })
-                        .unwrap();
-                    registrations.fetch_add(1, Ordering::Relaxed);
+                    stress.registrations.fetch_add(1, Ordering::Relaxed);
                     if round.is_multiple_of(16) {
                         std::thread::sleep(Duration::from_micros(50));
                     }
-                    if let Some((registration, live, in_flight)) =
-                        previous.replace((registration, live, in_flight))
-                    {
-                        unregister_and_check(registration, &live, &in_flight, &violations);
+                    if let Some(previous) = previous.replace(watched) {
+                        previous.unregister_and_check(stress);
                     }
                 }
-                if let Some((registration, live, in_flight)) = previous {
-                    unregister_and_check(registration, &live, &in_flight, &violations);
+                if let Some(previous) = previous {
+                    previous.unregister_and_check(stress);
                 }
             });
         }
     });
 
-    let registrations = registrations.load(Ordering::Relaxed);
-    let calls = calls.load(Ordering::Relaxed);
+    let count = |counter: &AtomicU64| counter.load(Ordering::SeqCst);
+    let (dispatched, registrations) = (count(&stress.dispatched), count(&stress.registrations));
+    let (overlaps, calls) = (count(&stress.overlaps), count(&stress.calls));
     println!(
-        "stress: {DISPATCHES} dispatches, {registrations} registrations, {calls} runtime calls, {} violations",
-        violations.load(Ordering::SeqCst)
+        "stress: {dispatched} dispatches, {registrations} registrations, {overlaps} unregisters \
+         during a dispatch, {calls} runtime calls, {} violations, {:?}",
+        count(&stress.violations),
+        started.elapsed()
     );
-    assert_eq!(violations.load(Ordering::SeqCst), 0);
+    assert_eq!(count(&stress.violations), 0);
     assert!(
-        registrations > 100,
-        "the registrars made only {registrations} rounds"
+        enough(&stress),
+        "the premise was not reached in {TIME_LIMIT:?}: {dispatched} dispatches, \
+         {registrations} registrations, {overlaps} overlapping unregisters"
     );
-    assert!(calls >= DISPATCHES, "only {calls} runtime calls");
 }
 
-fn unregister_and_check(
-    registration: watchers_core::Registration<'_>,
-    live: &AtomicBool,
-    in_flight: &AtomicU64,
-    violations: &AtomicU64,
-) {
-    registration.unregister();
-    if in_flight.load(Ordering::SeqCst) != 0 {
-        violations.fetch_add(1, Ordering::SeqCst);
+#[derive(Default)]
+struct Stress {
+    stop: AtomicBool,
+    dispatched: AtomicU64,
+    /// Dispatches in progress right now.
+    dispatching: AtomicU64,
+    registrations: AtomicU64,
+    /// Unregisters that began while a dispatch was in progress, of a closure that had
+    /// been called.
+    overlaps: AtomicU64,
+    calls: AtomicU64,
+    /// Shared with the closures, which count calls made after their unregister returned.
+    violations: Arc<AtomicU64>,
+}
+
+/// One registration of the stress test and what its closure reports.
+struct Watched<'t> {
+    registration: watchers_core::Registration<'t>,
+    live: Arc<AtomicBool>,
+    in_flight: Arc<AtomicU64>,
+    calls: Arc<AtomicU64>,
+    dropped: Arc<AtomicBool>,
+}
+
+/// Sets its flag when the closure that owns it is dropped.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
     }
-    live.store(false, Ordering::SeqCst);
+}
+
+impl<'t> Watched<'t> {
+    fn register(table: &'t WatcherTable, stress: &Stress, name: String, priority: i32) -> Self {
+        let live = Arc::new(AtomicBool::new(true));
+        let in_flight = Arc::new(AtomicU64::new(0));
+        let calls = Arc::new(AtomicU64::new(0));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let (flag, busy, counted) = (live.clone(), in_flight.clone(), calls.clone());
+        let on_drop = DropFlag(dropped.clone());
+        let bad = stress.violations.clone();
+        let registration = table
+            .watcher(name, EventSet::EXEC)
+            .priority(priority)
+            .register(move |_| {
+                let _owned = &on_drop;
+                busy.fetch_add(1, Ordering::SeqCst);
+                if !flag.load(Ordering::SeqCst) {
+                    bad.fetch_add(1, Ordering::SeqCst);
+                }
+                counted.fetch_add(1, Ordering::Relaxed);
+                std::hint::spin_loop();
+                busy.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        Watched {
+            registration,
+            live,
+            in_flight,
+            calls,
+            dropped,
+        }
+    }
+
+    fn unregister_and_check(self, stress: &Stress) {
+        if stress.dispatching.load(Ordering::SeqCst) > 0 && self.calls.load(Ordering::SeqCst) > 0 {
+            stress.overlaps.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.registration.unregister().is_err() {
+            stress.violations.fetch_add(1, Ordering::SeqCst);
+        }
+        if self.in_flight.load(Ordering::SeqCst) != 0 || !self.dropped.load(Ordering::SeqCst) {
+            stress.violations.fetch_add(1, Ordering::SeqCst);
+        }
+        self.live.store(false, Ordering::SeqCst);
+        stress
+            .calls
+            .fetch_add(self.calls.load(Ordering::SeqCst), Ordering::Relaxed);
+    }
 }
 
 #[test]
@@ -341,18 +413,22 @@ fn per_task_watchers_see_their_task_and_the_forks_of_its_children() {
     });
     let child = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
     tasks.exec(child.pid(), "/bin/ls").unwrap(); // the child's own event: not seen
+    tasks.exit(child.pid(), 0).unwrap(); // not seen either; a zombie of the shell's
     tasks.exec(other.pid(), "/bin/ls").unwrap(); // another task's: not seen
     tasks.setuid(shell.pid(), 1000).unwrap();
     assert!(watch.is_attached());
-    tasks.exit(shell.pid(), 0).unwrap(); // its parent is init: freed at once
+    // Its parent is init: freed at once, after init reaped the child.
+    tasks.exit(shell.pid(), 0).unwrap();
     let shell_pid = shell.pid().get();
+    // A watcher of `fork` pairs each child's fork with that child's `free`, and gets no
+    // `free` of its own task, whose `fork` it never saw.
     assert_eq!(
         *seen.lock().unwrap(),
         [
             (EventKind::Fork, child.pid().get()),
             (EventKind::Uid, shell_pid),
             (EventKind::Exit, shell_pid),
-            (EventKind::Free, shell_pid)
+            (EventKind::Free, child.pid().get())
         ]
     );
     assert!(!watch.is_attached(), "dropped at the task's free");

@@ -1,0 +1,573 @@
+//! Teardown of closures: when runtime and per-task watchers' closures are dropped, that no
+//! teardown path aborts or deadlocks, and that `free` pairs with a `fork` the watcher saw.
+//!
+//! Every test that a regression could hang runs under [`within`], so a hang fails.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::time::Duration;
+
+use watchers_core::{
+    CloneFlags, Event, EventData, EventKind, EventSet, Pid, Registration, Task, TaskSlot,
+    TaskTable, UnregisterError, Watcher, WatcherResult, WatcherTable,
+};
+
+/// Runs `f` on a thread of its own and fails if it does not finish in time.
+fn within<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    match finished.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: not finished in {seconds} s"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+    }
+}
+
+fn empty_table() -> &'static WatcherTable {
+    WatcherTable::from_watchers([]).unwrap().leak()
+}
+
+/// Counts the drops of the closure that owns it.
+struct Drops(Arc<AtomicUsize>);
+
+impl Drop for Drops {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn exec_of(task: &Task) -> Event<'_> {
+    Event::new(
+        task,
+        EventData::Exec {
+            filename: "/bin/true",
+        },
+    )
+}
+
+const TLS_CHILD: &str = "WATCHERS_TEARDOWN_TLS_CHILD";
+
+thread_local! {
+    static HELD: RefCell<Option<Registration<'static>>> = const { RefCell::new(None) };
+}
+
+/// The process survives a `Registration` dropped by a thread-local's destructor that runs
+/// after the library's own thread-locals were destroyed, and the closure is dropped. The
+/// scenario runs in a child process, so that an abort is reported instead of ending
+/// the test run.
+#[test]
+fn a_registration_dropped_by_a_thread_local_destructor_does_not_abort() {
+    if std::env::var_os(TLS_CHILD).is_some() {
+        let table = empty_table();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Drops(drops.clone());
+        std::thread::spawn(move || {
+            // Touched first, so destroyed last: after any thread-local the dispatch uses.
+            HELD.with(|_| {});
+            let registration = table
+                .watcher("tls", EventSet::EXEC)
+                .register(move |_| {
+                    let _owned = &owned;
+                    Ok::<(), String>(())
+                })
+                .unwrap();
+            let task = Task::detached(10);
+            table.dispatch(&exec_of(&task)).unwrap();
+            HELD.with(|held| *held.borrow_mut() = Some(registration));
+        })
+        .join()
+        .unwrap();
+        println!("survived; closure drops: {}", drops.load(Ordering::SeqCst));
+        return;
+    }
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_registration_dropped_by_a_thread_local_destructor_does_not_abort",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(TLS_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the child process failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("survived; closure drops: 1"),
+        "the child's output: {stdout}"
+    );
+}
+
+static OUTER: TaskSlot<u64> = TaskSlot::new();
+static INNER: TaskSlot<u64> = TaskSlot::new();
+
+/// `make` may use the same task's slots, this one included.
+#[test]
+fn get_or_insert_with_nested_on_the_same_task_does_not_hang() {
+    within(30, || {
+        let task = Task::detached(11);
+        let outer = OUTER.get_or_insert_with(&task, || *INNER.get_or_insert_with(&task, || 7) + 1);
+        assert_eq!((*outer, *INNER.get(&task).unwrap()), (8, 7));
+        // The same slot from inside its own `make`: the inner value is stored first
+        // and kept; the outer one is dropped.
+        let task = Task::detached(12);
+        let kept = OUTER.get_or_insert_with(&task, || *OUTER.get_or_insert_with(&task, || 1) + 1);
+        assert_eq!(*kept, 1);
+    });
+}
+
+/// Dropping the handle drops the closure at once (not at the task's next event or its
+/// `free`), and a closure whose `Drop` uses the same task (attaches another watcher,
+/// reads a slot) does not deadlock, whether dropped with its handle or at `free`.
+#[test]
+fn a_task_watch_drops_its_closure_with_the_handle_and_outside_every_lock() {
+    static STATE: TaskSlot<u32> = TaskSlot::new();
+
+    /// On drop, attaches another watcher to the task and reads its slot.
+    struct TouchesTask {
+        task: Arc<Task>,
+        drops: Arc<AtomicUsize>,
+    }
+    impl Drop for TouchesTask {
+        fn drop(&mut self) {
+            let _ = STATE.get(&self.task);
+            self.task
+                .watch(EventSet::EXEC, |_| Ok::<(), String>(()))
+                .keep();
+            self.drops.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    within(30, || {
+        let tasks = TaskTable::with_table(empty_table());
+        let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        STATE.set(&shell, 1);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let touches = TouchesTask {
+            task: shell.clone(),
+            drops: drops.clone(),
+        };
+        let watch = shell.watch(EventSet::EXEC, move |_| {
+            let _owned = &touches;
+            Ok::<(), String>(())
+        });
+        tasks.exec(shell.pid(), "/bin/a").unwrap();
+        drop(watch);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped with its handle");
+
+        // Kept until the task's free, then dropped there (with no lock held).
+        let touches = TouchesTask {
+            task: shell.clone(),
+            drops: drops.clone(),
+        };
+        shell
+            .watch(EventSet::EXEC, move |_| {
+                let _owned = &touches;
+                Ok::<(), String>(())
+            })
+            .keep();
+        tasks.exit(shell.pid(), 0).unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 2, "dropped at the task's free");
+    });
+}
+
+/// A handle dropped while its closure runs on another thread waits for that call, and
+/// the closure is dropped before the drop returns; no call starts afterwards.
+#[test]
+fn a_task_watch_dropped_during_a_call_on_another_thread_waits_then_drops_the_closure() {
+    within(30, || {
+        let task = Arc::new(Task::detached(13));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (entered, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let returned = Arc::new(AtomicBool::new(false));
+        let owned = Drops(drops.clone());
+        let (inside, leave, done) = (entered.clone(), release.clone(), returned.clone());
+        let watch = task.watch(EventSet::EXEC, move |_| {
+            let _owned = &owned;
+            inside.wait();
+            leave.wait();
+            done.store(true, Ordering::SeqCst);
+            Ok::<(), String>(())
+        });
+        let table = empty_table();
+        let dispatcher = {
+            let task = task.clone();
+            std::thread::spawn(move || table.dispatch(&exec_of(&task)))
+        };
+        entered.wait();
+        let dropper = std::thread::spawn(move || {
+            drop(watch);
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!dropper.is_finished(), "the drop waits for the call in flight");
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        release.wait();
+        dropper.join().unwrap();
+        assert!(returned.load(Ordering::SeqCst));
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped when the drop returned");
+        dispatcher.join().unwrap().unwrap();
+        table.dispatch(&exec_of(&task)).unwrap();
+    });
+}
+
+/// Once `unregister` returns the closure has been dropped, even though a dispatcher in
+/// the middle of another watcher still holds a snapshot that lists it.
+#[test]
+fn unregister_drops_the_closure_even_while_a_dispatcher_holds_a_snapshot() {
+    within(30, || {
+        let table = empty_table();
+        let (entered, release) = (Arc::new(Barrier::new(2)), Arc::new(Barrier::new(2)));
+        let (inside, leave) = (entered.clone(), release.clone());
+        // Runs first (higher priority) and holds the dispatcher there.
+        let holder = table
+            .watcher("holder", EventSet::EXEC)
+            .priority(10)
+            .register(move |_| {
+                inside.wait();
+                leave.wait();
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (owned, counted) = (Drops(drops.clone()), calls.clone());
+        let module = table
+            .watcher("module", EventSet::EXEC)
+            .register(move |_| {
+                let _owned = &owned;
+                counted.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        let dispatcher = std::thread::spawn(move || {
+            let task = Task::detached(14);
+            table.dispatch(&exec_of(&task))
+        });
+        entered.wait();
+        module.unregister().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped before unregister returned");
+        release.wait();
+        dispatcher.join().unwrap().unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 0, "never called after unregister");
+        holder.unregister().unwrap();
+    });
+}
+
+/// Unregistered from inside its own closure, the closure is dropped when the outermost
+/// call of it returns: not inside the call (nor when a nested call of it returns), and
+/// before the next watcher of the same dispatch runs.
+#[test]
+fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_returns() {
+    within(30, || {
+        let table = empty_table();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot: Arc<Mutex<Option<Registration<'static>>>> = Arc::default();
+        let seen_inside = Arc::new(Mutex::new(Vec::new()));
+        let (owned, me, during, counted) = (
+            Drops(drops.clone()),
+            slot.clone(),
+            seen_inside.clone(),
+            drops.clone(),
+        );
+        let depth = Arc::new(AtomicUsize::new(0));
+        let registration = table
+            .watcher("self-removing", EventSet::EXEC)
+            .register(move |event: &Event<'_>| {
+                let _owned = &owned;
+                let level = depth.fetch_add(1, Ordering::SeqCst);
+                if level == 0 {
+                    // A nested dispatch: the inner call unregisters.
+                    let _ = table.dispatch(event);
+                } else if let Some(registration) = me.lock().unwrap().take() {
+                    registration.unregister().unwrap();
+                    during.lock().unwrap().push(counted.load(Ordering::SeqCst));
+                    // Unregistered: a dispatch from here does not call it again.
+                    let _ = table.dispatch(event);
+                }
+                during.lock().unwrap().push(counted.load(Ordering::SeqCst));
+                depth.fetch_sub(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        *slot.lock().unwrap() = Some(registration);
+        // Runs after it in every dispatch, and records the drops it sees.
+        let after = Arc::new(Mutex::new(Vec::new()));
+        let (seen_after, counted) = (after.clone(), drops.clone());
+        let next = table
+            .watcher("next", EventSet::EXEC)
+            .priority(-1)
+            .register(move |_| {
+                seen_after.lock().unwrap().push(counted.load(Ordering::SeqCst));
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        let task = Task::detached(15);
+        table.dispatch(&exec_of(&task)).unwrap();
+        // Not dropped after unregister, nor when the inner call returned, nor in the
+        // outer call; dropped once the outer call returned.
+        assert_eq!(*seen_inside.lock().unwrap(), [0, 0, 0]);
+        // The dispatches nested in it, then the outermost one, which runs `next` once
+        // the outermost call returned.
+        assert_eq!(*after.lock().unwrap(), [0, 0, 1]);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+        next.unregister().unwrap();
+        table.dispatch(&exec_of(&task)).unwrap();
+        assert_eq!(seen_inside.lock().unwrap().len(), 3, "never called again");
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    });
+}
+
+/// Two closures that unregister each other from two threads: one of the two unregisters
+/// reports the cycle instead of both waiting for ever, the other completes, and both
+/// closures are dropped.
+#[test]
+fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() {
+    within(60, || {
+        let table = empty_table();
+        let slots: [Arc<Mutex<Option<Registration<'static>>>>; 2] = Default::default();
+        let both_inside = Arc::new(Barrier::new(2));
+        let outcomes = Arc::new(Mutex::new(Vec::new()));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut registrations = Vec::new();
+        for (me, event) in [(0, EventSet::EXEC), (1, EventSet::COMM)] {
+            let other = slots[1 - me].clone();
+            let (barrier, outcomes, owned) =
+                (both_inside.clone(), outcomes.clone(), Drops(drops.clone()));
+            let registration = table
+                .watcher(format!("mutual-{me}"), event)
+                .register(move |_| {
+                    let _owned = &owned;
+                    barrier.wait();
+                    if let Some(other) = other.lock().unwrap().take() {
+                        let outcome = other.unregister();
+                        outcomes.lock().unwrap().push(outcome);
+                    }
+                    Ok::<(), String>(())
+                })
+                .unwrap();
+            registrations.push(registration);
+        }
+        for (slot, registration) in slots.iter().zip(registrations) {
+            *slot.lock().unwrap() = Some(registration);
+        }
+        let threads: Vec<_> = [0u32, 1]
+            .into_iter()
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let task = Task::detached(20 + i);
+                    let event = if i == 0 {
+                        exec_of(&task)
+                    } else {
+                        Event::new(
+                            &task,
+                            EventData::Comm {
+                                old: "a",
+                                new: "b",
+                            },
+                        )
+                    };
+                    table.dispatch(&event).unwrap();
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+        outcomes.sort_by_key(Result::is_err);
+        assert!(matches!(
+            outcomes.as_slice(),
+            [Ok(()), Err(UnregisterError::WouldDeadlock(_))]
+        ));
+        assert_eq!(drops.load(Ordering::SeqCst), 2, "both closures dropped");
+        assert_eq!(table.wanted_events(), EventSet::EMPTY);
+    });
+}
+
+/// A runtime watcher of `fork` and `free` registered after a task's fork gets no `free`
+/// for it; one registered before does; one that does not watch `fork` gets every `free`.
+#[test]
+fn free_goes_to_the_runtime_watchers_that_saw_the_fork_and_to_those_not_watching_fork() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let log: Arc<Mutex<Vec<(&str, EventKind, u32)>>> = Arc::default();
+    let logger = |name: &'static str| {
+        let log = log.clone();
+        move |event: &Event<'_>| {
+            let entry = (name, event.kind(), event.task().pid().get());
+            log.lock().unwrap().push(entry);
+            Ok::<(), String>(())
+        }
+    };
+    let early = table
+        .watcher("early", EventSet::FORK | EventSet::FREE)
+        .register(logger("early"))
+        .unwrap();
+    let before = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let late = table
+        .watcher("late", EventSet::FORK | EventSet::FREE)
+        .register(logger("late"))
+        .unwrap();
+    let frees_only = table
+        .watcher("frees-only", EventSet::FREE)
+        .register(logger("frees-only"))
+        .unwrap();
+    let after = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exit(before.pid(), 0).unwrap();
+    tasks.exit(after.pid(), 0).unwrap();
+    let (b, a) = (before.pid().get(), after.pid().get());
+    let mut frees: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, kind, _)| *kind == EventKind::Free)
+        .map(|&(name, _, pid)| (name, pid))
+        .collect();
+    frees.sort();
+    let mut expected = [
+        ("early", a),
+        ("early", b),
+        ("frees-only", a),
+        ("frees-only", b),
+        ("late", a),
+    ];
+    expected.sort();
+    assert_eq!(frees, expected);
+    for registration in [early, late, frees_only] {
+        registration.unregister().unwrap();
+    }
+}
+
+/// Per-task watchers follow the same rule: a watcher of `fork` and `free` on a parent
+/// pairs each child's fork (also a rolled-back one) with that child's `free`, and gets
+/// no `free` for its own task; a watcher that does not watch `fork` gets its task's.
+#[test]
+fn free_goes_to_the_per_task_watchers_that_saw_the_fork() {
+    let tasks = TaskTable::with_table(empty_table());
+    let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let log: Arc<Mutex<Vec<(&str, EventKind, u32)>>> = Arc::default();
+    let logger = |name: &'static str| {
+        let log = log.clone();
+        move |event: &Event<'_>| {
+            let entry = (name, event.kind(), event.task().pid().get());
+            log.lock().unwrap().push(entry);
+            Ok::<(), String>(())
+        }
+    };
+    shell
+        .watch(EventSet::FORK | EventSet::FREE, logger("pairs"))
+        .keep();
+    shell.watch(EventSet::FREE, logger("own-free")).keep();
+    let child = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
+    // A watcher attached later refuses the next fork: the first one gets its `free`.
+    let refuse = shell.watch(EventSet::FORK, |_| Err::<(), _>("no"));
+    assert!(tasks.fork(shell.pid(), CloneFlags::empty()).is_err());
+    refuse.remove().unwrap();
+    // The child's own watcher of fork and free sees nothing of its own free.
+    child
+        .watch(EventSet::FORK | EventSet::FREE, logger("child"))
+        .keep();
+    tasks.exit(child.pid(), 0).unwrap();
+    tasks.reap(shell.pid(), child.pid()).unwrap();
+    tasks.exit(shell.pid(), 0).unwrap();
+    let (s, c) = (shell.pid().get(), child.pid().get());
+    let log = log.lock().unwrap();
+    let rolled_back = log[2].2;
+    assert_eq!(
+        *log,
+        [
+            ("pairs", EventKind::Fork, c),
+            ("pairs", EventKind::Fork, rolled_back),
+            ("pairs", EventKind::Free, rolled_back),
+            ("pairs", EventKind::Free, c),
+            ("own-free", EventKind::Free, s),
+        ]
+    );
+}
+
+/// Forks and frees on several threads while watchers of `fork` and `free` come and go:
+/// every `free` a watcher gets is of a task whose `fork` it saw, and never twice.
+#[test]
+fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    static ID: TaskSlot<u64> = TaskSlot::new();
+    fn identify(event: &Event<'_>) -> WatcherResult {
+        ID.set(event.task(), NEXT_ID.fetch_add(1, Ordering::Relaxed));
+        Ok(())
+    }
+    const WORKERS: usize = 2;
+    const MIN_FREES: u64 = 5_000;
+    const MIN_REGISTRATIONS: u64 = 200;
+    const MIN_PAIRED: u64 = 1_000;
+    within(240, || {
+        let table = WatcherTable::from_watchers([Watcher::new("id", EventSet::FORK, identify)
+            .with_priority(i32::MAX)])
+        .unwrap()
+        .leak();
+        let tasks = TaskTable::with_table(table);
+        let stop = AtomicBool::new(false);
+        let violations = Arc::new(AtomicU64::new(0));
+        let (paired, registrations) = (Arc::new(AtomicU64::new(0)), AtomicU64::new(0));
+        std::thread::scope(|scope| {
+            for _ in 0..WORKERS {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+                        tasks.exit(child.pid(), 0).unwrap();
+                    }
+                });
+            }
+            let (stop_ref, violations, pairs, registered) =
+                (&stop, violations.clone(), paired.clone(), &registrations);
+            scope.spawn(move || {
+                let mut round = 0;
+                while !stop_ref.load(Ordering::Relaxed) {
+                    round += 1;
+                    let seen: Arc<Mutex<HashSet<u64>>> = Arc::default();
+                    let (bad, ok) = (violations.clone(), pairs.clone());
+                    let registration = table
+                        .watcher(format!("pairs-{round}"), EventSet::FORK | EventSet::FREE)
+                        .register(move |event: &Event<'_>| {
+                            let id = ID.get(event.task()).map_or(0, |id| *id);
+                            let mut seen = seen.lock().unwrap();
+                            if event.kind() == EventKind::Fork {
+                                seen.insert(id);
+                            } else if seen.remove(&id) {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            } else {
+                                bad.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok::<(), String>(())
+                        })
+                        .unwrap();
+                    registered.fetch_add(1, Ordering::Relaxed);
+                    std::thread::yield_now();
+                    registration.unregister().unwrap();
+                }
+            });
+            // Run until the premise holds: frees, registrations, and frees paired with a
+            // fork that a watcher saw while others were registering.
+            while tasks.stats().frees < MIN_FREES
+                || registrations.load(Ordering::Relaxed) < MIN_REGISTRATIONS
+                || paired.load(Ordering::Relaxed) < MIN_PAIRED
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            stop.store(true, Ordering::Relaxed);
+        });
+        let (paired, registrations) = (paired.load(Ordering::Relaxed), registrations.load(Ordering::Relaxed));
+        println!("{registrations} registrations, {paired} paired frees");
+        assert_eq!(violations.load(Ordering::Relaxed), 0, "a free without its fork");
+        assert!(registrations >= MIN_REGISTRATIONS && paired >= MIN_PAIRED);
+    });
+}
