@@ -539,6 +539,14 @@ mod tests {
         }
     }
 
+    /// How many errors `tokens` give, `None` for none.
+    fn error_count(tokens: TokenStream) -> Option<usize> {
+        parse(tokens)
+            .err()
+            .and_then(Errors::into_error)
+            .map(|e| e.into_iter().count())
+    }
+
     #[test]
     fn full() {
         let args = ok(quote!(
@@ -588,10 +596,7 @@ mod tests {
     fn errors_accumulate() {
         let message = err(quote!(events = exot | fork | fork, priorty = 1, name = ""));
         assert!(message.contains("did you mean `exit`"), "{message}");
-        let count = parse(quote!(events = exot | fork | fork, priorty = 1, name = ""))
-            .err()
-            .and_then(Errors::into_error)
-            .map(|e| e.into_iter().count());
+        let count = error_count(quote!(events = exot | fork | fork, priorty = 1, name = ""));
         assert_eq!(count, Some(4));
     }
 
@@ -649,19 +654,13 @@ mod tests {
                 .contains("write `exit` instead of `::watchers_core::EventSet::EXIT`")
         );
         assert!(err(quote!(events = EventSet::EXITED)).contains("did you mean `exit`?"));
-        let count = parse(quote!(events = EventSet::FORK | EventSet::EXIT))
-            .err()
-            .and_then(Errors::into_error)
-            .map(|e| e.into_iter().count());
+        let count = error_count(quote!(events = EventSet::FORK | EventSet::EXIT));
         assert_eq!(count, Some(2));
     }
 
     #[test]
     fn errors_before_a_syntax_error_are_kept() {
-        let count = parse(quote!(events = exot | fork exit))
-            .err()
-            .and_then(Errors::into_error)
-            .map(|e| e.into_iter().count());
+        let count = error_count(quote!(events = exot | fork exit));
         assert_eq!(count, Some(2));
     }
 
