@@ -268,7 +268,9 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
 /// What the table calls: a closure of the table's `WatcherFn` type that calls the
 /// function with the event and converts what it returns.
 ///
-/// The way the function takes the event is decided here and only here.
+/// How the function is called from the event is decided here alone: another form of
+/// parameter (say, one event's own data) would be another body for this closure, next
+/// to another accepted signature in `valid`.
 fn shim(function: &ItemFn, private: &TokenStream) -> TokenStream {
     let ident = &function.sig.ident;
     // Hygienic, so that a function called `event` or `returned` is not shadowed.
