@@ -73,6 +73,11 @@ impl Errors {
         self.0
     }
 
+    /// Each error on its own.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Error> + '_ {
+        self.0.iter().flat_map(|error| error.clone())
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.0.is_none()
     }
@@ -245,55 +250,111 @@ fn parse_events(input: ParseStream, key: &TokenStream) -> syn::Result<Vec<Ident>
     }
     let mut errors = Errors::default();
     let mut events: Vec<Ident> = Vec::new();
-    loop {
-        if !input.peek(Ident::peek_any) {
-            return Err(input.error(format!(
-                "expected an event name, separated from the next by `|`, as in `events = fork | exit`; the events are {}",
-                event_list()
-            )));
+    // A syntax error ends the list; the errors about the events before it still count.
+    let stop = |errors: Errors, error: Error| match errors.0 {
+        Some(mut before) => {
+            before.combine(error);
+            Err(before)
         }
-        let event = Ident::parse_any(input)?;
-        let name = event.unraw().to_string();
-        if !EVENTS.iter().any(|(known, _)| *known == name) {
-            let names: Vec<&str> = EVENTS.iter().map(|(name, _)| *name).collect();
-            let hint = suggest::closest(&name, &names)
-                .map(|close| format!("; did you mean `{close}`?"))
-                .unwrap_or_default();
-            errors.push(Error::new(
-                event.span(),
-                format!(
-                    "unknown event `{name}`{hint}\nthe events are {}",
+        None => Err(error),
+    };
+    loop {
+        if is_path(input) {
+            let path = Path::parse_mod_style(input)?;
+            errors.push(path_as_event(&path));
+        } else if !input.peek(Ident::peek_any) {
+            return stop(
+                errors,
+                input.error(format!(
+                    "expected an event name, separated from the next by `|`, as in `events = fork | exit`; the events are {}",
                     event_list()
-                ),
-            ));
-        } else if events.iter().any(|seen| seen.unraw() == name) {
-            errors.push(Error::new(
-                event.span(),
-                format!("the event `{name}` is listed twice; list it once"),
-            ));
+                )),
+            );
         } else {
-            events.push(event);
+            let event = Ident::parse_any(input)?;
+            let name = event.unraw().to_string();
+            if !EVENTS.iter().any(|(known, _)| *known == name) {
+                let names: Vec<&str> = EVENTS.iter().map(|(name, _)| *name).collect();
+                let hint = suggest::closest(&name, &names)
+                    .map(|close| format!("; did you mean `{close}`?"))
+                    .unwrap_or_default();
+                errors.push(Error::new(
+                    event.span(),
+                    format!(
+                        "unknown event `{name}`{hint}\nthe events are {}",
+                        event_list()
+                    ),
+                ));
+            } else if events.iter().any(|seen| seen.unraw() == name) {
+                errors.push(Error::new(
+                    event.span(),
+                    format!("the event `{name}` is listed twice; list it once"),
+                ));
+            } else {
+                events.push(event);
+            }
         }
         if at_end(input) {
             break;
         }
         if !input.peek(Token![|]) {
-            return Err(
-                input.error("expected `|` between two events, as in `events = fork | exit`")
+            return stop(
+                errors,
+                input.error("expected `|` between two events, as in `events = fork | exit`"),
             );
         }
         let bar: Token![|] = input.parse()?;
         if input.peek(Token![|]) {
-            return Err(input.error("expected one `|` between two events, not `||`"));
+            return stop(
+                errors,
+                input.error("expected one `|` between two events, not `||`"),
+            );
         }
         if at_end(input) {
-            return Err(Error::new(bar.span, "expected an event after `|`"));
+            return stop(errors, Error::new(bar.span, "expected an event after `|`"));
         }
     }
     match errors.0 {
         Some(error) => Err(error),
         None => Ok(events),
     }
+}
+
+/// Whether the next event is written as a path, such as `EventSet::FORK`.
+fn is_path(input: ParseStream) -> bool {
+    input.peek(Token![::]) || (input.peek(Ident::peek_any) && input.peek2(Token![::]))
+}
+
+/// The error for an event written as a path (`EventSet::FORK`): the attribute takes the
+/// bare names, which it turns into `EventSet` constants itself.
+fn path_as_event(path: &Path) -> Error {
+    let mut written = String::new();
+    if path.leading_colon.is_some() {
+        written.push_str("::");
+    }
+    let segments: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
+    written.push_str(&segments.join("::"));
+    let last = path
+        .segments
+        .last()
+        .map(|segment| segment.ident.unraw().to_string())
+        .unwrap_or_default();
+    let lower = last.to_lowercase();
+    let names: Vec<&str> = EVENTS.iter().map(|(name, _)| *name).collect();
+    let hint = if names.contains(&lower.as_str()) {
+        format!(": write `{lower}` instead of `{written}`")
+    } else if let Some(close) = suggest::closest(&lower, &names) {
+        format!(", and `{last}` is none of them; did you mean `{close}`?")
+    } else {
+        format!(", and `{last}` is none of them")
+    };
+    Error::new_spanned(
+        path,
+        format!(
+            "the events are bare names, not paths{hint}\nthe events are {}",
+            event_list()
+        ),
+    )
 }
 
 /// `fork`, `exec`, ... in backticks.
@@ -310,8 +371,12 @@ fn parse_priority(input: ParseStream, key: &TokenStream) -> syn::Result<i32> {
             "expected a priority after `=`, as in `priority = 10`",
         ));
     }
+    if input.peek(Token![+]) {
+        return Err(leading_plus(input));
+    }
     let expr: Expr = input.parse()?;
-    let (negative, lit) = match &expr {
+    let expr = ungroup(&expr);
+    let (negative, lit) = match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Int(lit), ..
         }) => (false, lit),
@@ -319,13 +384,13 @@ fn parse_priority(input: ParseStream, key: &TokenStream) -> syn::Result<i32> {
             op: UnOp::Neg(_),
             expr: inner,
             ..
-        }) => match &**inner {
+        }) => match ungroup(inner) {
             Expr::Lit(ExprLit {
                 lit: Lit::Int(lit), ..
             }) => (true, lit),
-            _ => return Err(not_an_integer(&expr)),
+            _ => return Err(not_an_integer(expr)),
         },
-        _ => return Err(not_an_integer(&expr)),
+        _ => return Err(not_an_integer(expr)),
     };
     if !matches!(lit.suffix(), "" | "i32") {
         return Err(Error::new(
@@ -338,15 +403,38 @@ fn parse_priority(input: ParseStream, key: &TokenStream) -> syn::Result<i32> {
     }
     integer_value(negative, lit).ok_or_else(|| {
         Error::new_spanned(
-            &expr,
+            expr,
             format!(
-                "the priority is an `i32`: {} is out of range ({}..={})",
-                quote!(#expr).to_string().replace("- ", "-"),
+                "the priority is an `i32`: {}{lit} is out of range ({}..={})",
+                if negative { "-" } else { "" },
                 i32::MIN,
                 i32::MAX
             ),
         )
     })
+}
+
+/// `priority = +5`: Rust has no unary `+`, so this is not an expression at all; the
+/// error points at the `+` and shows the number without it.
+fn leading_plus(input: ParseStream) -> Error {
+    let Ok(plus) = input.parse::<Token![+]>() else {
+        return input.error("expected a priority, as in `priority = 10`");
+    };
+    let after = input.fork();
+    let fix = match after.parse::<LitInt>() {
+        Ok(lit) if at_end(&after) => format!("write `priority = {lit}`"),
+        _ => "write the number alone, as in `priority = 10`".to_owned(),
+    };
+    Error::new(plus.span, format!("a priority has no leading `+`: {fix}"))
+}
+
+/// The expression inside the invisible groups that `macro_rules!` puts around an
+/// `$x:expr` or `$x:literal` fragment.
+fn ungroup(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Group(group) => ungroup(&group.expr),
+        expr => expr,
+    }
 }
 
 fn integer_value(negative: bool, lit: &LitInt) -> Option<i32> {
@@ -380,7 +468,7 @@ fn parse_name(input: ParseStream, key: &TokenStream) -> syn::Result<LitStr> {
         ));
     }
     let expr: Expr = input.parse()?;
-    match expr {
+    match ungroup(&expr) {
         Expr::Lit(ExprLit {
             lit: Lit::Str(lit), ..
         }) => {
@@ -390,7 +478,7 @@ fn parse_name(input: ParseStream, key: &TokenStream) -> syn::Result<LitStr> {
                     "the name of a watcher cannot be empty; leave `name` out to use the function's path",
                 ))
             } else {
-                Ok(lit)
+                Ok(lit.clone())
             }
         }
         expr => Err(Error::new_spanned(
@@ -451,6 +539,14 @@ mod tests {
         }
     }
 
+    /// How many errors `tokens` give, `None` for none.
+    fn error_count(tokens: TokenStream) -> Option<usize> {
+        parse(tokens)
+            .err()
+            .and_then(Errors::into_error)
+            .map(|e| e.into_iter().count())
+    }
+
     #[test]
     fn full() {
         let args = ok(quote!(
@@ -500,11 +596,72 @@ mod tests {
     fn errors_accumulate() {
         let message = err(quote!(events = exot | fork | fork, priorty = 1, name = ""));
         assert!(message.contains("did you mean `exit`"), "{message}");
-        let count = parse(quote!(events = exot | fork | fork, priorty = 1, name = ""))
-            .err()
-            .and_then(Errors::into_error)
-            .map(|e| e.into_iter().count());
+        let count = error_count(quote!(events = exot | fork | fork, priorty = 1, name = ""));
         assert_eq!(count, Some(4));
+    }
+
+    /// `tokens` in the invisible group that `macro_rules!` puts around a fragment.
+    fn invisible(tokens: TokenStream) -> proc_macro2::Group {
+        proc_macro2::Group::new(proc_macro2::Delimiter::None, tokens)
+    }
+
+    #[test]
+    fn fragments_in_invisible_groups() {
+        let name = invisible(quote!("from a fragment"));
+        let priority = invisible(quote!(-7));
+        let args = ok(quote!(events = fork, name = #name, priority = #priority));
+        assert_eq!(
+            args.name.map(|n| n.value()).as_deref(),
+            Some("from a fragment")
+        );
+        assert_eq!(args.priority, -7);
+
+        let magnitude = invisible(quote!(7));
+        assert_eq!(
+            ok(quote!(events = fork, priority = -#magnitude)).priority,
+            -7
+        );
+        let nested = invisible(quote!(#magnitude));
+        assert_eq!(ok(quote!(events = fork, priority = #nested)).priority, 7);
+
+        let not_a_string = invisible(quote!(5));
+        assert!(err(quote!(events = fork, name = #not_a_string)).contains("string literal"));
+        let too_big = invisible(quote!(-2147483649));
+        assert!(err(quote!(events = fork, priority = #too_big)).contains("-2147483649 is out"));
+    }
+
+    #[test]
+    fn leading_plus() {
+        assert_eq!(
+            err(quote!(events = fork, priority = +5)),
+            "a priority has no leading `+`: write `priority = 5`"
+        );
+        assert!(err(quote!(events = fork, priority = +x)).contains("write the number alone"));
+        assert!(err(quote!(events = fork, priority = +5 + 1)).contains("write the number alone"));
+    }
+
+    #[test]
+    fn events_as_paths() {
+        let message = err(quote!(events = EventSet::FORK | exit));
+        assert!(
+            message.starts_with(
+                "the events are bare names, not paths: write `fork` instead of `EventSet::FORK`"
+            ),
+            "{message}"
+        );
+        assert!(
+            err(quote!(events = ::watchers_core::EventSet::EXIT))
+                .contains("write `exit` instead of `::watchers_core::EventSet::EXIT`")
+        );
+        assert!(err(quote!(events = EventSet::EXITED)).contains("did you mean `exit`?"));
+        let count = error_count(quote!(events = EventSet::FORK | EventSet::EXIT));
+        assert_eq!(count, Some(2));
+    }
+
+    #[test]
+    fn errors_before_a_syntax_error_are_kept() {
+        let count = error_count(quote!(events = exot | fork exit));
+        assert_eq!(count, Some(2));
     }
 
     #[test]

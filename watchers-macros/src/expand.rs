@@ -1,10 +1,12 @@
 //! What `#[task_watcher]` expands to: the function, unchanged, and its registration; or,
 //! on an error, the function alone and the errors.
 
+use std::fmt::Write as _;
+
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{ToTokens, format_ident, quote, quote_spanned};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Error, Item, ItemFn, ReturnType, TraitItemFn};
+use syn::{Error, Expr, Item, ItemFn, ReturnType, Stmt, TraitItemFn};
 
 use crate::attr::{self, Args, EVENTS, Errors};
 use crate::valid;
@@ -22,6 +24,10 @@ pub(crate) fn task_watcher(args: TokenStream, item: TokenStream) -> TokenStream 
     let item = match syn::parse2::<Item>(item.clone()) {
         Ok(item) => item,
         Err(_) => {
+            if let Some(expr) = expression(&item) {
+                errors.push(not_a_function_but_expression(&expr));
+                return expression_fallback(&errors);
+            }
             errors.push(Error::new(
                 Span::call_site(),
                 "`#[task_watcher]` goes on a free function",
@@ -49,6 +55,45 @@ fn fallback(item: impl ToTokens, errors: &Errors) -> TokenStream {
     quote! {
         #item
         #errors
+    }
+}
+
+/// For an attribute on an expression (which only a nightly compiler accepts, with an
+/// error of its own): one expression, so that the compiler sees no tokens after it to
+/// ask for a `;` before; the last error is its value, of the type that suppresses further
+/// errors, so that no type mismatch is reported where the expression was used.
+fn expression_fallback(errors: &Errors) -> TokenStream {
+    let errors: Vec<TokenStream> = errors
+        .iter()
+        .map(|error| error.to_compile_error())
+        .collect();
+    quote!({ #(#errors);* })
+}
+
+/// The tokens as an expression, or an expression statement (which rustc hands over with
+/// its `;`); not a `let`, which stays as it was so that its binding stays defined.
+fn expression(tokens: &TokenStream) -> Option<Expr> {
+    let expr = match syn::parse2::<Expr>(tokens.clone()) {
+        Ok(expr) => expr,
+        Err(_) => match syn::parse2::<Stmt>(tokens.clone()) {
+            Ok(Stmt::Expr(expr, _)) => expr,
+            _ => return None,
+        },
+    };
+    (!matches!(expr, Expr::Let(_))).then_some(expr)
+}
+
+/// The error for an expression with the attribute: for a closure, where to put it instead.
+fn not_a_function_but_expression(expr: &Expr) -> Error {
+    match expr {
+        Expr::Closure(closure) => Error::new_spanned(
+            pair(&closure.or1_token, &closure.or2_token),
+            "`#[task_watcher]` goes on a free function, not on a closure: declare the watcher as `fn name(event: &Event<'_>)`, or register the closure at run time with `watchers_core::watcher(\"name\", events).register(closure)`",
+        ),
+        _ => Error::new(
+            Span::call_site(),
+            "`#[task_watcher]` goes on a free function, not on an expression",
+        ),
     }
 }
 
@@ -151,7 +196,8 @@ fn pair(first: &impl ToTokens, second: &impl ToTokens) -> TokenStream {
     tokens
 }
 
-/// The function and the `inventory` submission of its `Watcher` record.
+/// The function and its `Watcher` record, a constant whose initialiser submits it to
+/// `inventory`.
 fn registration(function: &ItemFn, args: &Args) -> TokenStream {
     let Args {
         events,
@@ -167,12 +213,7 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
     let private = quote_spanned!(private_span=> #krate::__private);
     let ident = &function.sig.ident;
     let bare_name = ident.unraw().to_string();
-    // Both names differ from the function's, so that neither can shadow it; the record's
-    // is in upper case, so as not to need an `allow` (which a `forbid` would refuse).
     let holder = record_ident(ident);
-    let shim = format_ident!("__task_watcher_shim_{}", bare_name);
-    // Hygienic, so that a function called `event` is not shadowed by the parameter.
-    let event = syn::Ident::new("event", Span::mixed_site());
 
     let name = name.as_ref().map_or_else(
         || quote!(::core::concat!(::core::module_path!(), "::", #bare_name)),
@@ -191,6 +232,49 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
         .unwrap_or_else(|| quote!(#private::EventSet::EMPTY));
     // Reports the line of the function's name, not of the attribute.
     let line = quote_spanned!(ident.span()=> ::core::line!());
+    let shim = shim(function, &private);
+    let cfgs = function
+        .attrs
+        .iter()
+        .filter(|attr| attr.path().is_ident("cfg"));
+    let vis = &function.vis;
+
+    // The record is a constant with the function's visibility, so that an explicit table
+    // can name it (`watcher_record!`) and get the very record `inventory` gets. The
+    // submission stays inside its initialiser, where items are allowed in any context
+    // the function may be in (an unnamed `const _` is not allowed in an `impl`, where
+    // the compiler, not this macro, reports the function). The one item named inside
+    // has the record's own name, which the function cannot have: so the function's
+    // name means there what it means next to the function.
+    quote! {
+        #function
+
+        #(#cfgs)*
+        #[doc(hidden)]
+        #vis const #holder: #private::Watcher = {
+            const #holder: #private::Watcher = #private::Watcher::new(#name, #events, #shim)
+                .with_priority(#priority)
+                .with_location(#private::Location {
+                    module_path: ::core::module_path!(),
+                    file: ::core::file!(),
+                    line: #line,
+                });
+            #private::inventory::submit! { #holder }
+            #holder
+        };
+    }
+}
+
+/// What the table calls: a closure of the table's `WatcherFn` type that calls the
+/// function with the event and converts what it returns.
+///
+/// How the function is called from the event is decided here alone: another form of
+/// parameter (say, one event's own data) would be another body for this closure, next
+/// to another accepted signature in `valid`.
+fn shim(function: &ItemFn, private: &TokenStream) -> TokenStream {
+    let ident = &function.sig.ident;
+    // Hygienic, so that a function called `event` or `returned` is not shadowed.
+    let event = syn::Ident::new("event", Span::mixed_site());
     // An unsupported return type is reported on the whole return type: the argument of
     // `into_watcher_result` is an expression from its first token to its last.
     let (first, last) = match &function.sig.output {
@@ -200,47 +284,39 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
     let returned = syn::Ident::new("returned", Span::mixed_site().located_at(last));
     let identity = quote_spanned!(first=> ::core::convert::identity);
     let argument = quote_spanned!(last=> (#returned));
-    let call = quote! {
-        let #returned = #ident(#event);
-        #private::IntoWatcherResult::into_watcher_result(#identity #argument)
-    };
-    let cfgs = function
-        .attrs
-        .iter()
-        .filter(|attr| attr.path().is_ident("cfg"));
-
-    let vis = &function.vis;
-
-    // The record is a constant with the function's visibility, so that an explicit table
-    // can name it (`watcher_record!`) and get the very record `inventory` gets; the
-    // submission stays inside its initialiser, where items are allowed in any context
-    // the function may be in.
     quote! {
-        #function
-
-        #(#cfgs)*
-        #[doc(hidden)]
-        #vis const #holder: #private::Watcher = {
-            fn #shim(#event: &#private::Event<'_>) -> #private::WatcherResult {
-                #call
-            }
-            const RECORD: #private::Watcher = #private::Watcher::new(#name, #events, #shim)
-                .with_priority(#priority)
-                .with_location(#private::Location {
-                    module_path: ::core::module_path!(),
-                    file: ::core::file!(),
-                    line: #line,
-                });
-            #private::inventory::submit! { RECORD }
-            RECORD
-        };
+        |#event: &#private::Event<'_>| -> #private::WatcherResult {
+            let #returned = #ident(#event);
+            #private::IntoWatcherResult::into_watcher_result(#identity #argument)
+        }
     }
 }
 
 /// The name of the constant that holds the record of the watcher function `ident`.
+///
+/// Upper case, so as not to need an `allow(non_upper_case_globals)` (which a `forbid`
+/// would refuse), and one-to-one, so that two functions of one module never share a
+/// record: a lower-case letter becomes its capital, a capital `A` becomes `_A`, `_`
+/// becomes `__`, any other character `_<its code point in decimal>_`, and digits stay.
+/// `audit` gives `__TASK_WATCHER_AUDIT`, `Audit` `__TASK_WATCHER__AUDIT`. It is longer
+/// than the function's name, so it never shadows the function.
 pub(crate) fn record_ident(ident: &syn::Ident) -> syn::Ident {
-    let upper = ident.unraw().to_string().to_uppercase();
-    format_ident!("__TASK_WATCHER_{}", upper, span = ident.span())
+    let mut encoded = String::from("__TASK_WATCHER_");
+    for c in ident.unraw().to_string().chars() {
+        match c {
+            'a'..='z' => encoded.push(c.to_ascii_uppercase()),
+            '0'..='9' => encoded.push(c),
+            'A'..='Z' => {
+                encoded.push('_');
+                encoded.push(c);
+            }
+            '_' => encoded.push_str("__"),
+            other => {
+                let _ = write!(encoded, "_{}_", u32::from(other));
+            }
+        }
+    }
+    syn::Ident::new(&encoded, ident.span())
 }
 
 /// `watcher_record!(path::to::function)`: the path of the function's record constant.
@@ -259,4 +335,53 @@ pub(crate) fn watcher_record(input: TokenStream) -> TokenStream {
         last.ident = record_ident(&last.ident);
     }
     path.to_token_stream()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_names_are_distinct_and_upper_case() {
+        let names = [
+            "audit",
+            "Audit",
+            "AUDIT",
+            "aUdit",
+            "a_b",
+            "a__b",
+            "A_B",
+            "_a",
+            "_A",
+            "a1",
+            "A1",
+            "r#match",
+            "match_",
+            "caf\u{e9}",
+            "CAF\u{c9}",
+            "x\u{3bb}",
+            "X\u{39b}",
+        ];
+        let records: Vec<String> = names
+            .iter()
+            .map(|name| {
+                let ident = match name.strip_prefix("r#") {
+                    Some(raw) => syn::Ident::new_raw(raw, Span::call_site()),
+                    None => syn::Ident::new(name, Span::call_site()),
+                };
+                record_ident(&ident).to_string()
+            })
+            .collect();
+        for (i, record) in records.iter().enumerate() {
+            assert!(!record.chars().any(char::is_lowercase), "{record}");
+            assert!(
+                !records[..i].contains(record),
+                "{} and another name share {record}",
+                names[i]
+            );
+        }
+        assert_eq!(records[0], "__TASK_WATCHER_AUDIT");
+        assert_eq!(records[1], "__TASK_WATCHER__AUDIT");
+        assert_eq!(records[11], "__TASK_WATCHER_MATCH");
+    }
 }

@@ -42,6 +42,10 @@ mod valid;
 /// * `crate = path` (optional, also `crate = "path"`): where the `watchers_core` runtime
 ///   is, if it is not `::watchers_core` (for a crate that re-exports it).
 ///
+/// A value may come from a `macro_rules!` fragment (`name = $name` with `$name:literal`
+/// or `$name:expr`, `priority = -$p`, `crate = $krate` with `$krate:path`), as long as
+/// the fragment is the literal or path itself.
+///
 /// # The function
 ///
 /// A free function of any visibility, in any module or function body, that:
