@@ -410,7 +410,7 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
             let (tasks, pool, errors, done, overlaps) = (&tasks, &pool, &errors, &done, &overlaps);
             let (pid_users, ledger) = (&pid_users, &ledger);
             scope.spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (seed as u64 + 1) * 0x1234_5678);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((seed as u64 + 1) * 0x1234_5678));
                 let mut ops = 0;
                 let mut finished = false;
                 // Run until this thread did its share and the threads were seen inside
