@@ -110,6 +110,16 @@ fn serials_tell_apart_tasks_that_share_a_pid() {
     assert_ne!(tasks.init().serial(), table(3).init().serial());
 }
 
+/// Forks S and A (children of init) and Q (A's child), and makes Q a zombie: when A
+/// exits, Q is an orphan that A's exit frees.
+fn s_a_and_zombie_q(tasks: &TaskTable) -> [Arc<Task>; 3] {
+    let s = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let a = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let q = tasks.fork(a.pid(), CloneFlags::empty()).unwrap();
+    tasks.exit(q.pid(), 0).unwrap();
+    [s, a, q]
+}
+
 /// Inside the `free` watcher of an orphan, the dying parent A is reaped and its pid goes
 /// to a new task B, a zombie child of another task S. The exit of A must not then free
 /// B (which S has yet to wait for).
@@ -118,9 +128,7 @@ fn a_reused_pid_is_not_freed_by_the_exit_that_freed_its_old_owner() {
     // Pids 2..=6: S, A, Q (A's child), and two fillers take them all.
     let tasks = table(6);
     let ledger = Ledger::watch(&tasks);
-    let s = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let a = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let q = tasks.fork(a.pid(), CloneFlags::empty()).unwrap();
+    let [s, a, q] = s_a_and_zombie_q(&tasks);
     for _ in 0..2 {
         tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
     }
@@ -128,7 +136,6 @@ fn a_reused_pid_is_not_freed_by_the_exit_that_freed_its_old_owner() {
         tasks.fork(Pid::INIT, CloneFlags::empty()).is_err(),
         "premise: every pid is taken"
     );
-    tasks.exit(q.pid(), 0).unwrap();
 
     let armed = Arc::new(AtomicBool::new(true));
     let b_slot: Arc<OnceLock<Arc<Task>>> = Arc::new(OnceLock::new());
@@ -233,10 +240,7 @@ fn a_child_whose_parent_exited_during_its_fork_goes_to_init_not_to_the_pid() {
 fn fork_with_pid_of_a_reaped_task_inside_a_free_watcher() {
     let tasks = table(100);
     let ledger = Ledger::watch(&tasks);
-    let s = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let a = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let q = tasks.fork(a.pid(), CloneFlags::empty()).unwrap();
-    tasks.exit(q.pid(), 0).unwrap();
+    let [s, a, q] = s_a_and_zombie_q(&tasks);
     let b_slot: Arc<OnceLock<Arc<Task>>> = Arc::new(OnceLock::new());
     let (a_in, s_pid, q_serial, b_out) = (Arc::clone(&a), s.pid(), q.serial(), b_slot.clone());
     reenter(&tasks, "reuser", EventSet::FREE, move |tasks, event| {
@@ -406,7 +410,7 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
             let (tasks, pool, errors, done, overlaps) = (&tasks, &pool, &errors, &done, &overlaps);
             let (pid_users, ledger) = (&pid_users, &ledger);
             scope.spawn(move || {
-                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (seed as u64 + 1) * 0x1234_5678);
+                let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((seed as u64 + 1) * 0x1234_5678));
                 let mut ops = 0;
                 let mut finished = false;
                 // Run until this thread did its share and the threads were seen inside
