@@ -200,7 +200,10 @@ mod loom_model {
 
     impl Closure {
         fn call(&self) {
-            assert!(!self.dropped.load(Ordering::SeqCst), "called after its drop");
+            assert!(
+                !self.dropped.load(Ordering::SeqCst),
+                "called after its drop"
+            );
         }
     }
 

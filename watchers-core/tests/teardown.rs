@@ -177,7 +177,11 @@ fn a_task_watch_drops_its_closure_with_the_handle_and_outside_every_lock() {
             })
             .keep();
         tasks.exit(shell.pid(), 0).unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 2, "dropped at the task's free");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2,
+            "dropped at the task's free"
+        );
     });
 }
 
@@ -209,12 +213,19 @@ fn a_task_watch_dropped_during_a_call_on_another_thread_waits_then_drops_the_clo
             drop(watch);
         });
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!dropper.is_finished(), "the drop waits for the call in flight");
+        assert!(
+            !dropper.is_finished(),
+            "the drop waits for the call in flight"
+        );
         assert_eq!(drops.load(Ordering::SeqCst), 0);
         release.wait();
         dropper.join().unwrap();
         assert!(returned.load(Ordering::SeqCst));
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped when the drop returned");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped when the drop returned"
+        );
         dispatcher.join().unwrap().unwrap();
         table.dispatch(&exec_of(&task)).unwrap();
     });
@@ -255,10 +266,18 @@ fn unregister_drops_the_closure_even_while_a_dispatcher_holds_a_snapshot() {
         });
         entered.wait();
         module.unregister().unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped before unregister returned");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped before unregister returned"
+        );
         release.wait();
         dispatcher.join().unwrap().unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "never called after unregister");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "never called after unregister"
+        );
         holder.unregister().unwrap();
     });
 }
@@ -307,7 +326,10 @@ fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_retur
             .watcher("next", EventSet::EXEC)
             .priority(-1)
             .register(move |_| {
-                seen_after.lock().unwrap().push(counted.load(Ordering::SeqCst));
+                seen_after
+                    .lock()
+                    .unwrap()
+                    .push(counted.load(Ordering::SeqCst));
                 Ok::<(), String>(())
             })
             .unwrap();
@@ -368,13 +390,7 @@ fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() 
                     let event = if i == 0 {
                         exec_of(&task)
                     } else {
-                        Event::new(
-                            &task,
-                            EventData::Comm {
-                                old: "a",
-                                new: "b",
-                            },
-                        )
+                        Event::new(&task, EventData::Comm { old: "a", new: "b" })
                     };
                     table.dispatch(&event).unwrap();
                 })
@@ -394,21 +410,26 @@ fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() 
     });
 }
 
+/// What watchers saw: (watcher, event, pid).
+type Log = Arc<Mutex<Vec<(&'static str, EventKind, u32)>>>;
+
+fn logger(log: &Log, name: &'static str) -> impl Fn(&Event<'_>) -> Result<(), String> + use<> {
+    let log = log.clone();
+    move |event| {
+        let entry = (name, event.kind(), event.task().pid().get());
+        log.lock().unwrap().push(entry);
+        Ok(())
+    }
+}
+
 /// A runtime watcher of `fork` and `free` registered after a task's fork gets no `free`
 /// for it; one registered before does; one that does not watch `fork` gets every `free`.
 #[test]
 fn free_goes_to_the_runtime_watchers_that_saw_the_fork_and_to_those_not_watching_fork() {
     let table = empty_table();
     let tasks = TaskTable::with_table(table);
-    let log: Arc<Mutex<Vec<(&str, EventKind, u32)>>> = Arc::default();
-    let logger = |name: &'static str| {
-        let log = log.clone();
-        move |event: &Event<'_>| {
-            let entry = (name, event.kind(), event.task().pid().get());
-            log.lock().unwrap().push(entry);
-            Ok::<(), String>(())
-        }
-    };
+    let log = Log::default();
+    let logger = |name| logger(&log, name);
     let early = table
         .watcher("early", EventSet::FORK | EventSet::FREE)
         .register(logger("early"))
@@ -455,15 +476,8 @@ fn free_goes_to_the_runtime_watchers_that_saw_the_fork_and_to_those_not_watching
 fn free_goes_to_the_per_task_watchers_that_saw_the_fork() {
     let tasks = TaskTable::with_table(empty_table());
     let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let log: Arc<Mutex<Vec<(&str, EventKind, u32)>>> = Arc::default();
-    let logger = |name: &'static str| {
-        let log = log.clone();
-        move |event: &Event<'_>| {
-            let entry = (name, event.kind(), event.task().pid().get());
-            log.lock().unwrap().push(entry);
-            Ok::<(), String>(())
-        }
-    };
+    let log = Log::default();
+    let logger = |name| logger(&log, name);
     shell
         .watch(EventSet::FORK | EventSet::FREE, logger("pairs"))
         .keep();
@@ -510,8 +524,9 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
     const MIN_REGISTRATIONS: u64 = 200;
     const MIN_PAIRED: u64 = 1_000;
     within(240, || {
-        let table = WatcherTable::from_watchers([Watcher::new("id", EventSet::FORK, identify)
-            .with_priority(i32::MAX)])
+        let table = WatcherTable::from_watchers([
+            Watcher::new("id", EventSet::FORK, identify).with_priority(i32::MAX)
+        ])
         .unwrap()
         .leak();
         let tasks = TaskTable::with_table(table);
@@ -565,9 +580,16 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
             }
             stop.store(true, Ordering::Relaxed);
         });
-        let (paired, registrations) = (paired.load(Ordering::Relaxed), registrations.load(Ordering::Relaxed));
+        let (paired, registrations) = (
+            paired.load(Ordering::Relaxed),
+            registrations.load(Ordering::Relaxed),
+        );
         println!("{registrations} registrations, {paired} paired frees");
-        assert_eq!(violations.load(Ordering::Relaxed), 0, "a free without its fork");
+        assert_eq!(
+            violations.load(Ordering::Relaxed),
+            0,
+            "a free without its fork"
+        );
         assert!(registrations >= MIN_REGISTRATIONS && paired >= MIN_PAIRED);
     });
 }
