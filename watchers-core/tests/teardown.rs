@@ -7,12 +7,12 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::sync::{Arc, Barrier, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, Pid, Registration, Task, TaskSlot,
-    TaskTable, UnregisterError, Watcher, WatcherResult, WatcherTable,
+    TaskTable, TaskWatch, UnregisterError, Watcher, WatcherResult, WatcherTable,
 };
 
 /// Runs `f` on a thread of its own and fails if it does not finish in time.
@@ -349,64 +349,112 @@ fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_retur
     });
 }
 
-/// Two closures that unregister each other from two threads: one of the two unregisters
-/// reports the cycle instead of both waiting for ever, the other completes, and both
-/// closures are dropped.
-#[test]
-fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() {
-    within(60, || {
-        let table = empty_table();
-        let slots: [Arc<Mutex<Option<Registration<'static>>>>; 2] = Default::default();
-        let both_inside = Arc::new(Barrier::new(2));
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let drops = Arc::new(AtomicUsize::new(0));
-        let mut registrations = Vec::new();
-        for (me, event) in [(0, EventSet::EXEC), (1, EventSet::COMM)] {
+/// Two closures, each removing the other from inside itself on its own thread: one of
+/// the two removals reports the cycle instead of both waiting for ever, the other
+/// completes, and both closures are dropped. `attach(i, body)` attaches closure `i`
+/// running `body`; `enter(i)` makes the calling thread run closure `i`.
+fn remove_each_other<H: Send + 'static>(
+    attach: impl Fn(usize, Box<dyn Fn() + Send + Sync>) -> H,
+    remove: fn(H) -> Result<(), UnregisterError>,
+    enter: fn(usize),
+) {
+    type Slot<H> = Arc<Mutex<Option<H>>>;
+    let slots: [Slot<H>; 2] = Default::default();
+    let both_inside = Arc::new(Barrier::new(2));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<H> = (0..2)
+        .map(|me| {
             let other = slots[1 - me].clone();
             let (barrier, outcomes, owned) =
                 (both_inside.clone(), outcomes.clone(), Drops(drops.clone()));
-            let registration = table
-                .watcher(format!("mutual-{me}"), event)
-                .register(move |_| {
+            attach(
+                me,
+                Box::new(move || {
                     let _owned = &owned;
                     barrier.wait();
-                    if let Some(other) = other.lock().unwrap().take() {
-                        let outcome = other.unregister();
+                    let other = other.lock().unwrap().take();
+                    if let Some(other) = other {
+                        // Not inside `outcomes`' lock: the other thread needs it too.
+                        let outcome = remove(other);
                         outcomes.lock().unwrap().push(outcome);
                     }
-                    Ok::<(), String>(())
-                })
-                .unwrap();
-            registrations.push(registration);
-        }
-        for (slot, registration) in slots.iter().zip(registrations) {
-            *slot.lock().unwrap() = Some(registration);
-        }
-        let threads: Vec<_> = [0u32, 1]
-            .into_iter()
-            .map(|i| {
-                std::thread::spawn(move || {
-                    let task = Task::detached(20 + i);
-                    let event = if i == 0 {
-                        exec_of(&task)
-                    } else {
-                        Event::new(&task, EventData::Comm { old: "a", new: "b" })
-                    };
-                    table.dispatch(&event).unwrap();
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-        outcomes.sort_by_key(Result::is_err);
-        assert!(matches!(
+                }),
+            )
+        })
+        .collect();
+    for (slot, handle) in slots.iter().zip(handles) {
+        *slot.lock().unwrap() = Some(handle);
+    }
+    let threads: Vec<_> = (0..2)
+        .map(|i| std::thread::spawn(move || enter(i)))
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    outcomes.sort_by_key(Result::is_err);
+    assert!(
+        matches!(
             outcomes.as_slice(),
             [Ok(()), Err(UnregisterError::WouldDeadlock(_))]
-        ));
-        assert_eq!(drops.load(Ordering::SeqCst), 2, "both closures dropped");
-        assert_eq!(table.wanted_events(), EventSet::EMPTY);
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 2, "both closures dropped");
+}
+
+static MUTUAL_TABLE: OnceLock<&'static WatcherTable> = OnceLock::new();
+
+/// Runtime watchers that unregister each other, one on `exec`, one on `comm`.
+#[test]
+fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() {
+    within(60, || {
+        let table = *MUTUAL_TABLE.get_or_init(empty_table);
+        remove_each_other(
+            |i, body| {
+                let events = [EventSet::EXEC, EventSet::COMM][i];
+                table
+                    .watcher(format!("mutual-{i}"), events)
+                    .register(move |_| {
+                        body();
+                        Ok::<(), String>(())
+                    })
+                    .unwrap()
+            },
+            Registration::unregister,
+            |i| {
+                let table = MUTUAL_TABLE.get().unwrap();
+                let task = Task::detached(20);
+                let comm = EventData::Comm { old: "a", new: "b" };
+                let event = [exec_of(&task), Event::new(&task, comm)][i];
+                table.dispatch(&event).unwrap();
+            },
+        );
+        assert_eq!(MUTUAL_TABLE.get().unwrap().wanted_events(), EventSet::EMPTY);
+    });
+}
+
+static MUTUAL_TASKS: OnceLock<[Task; 2]> = OnceLock::new();
+
+/// Per-task watchers of two tasks that remove each other.
+#[test]
+fn two_per_task_closures_removing_each_other_report_a_deadlock_instead_of_hanging() {
+    within(60, || {
+        let tasks = MUTUAL_TASKS.get_or_init(|| [Task::detached(30), Task::detached(31)]);
+        remove_each_other(
+            |i, body| {
+                tasks[i].watch(EventSet::EXEC, move |_| {
+                    body();
+                    Ok::<(), String>(())
+                })
+            },
+            TaskWatch::remove,
+            |i| {
+                let task = &MUTUAL_TASKS.get().unwrap()[i];
+                empty_table().dispatch(&exec_of(task)).unwrap();
+            },
+        );
     });
 }
 
