@@ -200,7 +200,10 @@ mod loom_model {
 
     impl Closure {
         fn call(&self) {
-            assert!(!self.dropped.load(Ordering::SeqCst), "called after its drop");
+            assert!(
+                !self.dropped.load(Ordering::SeqCst),
+                "called after its drop"
+            );
         }
     }
 
@@ -218,6 +221,21 @@ mod loom_model {
         (Arc::new(Gate::new(closure)), dropped)
     }
 
+    /// A thread that calls through `gate` once, if admitted, and checks that the call
+    /// does not run after `unregistered` was set.
+    fn caller(
+        gate: &Arc<Gate<Closure>>,
+        unregistered: &Arc<AtomicBool>,
+    ) -> loom::thread::JoinHandle<()> {
+        let (gate, unregistered) = (gate.clone(), unregistered.clone());
+        loom::thread::spawn(move || {
+            if let Some(pass) = gate.enter() {
+                pass.with(|closure| closure.call());
+                assert!(!unregistered.load(Ordering::SeqCst));
+            }
+        })
+    }
+
     /// A caller racing `close`, `wait` and `release`: a call that starts finishes
     /// before the closer returns, none starts after, and the closer drops the value.
     #[test]
@@ -225,15 +243,7 @@ mod loom_model {
         loom::model(|| {
             let (gate, dropped) = gate();
             let unregistered = Arc::new(AtomicBool::new(false));
-            let caller = {
-                let (gate, unregistered) = (gate.clone(), unregistered.clone());
-                loom::thread::spawn(move || {
-                    if let Some(pass) = gate.enter() {
-                        pass.with(|closure| closure.call());
-                        assert!(!unregistered.load(Ordering::SeqCst));
-                    }
-                })
-            };
+            let caller = caller(&gate, &unregistered);
             gate.close();
             gate.wait(0);
             assert!(gate.release(), "the closer drops the value after waiting");
@@ -250,15 +260,7 @@ mod loom_model {
         loom::model(|| {
             let (gate, dropped) = gate();
             let unregistered = Arc::new(AtomicBool::new(false));
-            let other = {
-                let (gate, unregistered) = (gate.clone(), unregistered.clone());
-                loom::thread::spawn(move || {
-                    if let Some(pass) = gate.enter() {
-                        pass.with(|closure| closure.call());
-                        assert!(!unregistered.load(Ordering::SeqCst));
-                    }
-                })
-            };
+            let other = caller(&gate, &unregistered);
             if let Some(pass) = gate.enter() {
                 pass.with(|closure| {
                     closure.call();
@@ -281,14 +283,7 @@ mod loom_model {
     fn without_waiting_the_last_side_drops_the_value_once() {
         loom::model(|| {
             let (gate, dropped) = gate();
-            let caller = {
-                let gate = gate.clone();
-                loom::thread::spawn(move || {
-                    if let Some(pass) = gate.enter() {
-                        pass.with(|closure| closure.call());
-                    }
-                })
-            };
+            let caller = caller(&gate, &Arc::new(AtomicBool::new(false)));
             gate.close();
             gate.release();
             caller.join().unwrap();

@@ -68,9 +68,7 @@ impl Drop for Inside<'_> {
 /// The gates whose closures this thread is running, innermost first.
 fn running_here() -> Vec<usize> {
     let mut gates = Vec::new();
-    let mut frame = INNERMOST
-        .try_with(Cell::get)
-        .unwrap_or(std::ptr::null());
+    let mut frame = INNERMOST.try_with(Cell::get).unwrap_or(std::ptr::null());
     while !frame.is_null() {
         // SAFETY: a frame is linked by `enter` and unlinked by its guard, which borrows
         // it and so is dropped before it; guards are dropped in reverse order of their

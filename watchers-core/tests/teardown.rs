@@ -7,12 +7,12 @@ use std::cell::RefCell;
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Barrier, Mutex, mpsc};
+use std::sync::{Arc, Barrier, Mutex, OnceLock, mpsc};
 use std::time::Duration;
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, Pid, Registration, Task, TaskSlot,
-    TaskTable, UnregisterError, Watcher, WatcherResult, WatcherTable,
+    TaskTable, TaskWatch, UnregisterError, Watcher, WatcherResult, WatcherTable,
 };
 
 /// Runs `f` on a thread of its own and fails if it does not finish in time.
@@ -177,7 +177,11 @@ fn a_task_watch_drops_its_closure_with_the_handle_and_outside_every_lock() {
             })
             .keep();
         tasks.exit(shell.pid(), 0).unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 2, "dropped at the task's free");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2,
+            "dropped at the task's free"
+        );
     });
 }
 
@@ -209,12 +213,19 @@ fn a_task_watch_dropped_during_a_call_on_another_thread_waits_then_drops_the_clo
             drop(watch);
         });
         std::thread::sleep(Duration::from_millis(50));
-        assert!(!dropper.is_finished(), "the drop waits for the call in flight");
+        assert!(
+            !dropper.is_finished(),
+            "the drop waits for the call in flight"
+        );
         assert_eq!(drops.load(Ordering::SeqCst), 0);
         release.wait();
         dropper.join().unwrap();
         assert!(returned.load(Ordering::SeqCst));
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped when the drop returned");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped when the drop returned"
+        );
         dispatcher.join().unwrap().unwrap();
         table.dispatch(&exec_of(&task)).unwrap();
     });
@@ -255,10 +266,18 @@ fn unregister_drops_the_closure_even_while_a_dispatcher_holds_a_snapshot() {
         });
         entered.wait();
         module.unregister().unwrap();
-        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped before unregister returned");
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped before unregister returned"
+        );
         release.wait();
         dispatcher.join().unwrap().unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 0, "never called after unregister");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            0,
+            "never called after unregister"
+        );
         holder.unregister().unwrap();
     });
 }
@@ -307,7 +326,10 @@ fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_retur
             .watcher("next", EventSet::EXEC)
             .priority(-1)
             .register(move |_| {
-                seen_after.lock().unwrap().push(counted.load(Ordering::SeqCst));
+                seen_after
+                    .lock()
+                    .unwrap()
+                    .push(counted.load(Ordering::SeqCst));
                 Ok::<(), String>(())
             })
             .unwrap();
@@ -327,71 +349,125 @@ fn unregistered_from_inside_the_closure_is_dropped_when_its_outermost_call_retur
     });
 }
 
-/// Two closures that unregister each other from two threads: one of the two unregisters
-/// reports the cycle instead of both waiting for ever, the other completes, and both
-/// closures are dropped.
-#[test]
-fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() {
-    within(60, || {
-        let table = empty_table();
-        let slots: [Arc<Mutex<Option<Registration<'static>>>>; 2] = Default::default();
-        let both_inside = Arc::new(Barrier::new(2));
-        let outcomes = Arc::new(Mutex::new(Vec::new()));
-        let drops = Arc::new(AtomicUsize::new(0));
-        let mut registrations = Vec::new();
-        for (me, event) in [(0, EventSet::EXEC), (1, EventSet::COMM)] {
+/// Two closures, each removing the other from inside itself on its own thread: one of
+/// the two removals reports the cycle instead of both waiting for ever, the other
+/// completes, and both closures are dropped. `attach(i, body)` attaches closure `i`
+/// running `body`; `enter(i)` makes the calling thread run closure `i`.
+fn remove_each_other<H: Send + 'static>(
+    attach: impl Fn(usize, Box<dyn Fn() + Send + Sync>) -> H,
+    remove: fn(H) -> Result<(), UnregisterError>,
+    enter: fn(usize),
+) {
+    type Slot<H> = Arc<Mutex<Option<H>>>;
+    let slots: [Slot<H>; 2] = Default::default();
+    let both_inside = Arc::new(Barrier::new(2));
+    let outcomes = Arc::new(Mutex::new(Vec::new()));
+    let drops = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<H> = (0..2)
+        .map(|me| {
             let other = slots[1 - me].clone();
             let (barrier, outcomes, owned) =
                 (both_inside.clone(), outcomes.clone(), Drops(drops.clone()));
-            let registration = table
-                .watcher(format!("mutual-{me}"), event)
-                .register(move |_| {
+            attach(
+                me,
+                Box::new(move || {
                     let _owned = &owned;
                     barrier.wait();
-                    if let Some(other) = other.lock().unwrap().take() {
-                        let outcome = other.unregister();
+                    let other = other.lock().unwrap().take();
+                    if let Some(other) = other {
+                        // Not inside `outcomes`' lock: the other thread needs it too.
+                        let outcome = remove(other);
                         outcomes.lock().unwrap().push(outcome);
                     }
-                    Ok::<(), String>(())
-                })
-                .unwrap();
-            registrations.push(registration);
-        }
-        for (slot, registration) in slots.iter().zip(registrations) {
-            *slot.lock().unwrap() = Some(registration);
-        }
-        let threads: Vec<_> = [0u32, 1]
-            .into_iter()
-            .map(|i| {
-                std::thread::spawn(move || {
-                    let task = Task::detached(20 + i);
-                    let event = if i == 0 {
-                        exec_of(&task)
-                    } else {
-                        Event::new(
-                            &task,
-                            EventData::Comm {
-                                old: "a",
-                                new: "b",
-                            },
-                        )
-                    };
-                    table.dispatch(&event).unwrap();
-                })
-            })
-            .collect();
-        for thread in threads {
-            thread.join().unwrap();
-        }
-        let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
-        outcomes.sort_by_key(Result::is_err);
-        assert!(matches!(
+                }),
+            )
+        })
+        .collect();
+    for (slot, handle) in slots.iter().zip(handles) {
+        *slot.lock().unwrap() = Some(handle);
+    }
+    let threads: Vec<_> = (0..2)
+        .map(|i| std::thread::spawn(move || enter(i)))
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let mut outcomes = std::mem::take(&mut *outcomes.lock().unwrap());
+    outcomes.sort_by_key(Result::is_err);
+    assert!(
+        matches!(
             outcomes.as_slice(),
             [Ok(()), Err(UnregisterError::WouldDeadlock(_))]
-        ));
-        assert_eq!(drops.load(Ordering::SeqCst), 2, "both closures dropped");
-        assert_eq!(table.wanted_events(), EventSet::EMPTY);
+        ),
+        "{outcomes:?}"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 2, "both closures dropped");
+}
+
+static MUTUAL_TABLE: OnceLock<&'static WatcherTable> = OnceLock::new();
+
+/// Runtime watchers that unregister each other, one on `exec`, one on `comm`.
+#[test]
+fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() {
+    within(60, || {
+        let table = *MUTUAL_TABLE.get_or_init(empty_table);
+        remove_each_other(
+            |i, body| {
+                let events = [EventSet::EXEC, EventSet::COMM][i];
+                table
+                    .watcher(format!("mutual-{i}"), events)
+                    .register(move |_| {
+                        body();
+                        Ok::<(), String>(())
+                    })
+                    .unwrap()
+            },
+            Registration::unregister,
+            |i| {
+                let table = MUTUAL_TABLE.get().unwrap();
+                let task = Task::detached(20);
+                let comm = EventData::Comm { old: "a", new: "b" };
+                let event = [exec_of(&task), Event::new(&task, comm)][i];
+                table.dispatch(&event).unwrap();
+            },
+        );
+        assert_eq!(MUTUAL_TABLE.get().unwrap().wanted_events(), EventSet::EMPTY);
     });
+}
+
+static MUTUAL_TASKS: OnceLock<[Task; 2]> = OnceLock::new();
+
+/// Per-task watchers of two tasks that remove each other.
+#[test]
+fn two_per_task_closures_removing_each_other_report_a_deadlock_instead_of_hanging() {
+    within(60, || {
+        let tasks = MUTUAL_TASKS.get_or_init(|| [Task::detached(30), Task::detached(31)]);
+        remove_each_other(
+            |i, body| {
+                tasks[i].watch(EventSet::EXEC, move |_| {
+                    body();
+                    Ok::<(), String>(())
+                })
+            },
+            TaskWatch::remove,
+            |i| {
+                let task = &MUTUAL_TASKS.get().unwrap()[i];
+                empty_table().dispatch(&exec_of(task)).unwrap();
+            },
+        );
+    });
+}
+
+/// What watchers saw: (watcher, event, pid).
+type Log = Arc<Mutex<Vec<(&'static str, EventKind, u32)>>>;
+
+fn logger(log: &Log, name: &'static str) -> impl Fn(&Event<'_>) -> Result<(), String> + use<> {
+    let log = log.clone();
+    move |event| {
+        let entry = (name, event.kind(), event.task().pid().get());
+        log.lock().unwrap().push(entry);
+        Ok(())
+    }
 }
 
 /// A runtime watcher of `fork` and `free` registered after a task's fork gets no `free`
@@ -400,15 +476,8 @@ fn two_closures_unregistering_each_other_report_a_deadlock_instead_of_hanging() 
 fn free_goes_to_the_runtime_watchers_that_saw_the_fork_and_to_those_not_watching_fork() {
     let table = empty_table();
     let tasks = TaskTable::with_table(table);
-    let log: Arc<Mutex<Vec<(&str, EventKind, u32)>>> = Arc::default();
-    let logger = |name: &'static str| {
-        let log = log.clone();
-        move |event: &Event<'_>| {
-            let entry = (name, event.kind(), event.task().pid().get());
-            log.lock().unwrap().push(entry);
-            Ok::<(), String>(())
-        }
-    };
+    let log = Log::default();
+    let logger = |name| logger(&log, name);
     let early = table
         .watcher("early", EventSet::FORK | EventSet::FREE)
         .register(logger("early"))
@@ -455,15 +524,8 @@ fn free_goes_to_the_runtime_watchers_that_saw_the_fork_and_to_those_not_watching
 fn free_goes_to_the_per_task_watchers_that_saw_the_fork() {
     let tasks = TaskTable::with_table(empty_table());
     let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let log: Arc<Mutex<Vec<(&str, EventKind, u32)>>> = Arc::default();
-    let logger = |name: &'static str| {
-        let log = log.clone();
-        move |event: &Event<'_>| {
-            let entry = (name, event.kind(), event.task().pid().get());
-            log.lock().unwrap().push(entry);
-            Ok::<(), String>(())
-        }
-    };
+    let log = Log::default();
+    let logger = |name| logger(&log, name);
     shell
         .watch(EventSet::FORK | EventSet::FREE, logger("pairs"))
         .keep();
@@ -510,8 +572,9 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
     const MIN_REGISTRATIONS: u64 = 200;
     const MIN_PAIRED: u64 = 1_000;
     within(240, || {
-        let table = WatcherTable::from_watchers([Watcher::new("id", EventSet::FORK, identify)
-            .with_priority(i32::MAX)])
+        let table = WatcherTable::from_watchers([
+            Watcher::new("id", EventSet::FORK, identify).with_priority(i32::MAX)
+        ])
         .unwrap()
         .leak();
         let tasks = TaskTable::with_table(table);
@@ -565,9 +628,16 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
             }
             stop.store(true, Ordering::Relaxed);
         });
-        let (paired, registrations) = (paired.load(Ordering::Relaxed), registrations.load(Ordering::Relaxed));
+        let (paired, registrations) = (
+            paired.load(Ordering::Relaxed),
+            registrations.load(Ordering::Relaxed),
+        );
         println!("{registrations} registrations, {paired} paired frees");
-        assert_eq!(violations.load(Ordering::Relaxed), 0, "a free without its fork");
+        assert_eq!(
+            violations.load(Ordering::Relaxed),
+            0,
+            "a free without its fork"
+        );
         assert!(registrations >= MIN_REGISTRATIONS && paired >= MIN_PAIRED);
     });
 }
