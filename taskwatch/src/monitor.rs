@@ -61,7 +61,7 @@ pub enum MonitorError {
     /// The connector could not be used (permission, kernel support) or failed.
     #[cfg(target_os = "linux")]
     #[error("cannot monitor processes: {0}")]
-    Connector(#[from] watchers_core::proc_connector::ConnectorError),
+    Connector(#[from] watchers_proc_connector::ConnectorError),
     /// Not Linux.
     #[cfg(not(target_os = "linux"))]
     #[error("process monitoring needs Linux (the kernel's process-events connector)")]
@@ -97,11 +97,9 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use serde_json::json;
-    use watchers_core::cn_proc::ProcEvent;
-    use watchers_core::proc_connector::{
-        Applied, Change, Counters, Options, ProcConnector, Report,
-    };
     use watchers_core::{EventKind, ExitStatus, WatcherTable};
+    use watchers_proc_connector::cn_proc::ProcEvent;
+    use watchers_proc_connector::{Applied, Change, Counters, Options, ProcConnector, Report};
 
     use super::{MonitorArgs, MonitorError};
 

@@ -26,15 +26,12 @@ struct ReadmeDoctests;
 
 extern crate self as watchers_core;
 
-pub mod cn_proc;
 mod counter;
 mod dispatch;
 mod error;
 mod event;
 mod gate;
 mod local;
-#[cfg(all(target_os = "linux", feature = "proc-connector"))]
-pub mod proc_connector;
 mod runtime;
 mod slot;
 mod table;

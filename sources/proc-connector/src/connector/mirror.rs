@@ -13,10 +13,10 @@ use super::procfs::{self, ProcTask};
 use super::sys::{clock_ticks_per_second, monotonic_ns, suspended_ns};
 use super::{Applied, AtomicCounters, Change, Disposition, Report, Resync, WatcherFailure};
 use crate::cn_proc::{ProcEvent, ProcMessage, comm_str};
-use crate::error::{DispatchError, TaskError};
-use crate::event::{Event, EventData, EventKind, ExitStatus};
-use crate::task::{CloneFlags, Ids, Pid, Task, TaskState};
-use crate::task_table::TaskTable;
+use watchers_core::TaskTable;
+use watchers_core::{CloneFlags, Ids, Pid, Task, TaskState};
+use watchers_core::{DispatchError, TaskError};
+use watchers_core::{Event, EventData, EventKind, ExitStatus};
 
 /// The clone flags `pthread_create` uses: what a thread shares with its group.
 const THREAD_FLAGS: CloneFlags = CloneFlags::VM
@@ -617,8 +617,8 @@ mod tests {
 
     use super::*;
     use crate::cn_proc::{CnMsgHeader, comm_bytes};
-    use crate::event::EventSet;
-    use crate::table::WatcherTable;
+    use watchers_core::EventSet;
+    use watchers_core::WatcherTable;
 
     /// Pids no real task has (above the kernel's pid limit).
     const BASE: i32 = 5_000_000;

@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::task::{Ids, Pid, TaskInit};
+use watchers_core::{Ids, Pid, TaskInit};
 
 /// What `/proc/<pid>/task/<tid>/status` says about one task.
 #[derive(Clone, Debug, PartialEq, Eq)]

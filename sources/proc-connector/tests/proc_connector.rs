@@ -6,7 +6,7 @@
 //!
 //! Tests in this binary run in parallel and every one receives every event of the
 //! machine, so each looks only at the processes it spawned.
-#![cfg(all(target_os = "linux", feature = "proc-connector"))]
+#![cfg(target_os = "linux")]
 
 use std::collections::{BTreeSet, HashSet};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use watchers_core::cn_proc::{self, ProcEvent};
-use watchers_core::proc_connector::{Options, ProcConnector, Rejection, Report};
 use watchers_core::{EventData, EventKind, EventSet, TaskState, WatcherTable};
+use watchers_proc_connector::cn_proc::{self, ProcEvent};
+use watchers_proc_connector::{Options, ProcConnector, Rejection, Report};
 
 fn open_or_skip(table: &'static WatcherTable, options: Options) -> Option<ProcConnector> {
     match ProcConnector::open(table, options) {
@@ -513,10 +513,9 @@ fn the_kernel_filter_follows_the_wanted_events() {
             }
         })
         .expect("poll");
-    if let watchers_core::proc_connector::SubscriptionMode::KernelFiltered { .. } = before {
+    if let watchers_proc_connector::SubscriptionMode::KernelFiltered { .. } = before {
         assert_eq!(changes, [source.mode()]);
-        let watchers_core::proc_connector::SubscriptionMode::KernelFiltered { mask } =
-            source.mode()
+        let watchers_proc_connector::SubscriptionMode::KernelFiltered { mask } = source.mode()
         else {
             panic!("still filtered")
         };

@@ -6,7 +6,7 @@
 //! [`WatcherTable`], so every watcher runs on real processes.
 //!
 //! ```no_run
-//! use watchers_core::proc_connector::{Options, ProcConnector, Report};
+//! use watchers_proc_connector::{Options, ProcConnector, Report};
 //! use watchers_core::{EventSet, WatcherTable};
 //!
 //! let table = WatcherTable::from_watchers([])?.leak();
@@ -71,13 +71,13 @@
 //!   at start and announced to the `fork` watchers (parents before children).
 //! * `fork`: the child starts with its parent's ids, session and name; a thread
 //!   (`pid != tgid`) is announced with its group leader as the parent and
-//!   [`CloneFlags::THREAD`](crate::CloneFlags::THREAD) (and the other `pthread_create`
+//!   [`CloneFlags::THREAD`](watchers_core::CloneFlags::THREAD) (and the other `pthread_create`
 //!   flags). A fork event for a task already mirrored is a duplicate (the task was
 //!   found in `/proc` after it forked) unless it is newer than the mirrored task, which
 //!   means the pid was reused and the old task's exit was lost: the old one is removed.
 //! * `exec`: the name is re-read from `/proc/<pid>/comm` and the watchers get the
 //!   command line from `/proc/<pid>/cmdline` as
-//!   [`EventData::Exec::filename`](crate::EventData::Exec) — or `""` when it cannot be
+//!   [`EventData::Exec::filename`](watchers_core::EventData::Exec) — or `""` when it cannot be
 //!   read (the process is already gone, or it is a kernel thread): unknown, not an
 //!   error. The command line is read only when some watcher (or
 //!   [`Options::extra_events`]) wants `exec`.
@@ -104,10 +104,10 @@ use std::time::{Duration, Instant};
 use crate::cn_proc::{
     self, DecodeError, McastOp, ProcEvent, ProcEventMask, netlink, netlink_messages,
 };
-use crate::event::{EventKind, EventSet};
-use crate::table::WatcherTable;
-use crate::task::{Ids, Task};
-use crate::task_table::TaskTable;
+use watchers_core::TaskTable;
+use watchers_core::WatcherTable;
+use watchers_core::{EventKind, EventSet};
+use watchers_core::{Ids, Task};
 
 use mirror::Mirror;
 use sys::{NetlinkSocket, Received};
