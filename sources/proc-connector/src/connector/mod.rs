@@ -446,8 +446,16 @@ pub struct Applied {
     pub parent: Option<Arc<Task>>,
     /// For `uid`, `gid` and `comm`: what changed.
     pub change: Option<Change>,
-    /// For `exec`: the command line, if it was read and the process was still there.
-    pub command_line: Option<String>,
+    /// The process's command line as `/proc/<pid>/cmdline` held it (each argument
+    /// followed by a NUL, bytes unchanged: the process chose them): for `exec`, read
+    /// at the event (`None` if the process was already gone); for other events, the
+    /// last one known (read when the task was found in `/proc`, inherited at fork).
+    /// Kept only while some watcher or [`Options::extra_events`] wants `exec`.
+    pub command_line: Option<Arc<[u8]>>,
+    /// When the task started, in nanoseconds since boot (`CLOCK_MONOTONIC`, like
+    /// `timestamp_ns`): its fork event, or its start time in `/proc` if it was there
+    /// first. For `exit`, the lifetime is `timestamp_ns - started_ns`.
+    pub started_ns: Option<u64>,
     /// What the mirror did with it.
     pub disposition: Disposition,
 }
@@ -572,6 +580,9 @@ pub struct ProcConnector {
 
 /// Receive buffer for one `recvmsg`: far more than a datagram of process events.
 const DATAGRAM_BUFFER: usize = 64 * 1024;
+
+/// The most datagrams a resync applies between its `/proc` scan and its end.
+const MAX_DRAIN_DATAGRAMS: usize = 4096;
 
 /// The highest CPU number whose sequence is tracked (bounds the table).
 const MAX_TRACKED_CPUS: u32 = 1 << 16;
@@ -809,10 +820,45 @@ impl ProcConnector {
 
     fn resync_now(&mut self, sink: &mut dyn FnMut(Report)) -> Result<Resync, ConnectorError> {
         self.pending_resync = None;
-        let resync = self.mirror.resync(sink).map_err(ConnectorError::Proc)?;
+        let plan = self
+            .mirror
+            .resync_scan(sink)
+            .map_err(ConnectorError::Proc)?;
+        // Apply what the kernel queued during the scan before calling the missing tasks
+        // gone: their exit events carry their real status.
+        self.drain_queue(sink)?;
+        let resync = self.mirror.resync_finish(plan, sink);
         AtomicCounters::bump(&self.counters.resyncs, 1);
         sink(Report::Resynced(resync));
         Ok(resync)
+    }
+
+    /// Handles the datagrams already queued, without waiting (at most
+    /// [`MAX_DRAIN_DATAGRAMS`], so a flood cannot hold a resync forever).
+    fn drain_queue(&mut self, sink: &mut dyn FnMut(Report)) -> Result<(), ConnectorError> {
+        for _ in 0..MAX_DRAIN_DATAGRAMS {
+            let received =
+                self.socket
+                    .receive(&mut self.buf, true)
+                    .map_err(|source| ConnectorError::Io {
+                        operation: "receive",
+                        source,
+                    })?;
+            match received {
+                Received::Nothing | Received::Interrupted => break,
+                Received::Overrun => self.overrun(sink),
+                Received::Datagram {
+                    len,
+                    sender,
+                    truncated,
+                } => {
+                    let buf = std::mem::take(&mut self.buf);
+                    self.datagram(&buf[..len.min(buf.len())], sender, truncated, sink);
+                    self.buf = buf;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Receives and handles one datagram (waiting up to [`Options::read_timeout`]),
@@ -928,12 +974,19 @@ impl ProcConnector {
         if self.last_seq.len() <= index {
             self.last_seq.resize(index + 1, None);
         }
-        let previous = self.last_seq[index].replace(seq);
-        let Some(previous) = previous else { return };
+        let Some(previous) = self.last_seq[index] else {
+            self.last_seq[index] = Some(seq);
+            return;
+        };
         let gap = seq.wrapping_sub(previous.wrapping_add(1));
         // A "gap" of more than half the space is a message from before (reordering
-        // across a CPU hot-plug, or a duplicate): not a loss.
-        if gap == 0 || gap > u32::MAX / 2 {
+        // across a CPU hot-plug, or a duplicate): not a loss, and the newest number
+        // stays the reference, or the next message in order would look like a gap.
+        if gap > u32::MAX / 2 {
+            return;
+        }
+        self.last_seq[index] = Some(seq);
+        if gap == 0 {
             return;
         }
         let mut counted = u64::from(gap);
