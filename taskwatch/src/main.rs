@@ -60,6 +60,7 @@ fn main() -> ExitCode {
                 tasks: 0,
                 with_runtime_watchers,
                 fail_every: None,
+                pid_max: 2,
             };
             let _registrations = simulate::register_runtime_watchers(&args, table);
             match output::print(&list::render(table)) {

@@ -49,8 +49,9 @@ mod tests {
         assert!(
             parse("99999999999999999999999")
                 .unwrap_err()
-                .contains("not a whole number")
+                .contains("out of range")
         );
+        assert!(parse("1.5").unwrap_err().contains("not a whole number"));
         assert!(
             parse("many")
                 .unwrap_err()

@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use watchers_core::{
-    CloneFlags, EventKind, EventSet, ForkError, Pid, Registration, TaskError, TaskState, TaskTable,
-    WatcherTable,
+    CloneFlags, DEFAULT_PID_MAX, EventKind, EventSet, ForkError, Pid, Registration, TaskError,
+    TaskState, TaskTable, WatcherTable,
 };
 
 use crate::examples;
@@ -37,7 +37,15 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true,
           value_parser = numbers::whole(1, u64::MAX, "N"))]
     pub fail_every: Option<u64>,
+    /// The task model's highest pid: the workload stops with an error when every pid
+    /// is taken.
+    #[arg(long, value_name = "N", default_value_t = u64::from(DEFAULT_PID_MAX), allow_negative_numbers = true,
+          value_parser = numbers::whole(2, PID_MAX_LIMIT, "pid_max"))]
+    pub pid_max: u64,
 }
+
+/// The largest pid_max Linux allows (`PID_MAX_LIMIT` on 64-bit).
+const PID_MAX_LIMIT: u64 = 4_194_304;
 
 /// What a run did, and what broke.
 pub struct Report {
@@ -71,7 +79,8 @@ const NAMES: [&str; 5] = [
 /// Runs the workload on `tasks` and checks the invariants.
 pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
     let registrations = register_runtime_watchers(args, table);
-    let tasks = TaskTable::with_table(table);
+    // Bounded by the option's parser.
+    let tasks = TaskTable::with_pid_max(table, args.pid_max as u32);
     let before = Baseline::take(table);
     let activity = Activity::start();
     let mut sim = Simulation {
@@ -351,7 +360,7 @@ impl Simulation<'_> {
             Err(ForkError::PidsExhausted(pid_max)) => {
                 self.failure = Some(format!(
                     "the workload ran out of pids after {} forks: {} tasks alive, and the task model's pid_max is {pid_max}; \
-                     use a smaller --tasks (or another --seed)",
+                     use a smaller --tasks or a larger --pid-max",
                     self.ops.get("fork").copied().unwrap_or(0),
                     self.live.len()
                 ));
