@@ -1081,7 +1081,7 @@ mod tests {
         let task = applied.task.expect("the process is mirrored again");
         assert_eq!(task.parent().get(), std::process::id());
         let line = applied.command_line.expect("its new command line");
-        assert!(line.starts_with(b"sleep\030\0"), "{line:?}");
+        assert!(line.starts_with(b"sleep\x0030\x00"), "{line:?}");
         assert!(applied.started_ns.is_some_and(|s| s <= monotonic_ns()));
     }
 }
