@@ -55,8 +55,11 @@
 //!   kernel sends every event, gaps in the per-CPU sequence numbers are counted and
 //!   reported ([`Report::Lost`]); the receive buffer grows (`SO_RCVBUFFORCE`, else
 //!   `SO_RCVBUF`) up to [`Options::max_receive_buffer`], and once the queue is drained
-//!   the mirror is resynchronised from `/proc`: tasks that vanished get `exit` (status
-//!   unknown, 0) and `free`, new ones are announced with `fork`. With a kernel filter
+//!   the mirror is resynchronised from `/proc`: a mirrored task whose pid now belongs to
+//!   another task (another thread group, or a later start time in `/proc/<pid>/stat`)
+//!   is replaced; the events queued during the scan are applied (so a task that exits
+//!   meanwhile keeps its real status); tasks still missing then get `exit` (status
+//!   unknown, 0) and `free`; new ones are announced with `fork`. With a kernel filter
 //!   the sequence numbers also count the events filtered out, so there only `ENOBUFS`
 //!   reveals loss, and [`Counters::lost`] is a lower bound (one per overrun).
 //! * **A fork cannot be vetoed:** the kernel already forked. Forks reach the watchers
@@ -75,6 +78,9 @@
 //!   flags). A fork event for a task already mirrored is a duplicate (the task was
 //!   found in `/proc` after it forked) unless it is newer than the mirrored task, which
 //!   means the pid was reused and the old task's exit was lost: the old one is removed.
+//! * An event about a pid whose exit was seen earlier proves a live task has it again: a
+//!   reused pid, or a thread that exec'd and took over its exited leader's pid (the
+//!   kernel's `de_thread`), which is adopted again from `/proc` with its start time.
 //! * `exec`: the name is re-read from `/proc/<pid>/comm` and the watchers get the
 //!   command line from `/proc/<pid>/cmdline` as
 //!   [`EventData::Exec::filename`](watchers_core::EventData::Exec) — or `""` when it cannot be
