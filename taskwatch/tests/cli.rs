@@ -1,6 +1,10 @@
 //! `taskwatch` as a user runs it.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{closed_pipe, dev_full};
 
 fn taskwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_taskwatch"))
@@ -172,21 +176,6 @@ fn taskwatch_with(args: &[&str], out: std::process::Stdio, err: std::process::St
         .stderr(err)
         .output()
         .expect("taskwatch runs")
-}
-
-fn dev_full() -> std::process::Stdio {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open("/dev/full")
-        .expect("/dev/full")
-        .into()
-}
-
-/// A pipe whose reading end is already closed.
-fn closed_pipe() -> std::process::Stdio {
-    let (reader, writer) = std::io::pipe().expect("a pipe");
-    drop(reader);
-    writer.into()
 }
 
 #[test]

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+
+use common::{closed_pipe, dev_full};
+
 /// Set in a child this binary starts of itself: what the child does.
 const ROLE: &str = "TASKWATCH_MONITOR_TEST_ROLE";
 
@@ -553,12 +557,7 @@ fn a_closed_stdout_ends_quietly_and_a_full_one_fails() {
     // Full: a message and a failure.
     let child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
         .args(["monitor", "-e", "all", "-D", "2"])
-        .stdout(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/full")
-                .expect("/dev/full"),
-        )
+        .stdout(dev_full())
         .stderr(Stdio::piped())
         .spawn()
         .expect("taskwatch");
@@ -583,16 +582,10 @@ fn a_closed_stdout_ends_quietly_and_a_full_one_fails() {
 #[test]
 fn a_full_or_closed_stderr_does_not_crash_the_monitor() {
     for stderr in ["full", "closed"] {
-        let err: Stdio = if stderr == "full" {
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open("/dev/full")
-                .expect("/dev/full")
-                .into()
+        let err = if stderr == "full" {
+            dev_full()
         } else {
-            let (reader, writer) = std::io::pipe().expect("pipe");
-            drop(reader);
-            writer.into()
+            closed_pipe()
         };
         let output = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
             .args(["monitor", "-e", "exit", "-D", "0.5"])

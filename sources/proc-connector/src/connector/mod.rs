@@ -587,6 +587,17 @@ pub struct ProcConnector {
 /// Receive buffer for one `recvmsg`: far more than a datagram of process events.
 const DATAGRAM_BUFFER: usize = 64 * 1024;
 
+/// What one receive found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Queue {
+    /// Nothing was queued (or the wait ended).
+    Empty,
+    /// A signal interrupted the wait.
+    Interrupted,
+    /// A datagram or an overrun was handled.
+    Handled,
+}
+
 /// The most datagrams a resync applies between its `/proc` scan and its end.
 const MAX_DRAIN_DATAGRAMS: usize = 4096;
 
@@ -843,28 +854,49 @@ impl ProcConnector {
     /// [`MAX_DRAIN_DATAGRAMS`], so a flood cannot hold a resync forever).
     fn drain_queue(&mut self, sink: &mut dyn FnMut(Report)) -> Result<(), ConnectorError> {
         for _ in 0..MAX_DRAIN_DATAGRAMS {
-            let received =
-                self.socket
-                    .receive(&mut self.buf, true)
-                    .map_err(|source| ConnectorError::Io {
-                        operation: "receive",
-                        source,
-                    })?;
-            match received {
-                Received::Nothing | Received::Interrupted => break,
-                Received::Overrun => self.overrun(sink),
-                Received::Datagram {
-                    len,
-                    sender,
-                    truncated,
-                } => {
-                    let buf = std::mem::take(&mut self.buf);
-                    self.datagram(&buf[..len.min(buf.len())], sender, truncated, sink);
-                    self.buf = buf;
-                }
+            if self.receive_one(true, sink)? != Queue::Handled {
+                break;
             }
         }
         Ok(())
+    }
+
+    /// Receives one datagram (or an overrun) and handles it; without `nonblocking`,
+    /// waits up to [`Options::read_timeout`].
+    fn receive_one(
+        &mut self,
+        nonblocking: bool,
+        sink: &mut dyn FnMut(Report),
+    ) -> Result<Queue, ConnectorError> {
+        let received = self
+            .socket
+            .receive(&mut self.buf, nonblocking)
+            .map_err(|source| ConnectorError::Io {
+                operation: "receive",
+                source,
+            })?;
+        Ok(match received {
+            Received::Nothing => {
+                // The queue is empty: the kernel reports the next overrun again.
+                self.congested = false;
+                Queue::Empty
+            }
+            Received::Interrupted => Queue::Interrupted,
+            Received::Overrun => {
+                self.overrun(sink);
+                Queue::Handled
+            }
+            Received::Datagram {
+                len,
+                sender,
+                truncated,
+            } => {
+                let buf = std::mem::take(&mut self.buf);
+                self.datagram(&buf[..len.min(buf.len())], sender, truncated, sink);
+                self.buf = buf;
+                Queue::Handled
+            }
+        })
     }
 
     /// Receives and handles one datagram (waiting up to [`Options::read_timeout`]),
@@ -894,32 +926,8 @@ impl ProcConnector {
         // While a resync is pending, drain what is queued first (so the exits it holds
         // are seen with their status), then resync.
         let draining = self.pending_resync.is_some();
-        let received = self
-            .socket
-            .receive(&mut self.buf, draining)
-            .map_err(|source| ConnectorError::Io {
-                operation: "receive",
-                source,
-            })?;
-        match received {
-            Received::Nothing => {
-                // The queue is empty: the kernel reports the next overrun again.
-                self.congested = false;
-                if draining {
-                    self.resync_now(sink)?;
-                }
-            }
-            Received::Interrupted => {}
-            Received::Overrun => self.overrun(sink),
-            Received::Datagram {
-                len,
-                sender,
-                truncated,
-            } => {
-                let buf = std::mem::take(&mut self.buf);
-                self.datagram(&buf[..len.min(buf.len())], sender, truncated, sink);
-                self.buf = buf;
-            }
+        if self.receive_one(draining, sink)? == Queue::Empty && draining {
+            self.resync_now(sink)?;
         }
         Ok(!self.stop.load(Ordering::Acquire))
     }
