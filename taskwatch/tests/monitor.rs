@@ -415,9 +415,17 @@ fn lines_of(text: &str, pid: u32) -> Vec<&str> {
 
 #[test]
 fn events_are_shown_as_they_happened() {
+    // A process that was there before the monitor: its exit still has a lifetime and
+    // a command line (from /proc at the seed).
+    let mut older = Command::new("sleep").arg("29.5").spawn().expect("sleep");
+    thread::sleep(Duration::from_millis(300));
     let Some(running) = monitor(&["-e", "all"]) else {
+        let _ = older.kill();
+        let _ = older.wait();
         return;
     };
+    older.kill().expect("kill");
+    older.wait().expect("wait");
     let me = std::process::id().to_string();
     // A fork, an exec of a new program, an exit with its lifetime.
     let mut sleeper = Command::new("sh")
@@ -454,6 +462,19 @@ fn events_are_shown_as_they_happened() {
         "the summary after SIGHUP: {stderr}"
     );
     let text = String::from_utf8(stdout).expect("UTF-8");
+
+    let older = lines_of(&text, older.id());
+    let exit = older
+        .iter()
+        .find(|l| l.contains(" exit "))
+        .expect("the older one's exit");
+    assert!(exit.ends_with(" sleep 29.5"), "its command line: {exit}");
+    let fields: Vec<&str> = exit.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["sig", "9"], "{exit}");
+    assert!(
+        fields[6].parse::<f64>().is_ok_and(|d| d >= 0.3),
+        "its lifetime: {exit}"
+    );
 
     let sleeper_lines = lines_of(&text, sleeper.id());
     let fork = sleeper_lines
