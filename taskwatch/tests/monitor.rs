@@ -622,3 +622,92 @@ fn a_full_or_closed_stderr_does_not_crash_the_monitor() {
         );
     }
 }
+
+/// Runs a monitor with `args`, then `/bin/sleep 0.2 NAME` in its own process group;
+/// returns the lines about that sleep and the whole output.
+fn sleep_under(args: &[&str], name: &str) -> Option<(Vec<String>, String)> {
+    let running = monitor(args)?;
+    let mut child = Command::new("/bin/sleep")
+        .args(["0.2", name])
+        .process_group(0)
+        .spawn()
+        .expect("sleep");
+    // `sleep 0.2 NAME` fails on NAME after sleeping; its lines are what matter.
+    let _ = child.wait();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let pid = child.id().to_string();
+    let lines = text
+        .lines()
+        .filter(|l| l.split_whitespace().take(4).any(|f| f == pid))
+        .map(str::to_owned)
+        .collect();
+    Some((lines, text))
+}
+
+#[test]
+fn forkstat_options_change_the_lines_as_in_forkstat() {
+    // -d -s: the program's name only; -x: uid and tty columns; -g: a glyph.
+    let Some((lines, text)) = sleep_under(&["-e", "exec", "-d", "-s", "-x", "-g"], "0.01") else {
+        return;
+    };
+    let exec = lines
+        .first()
+        .unwrap_or_else(|| panic!("no exec line:\n{text}"));
+    let fields: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(fields[1], ">", "the exec glyph: {exec}");
+    assert_eq!(fields[2], "exec", "{exec}");
+    assert_eq!(
+        &fields[fields.len() - 3..],
+        ["0", "?", "sleep"],
+        "uid, tty, short name: {exec}"
+    );
+
+    // -c: the comm instead of the command line.
+    let Some((lines, text)) = sleep_under(&["-e", "exec", "-c"], "0.02") else {
+        return;
+    };
+    let exec = lines
+        .first()
+        .unwrap_or_else(|| panic!("no exec line:\n{text}"));
+    assert!(exec.ends_with(" sleep"), "{exec}");
+
+    // -p: only the given process group (here, one no process has: nothing shows).
+    let Some((lines, text)) = sleep_under(&["-e", "all", "-p", "4194304"], "0.03") else {
+        return;
+    };
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(text.lines().count(), 0, "no line at all:\n{text}");
+}
+
+#[test]
+fn a_process_group_filter_shows_that_group() {
+    // SAFETY: getpgrp cannot fail.
+    let pgrp = unsafe { libc::getpgrp() };
+    // (exec and exit: at a fork the child has not left its parent's group yet.)
+    let Some(running) = monitor(&["-e", "exec,exit", "-p", &pgrp.to_string()]) else {
+        return;
+    };
+    // `ours` stays in this process group; `own` gets a group of its own.
+    let mut own = Command::new("/bin/sleep")
+        .arg("0.1")
+        .process_group(0)
+        .spawn()
+        .expect("sleep");
+    let mut ours = Command::new("/bin/sleep")
+        .arg("0.1")
+        .spawn()
+        .expect("sleep");
+    let _ = (own.wait(), ours.wait());
+    let (status, stdout, _) = running.stop(libc::SIGINT);
+    assert!(status.success());
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let ours = lines_of(&text, ours.id());
+    assert_eq!(
+        ours.len(),
+        2,
+        "exec and exit of the child in the group:\n{text}"
+    );
+    assert!(lines_of(&text, own.id()).is_empty(), "{text}");
+}

@@ -93,6 +93,13 @@ fn time_of_day(wall_ns: i128) -> String {
     )
 }
 
+/// The process group of `pid` now (`/proc/<pid>/stat` field 5).
+fn pgrp_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
 /// The controlling terminal of `pid` (`/proc/<pid>/stat` field 7), as `pts/3`, `tty1`.
 fn tty_of(pid: u32) -> Option<String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -206,6 +213,10 @@ struct Monitor<W: Write> {
     header_done: bool,
     /// The first failed write to stdout; nothing more is written after it.
     write_error: Option<io::Error>,
+    /// For `-p`: each process's group as last read from `/proc` (no kernel event
+    /// reports `setpgid`, so the mirror's copy can be stale; an exited process can only
+    /// be judged by what was read before).
+    pgrps: HashMap<u32, u32>,
 }
 
 impl<W: Write> Monitor<W> {
@@ -287,6 +298,27 @@ impl<W: Write> Monitor<W> {
         }
     }
 
+    /// The process group of the event's process, for `-p`.
+    fn process_group(&mut self, applied: &Applied) -> Option<u64> {
+        let tgid = applied.event.tgid().and_then(|t| u32::try_from(t).ok())?;
+        let exit = matches!(applied.event, ProcEvent::Exit { pid, .. } if pid as u32 == tgid);
+        let group = match pgrp_of(tgid) {
+            Some(group) if !exit => {
+                self.pgrps.insert(tgid, group);
+                Some(group)
+            }
+            _ => self
+                .pgrps
+                .get(&tgid)
+                .copied()
+                .or_else(|| applied.task.as_ref().map(|t| t.pgid().get())),
+        };
+        if exit {
+            self.pgrps.remove(&tgid);
+        }
+        group.map(u64::from)
+    }
+
     fn event(&mut self, applied: &Applied) {
         let Some(line) = line_of(&applied.event) else {
             return;
@@ -294,11 +326,10 @@ impl<W: Write> Monitor<W> {
         if !self.args.events.contains(line) {
             return;
         }
-        if let Some(pgrp) = self.args.pgrp {
-            let task = applied.task.as_ref().or(applied.parent.as_ref());
-            if task.is_none_or(|t| u64::from(t.pgid().get()) != pgrp) {
-                return;
-            }
+        if let Some(pgrp) = self.args.pgrp
+            && self.process_group(applied) != Some(pgrp)
+        {
+            return;
         }
         self.count(line, applied);
         self.shown += 1;
@@ -684,6 +715,7 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
         shown: 0,
         header_done: false,
         write_error: None,
+        pgrps: HashMap::new(),
     };
     if monitor.args.json {
         let start = start_json(&monitor.args, &source);
