@@ -1005,10 +1005,19 @@ mod tests {
     }
 
     fn sleeper() -> std::process::Child {
-        std::process::Command::new("sleep")
+        let child = std::process::Command::new("sleep")
             .arg("30")
             .spawn()
-            .expect("spawn sleep")
+            .expect("spawn sleep");
+        // `spawn` returns once the exec has begun; the new program's arguments are in
+        // place a moment later.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while procfs::cmdline(child.id()).is_none_or(|l| !l.starts_with(b"sleep"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child
     }
 
     #[test]
