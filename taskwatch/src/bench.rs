@@ -63,7 +63,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     let targets = summary::targets(&dispatch, fork_rate.as_ref());
     let all_met = targets.iter().all(|t| t.met);
 
-    if args.json {
+    let text = if args.json {
         let report = serde_json::json!({
             "fork_rate": fork_rate,
             "dispatch": dispatch,
@@ -72,15 +72,23 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
             "all_targets_met": all_met,
         });
         let text = serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?;
-        println!("{text}");
+        text + "\n"
     } else {
+        let mut text = String::new();
         if let Some(table) = &fork_rate {
-            println!("{}", fork_rate::render(table));
+            text += &fork_rate::render(table);
+            text.push('\n');
         }
-        print!("{}", summary::render(&dispatch, &targets));
+        text += &summary::render(&dispatch, &targets);
         if let Some(matrix) = &matrix {
-            print!("\n{}", summary::render_matrix(matrix));
+            text.push('\n');
+            text += &summary::render_matrix(matrix);
         }
+        text
+    };
+    // `print!` would panic on a closed or full stdout.
+    if let Err(error) = crate::output::print(&text) {
+        return Ok(crate::output::write_failed(&error));
     }
     Ok(if args.check && !all_met {
         ExitCode::FAILURE

@@ -8,6 +8,8 @@ mod bench;
 mod examples;
 mod list;
 mod monitor;
+mod numbers;
+mod output;
 mod rng;
 mod simulate;
 mod subsystems;
@@ -45,7 +47,7 @@ fn main() -> ExitCode {
     let table = match watchers_core::freeze() {
         Ok(table) => table,
         Err(error) => {
-            eprintln!("taskwatch: {error}");
+            output::say!("{error}");
             return ExitCode::FAILURE;
         }
     };
@@ -58,19 +60,28 @@ fn main() -> ExitCode {
                 tasks: 0,
                 with_runtime_watchers,
                 fail_every: None,
+                pid_max: 2,
             };
             let _registrations = simulate::register_runtime_watchers(&args, table);
-            print!("{}", list::render(table));
-            ExitCode::SUCCESS
+            match output::print(&list::render(table)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => output::write_failed(&error),
+            }
         }
         Command::Simulate(args) => {
             let report = simulate::run(&args, table);
-            print!("{}", report.text);
+            if let Some(error) = &report.error {
+                output::say!("simulate: {error}");
+                return ExitCode::FAILURE;
+            }
+            if let Err(error) = output::print(&report.text) {
+                return output::write_failed(&error);
+            }
             if report.violations.is_empty() {
                 ExitCode::SUCCESS
             } else {
                 for violation in &report.violations {
-                    eprintln!("taskwatch: invariant broken: {violation}");
+                    output::say!("invariant broken: {violation}");
                 }
                 ExitCode::FAILURE
             }
@@ -82,7 +93,7 @@ fn main() -> ExitCode {
 
 fn report<E: std::fmt::Display>(result: Result<ExitCode, E>) -> ExitCode {
     result.unwrap_or_else(|error| {
-        eprintln!("taskwatch: {error}");
+        output::say!("{error}");
         ExitCode::FAILURE
     })
 }

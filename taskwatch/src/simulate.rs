@@ -7,11 +7,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use watchers_core::{
-    CloneFlags, EventKind, EventSet, ForkError, Pid, Registration, TaskError, TaskState, TaskTable,
-    WatcherTable,
+    CloneFlags, DEFAULT_PID_MAX, EventKind, EventSet, ForkError, Pid, Registration, TaskError,
+    TaskState, TaskTable, WatcherTable,
 };
 
 use crate::examples;
+use crate::numbers;
+
+/// The most fork attempts `--tasks` takes (the task model's pids may run out before).
+const MAX_TASKS: u64 = 100_000_000;
 use crate::rng::SplitMix64;
 use crate::subsystems::Activity;
 
@@ -19,18 +23,29 @@ use crate::subsystems::Activity;
 #[derive(Debug, Clone, clap::Args)]
 pub struct SimulateArgs {
     /// Seed of the workload; the same seed gives the same run.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, allow_negative_numbers = true,
+          value_parser = numbers::whole(0, u64::MAX, "the seed"))]
     pub seed: u64,
     /// How many forks to attempt.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, allow_negative_numbers = true,
+          value_parser = numbers::whole(1, MAX_TASKS, "the number of fork attempts"))]
     pub tasks: u64,
     /// Also register a few runtime watchers (a plugin's, a per-uid counter, a fork limit).
     #[arg(long)]
     pub with_runtime_watchers: bool,
     /// Register a runtime watcher that refuses every Nth fork, to exercise rollback.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true,
+          value_parser = numbers::whole(1, u64::MAX, "N"))]
     pub fail_every: Option<u64>,
+    /// The task model's highest pid: the workload stops with an error when every pid
+    /// is taken.
+    #[arg(long, value_name = "N", default_value_t = u64::from(DEFAULT_PID_MAX), allow_negative_numbers = true,
+          value_parser = numbers::whole(2, PID_MAX_LIMIT, "pid_max"))]
+    pub pid_max: u64,
 }
+
+/// The largest pid_max Linux allows (`PID_MAX_LIMIT` on 64-bit).
+const PID_MAX_LIMIT: u64 = 4_194_304;
 
 /// What a run did, and what broke.
 pub struct Report {
@@ -38,6 +53,8 @@ pub struct Report {
     pub text: String,
     /// Broken invariants; empty when the run is sound.
     pub violations: Vec<String>,
+    /// Why the workload stopped early (the model ran out of pids), if it did.
+    pub error: Option<String>,
 }
 
 const PROGRAMS: [&str; 8] = [
@@ -62,7 +79,8 @@ const NAMES: [&str; 5] = [
 /// Runs the workload on `tasks` and checks the invariants.
 pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
     let registrations = register_runtime_watchers(args, table);
-    let tasks = TaskTable::with_table(table);
+    // Bounded by the option's parser.
+    let tasks = TaskTable::with_pid_max(table, args.pid_max as u32);
     let before = Baseline::take(table);
     let activity = Activity::start();
     let mut sim = Simulation {
@@ -73,6 +91,7 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
         ops: BTreeMap::new(),
         watcher_errors: 0,
         refused_forks: 0,
+        failure: None,
     };
     sim.run(args.tasks);
     sim.drain();
@@ -128,10 +147,15 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
             format!("{} BROKEN", violations.len())
         }
     );
+    let error = sim.failure.take();
     drop(sim);
     activity.finish();
     drop(registrations);
-    Report { text, violations }
+    Report {
+        text,
+        violations,
+        error,
+    }
 }
 
 /// Counters that other runs in the same process may already have moved.
@@ -216,6 +240,8 @@ struct Simulation<'t> {
     ops: BTreeMap<&'static str, u64>,
     watcher_errors: u64,
     refused_forks: u64,
+    /// Set when the workload cannot go on (no free pid): the run stops there.
+    failure: Option<String>,
 }
 
 impl Simulation<'_> {
@@ -230,7 +256,11 @@ impl Simulation<'_> {
             Ok(()) => {}
             Err(TaskError::Watcher(_)) => self.watcher_errors += 1,
             Err(TaskError::GroupLeader(_)) => {}
-            Err(error) => panic!("simulation asked for an impossible operation: {error}"),
+            Err(error) => {
+                self.failure.get_or_insert_with(|| {
+                    format!("the workload asked for an impossible operation: {error}")
+                });
+            }
         }
     }
 
@@ -244,7 +274,7 @@ impl Simulation<'_> {
 
     fn run(&mut self, fork_attempts: u64) {
         let mut attempts = 0;
-        while attempts < fork_attempts {
+        while attempts < fork_attempts && self.failure.is_none() {
             let roll = self.rng.below(100);
             let target = self.pick();
             match (roll, target) {
@@ -327,7 +357,17 @@ impl Simulation<'_> {
                 self.count("fork-refused");
                 self.refused_forks += 1;
             }
-            Err(error) => panic!("simulation fork failed: {error}"),
+            Err(ForkError::PidsExhausted(pid_max)) => {
+                self.failure = Some(format!(
+                    "the workload ran out of pids after {} forks: {} tasks alive, and the task model's pid_max is {pid_max}; \
+                     use a smaller --tasks or a larger --pid-max",
+                    self.ops.get("fork").copied().unwrap_or(0),
+                    self.live.len()
+                ));
+            }
+            Err(error) => {
+                self.failure = Some(format!("a fork failed: {error}"));
+            }
         }
     }
 

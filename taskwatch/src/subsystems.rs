@@ -2,8 +2,8 @@
 //! acquisitions, semaphore operations, cpuset moves …), what it prints of them, and the
 //! global invariants it checks once every task is gone.
 
-use watchers_core::cn_proc::ProcEventMask;
 use watchers_core::{EventKind, Task, WatcherTable};
+use watchers_proc_connector::cn_proc::ProcEventMask;
 use watchers_subsystems::{
     Mask, audit, cpusets, delayacct, irqflags, keys, lockdep, mempolicy, proc_events, profile,
     semundo,

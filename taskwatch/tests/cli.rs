@@ -1,6 +1,10 @@
 //! `taskwatch` as a user runs it.
 
+mod common;
+
 use std::process::{Command, Output};
+
+use common::{closed_pipe, dev_full};
 
 fn taskwatch(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_taskwatch"))
@@ -76,4 +80,139 @@ fn a_bad_argument_is_a_clear_error() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid value 'many'"), "{stderr}");
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn out_of_range_numbers_say_what_is_allowed() {
+    let cases: &[&[&str]] = &[
+        &["monitor", "-D", "-1"],
+        &["monitor", "-D", "0"],
+        &["monitor", "-D", "1e300"],
+        &["monitor", "--count", "-1"],
+        &["monitor", "--count", "0"],
+        &["monitor", "--rcvbuf", "-5"],
+        &["monitor", "--rcvbuf", "0"],
+        &["monitor", "-p", "-3"],
+        &["simulate", "--tasks", "-1"],
+        &["simulate", "--tasks", "0"],
+        &["simulate", "--seed", "-1"],
+        &["simulate", "--fail-every", "-1"],
+        &["simulate", "--pid-max", "1"],
+    ];
+    for args in cases {
+        let output = taskwatch(args);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.contains("is out of range"), "{args:?}: {text}");
+        assert!(
+            text.contains(" from "),
+            "{args:?} says what is allowed: {text}"
+        );
+        assert!(!text.contains("unexpected argument"), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn forkstat_letters_mean_what_they_mean_in_forkstat() {
+    let help = stdout(&taskwatch(&["monitor", "--help"]));
+    for (flag, meaning) in [
+        ("-c, --comm", "comm"),
+        ("-d, --strip-dir", "directory"),
+        ("-D, --duration", "seconds"),
+        ("-E, --all-events", "every event"),
+        ("-s, --short", "Short"),
+        ("-x, --extra", "user id"),
+        ("-g, --glyphs", "glyph"),
+        ("-p, --pgrp", "process group"),
+        ("-r, --realtime", "FIFO"),
+        ("-l, --line-buffered", "line"),
+        ("-q, --quiet", "-S"),
+        ("-S, --stats", "per-process"),
+        ("-X", "-E -g -r -S -x"),
+    ] {
+        let line = help
+            .lines()
+            .skip_while(|l| !l.contains(flag))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(line.contains(meaning), "{flag}: {line}\n{help}");
+    }
+    assert!(!help.contains("--no-kernel-filter"));
+    let output = taskwatch(&["monitor", "-e", "free"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("`free` is not a kernel event"),
+        "{}",
+        stderr(&output)
+    );
+    let output = taskwatch(&["monitor", "-e", "EXIT,Bogus"]);
+    assert!(
+        stderr(&output).contains("unknown event `Bogus`"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn a_workload_that_runs_out_of_pids_is_an_error_not_a_panic() {
+    let output = taskwatch(&["simulate", "--tasks", "5000", "--pid-max", "100"]);
+    let text = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(text.contains("ran out of pids"), "{text}");
+    assert!(text.contains("pid_max is 100"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+}
+
+/// Runs taskwatch with stdout and stderr on the given files.
+fn taskwatch_with(args: &[&str], out: std::process::Stdio, err: std::process::Stdio) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+        .args(args)
+        .stdout(out)
+        .stderr(err)
+        .output()
+        .expect("taskwatch runs")
+}
+
+#[test]
+fn a_full_or_closed_output_never_panics() {
+    for args in [&["list"][..], &["simulate", "--tasks", "200"]] {
+        // stdout full: a message and a failure.
+        let output = taskwatch_with(args, dev_full(), std::process::Stdio::piped());
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("cannot write the output"),
+            "{}",
+            stderr(&output)
+        );
+        // stdout closed (`| head`): quiet success.
+        let output = taskwatch_with(args, closed_pipe(), std::process::Stdio::piped());
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "");
+    }
+    // stderr full or closed while reporting an error: no panic (101), the error's code.
+    for err in [dev_full(), closed_pipe()] {
+        let output = taskwatch_with(
+            &["simulate", "--tasks", "5000", "--pid-max", "100"],
+            std::process::Stdio::null(),
+            err,
+        );
+        assert_eq!(output.status.code(), Some(1));
+    }
+    let output = taskwatch_with(&["list"], dev_full(), dev_full());
+    assert_eq!(output.status.code(), Some(1));
 }

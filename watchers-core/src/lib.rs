@@ -26,7 +26,6 @@ struct ReadmeDoctests;
 
 extern crate self as watchers_core;
 
-pub mod cn_proc;
 mod counter;
 mod dispatch;
 mod error;
@@ -34,8 +33,6 @@ mod event;
 mod gate;
 mod inflight;
 mod local;
-#[cfg(all(target_os = "linux", feature = "proc-connector"))]
-pub mod proc_connector;
 mod runtime;
 mod slot;
 mod table;

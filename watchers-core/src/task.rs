@@ -329,11 +329,16 @@ impl Task {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    pub(crate) fn set_parent(&self, parent: Pid) {
+    /// Records a new parent. Dispatches nothing: for event sources that mirror tasks
+    /// changed outside this model (the kernel connector); the task model itself
+    /// reparents through [`TaskTable`](crate::TaskTable).
+    pub fn set_parent(&self, parent: Pid) {
         self.parent.store(parent.0, Ordering::Release);
     }
 
-    pub(crate) fn set_session(&self, sid: Pid, pgid: Pid) {
+    /// Records a new session and process group. Dispatches nothing (see
+    /// [`set_parent`](Self::set_parent)).
+    pub fn set_session(&self, sid: Pid, pgid: Pid) {
         self.sid.store(sid.0, Ordering::Release);
         self.pgid.store(pgid.0, Ordering::Release);
     }
@@ -342,23 +347,28 @@ impl Task {
         self.exit_status.store(status.0, Ordering::Release);
     }
 
-    pub(crate) fn set_tracer(&self, tracer: Option<Pid>) {
+    /// Records the tracer (`None`: detached). Dispatches nothing (see
+    /// [`set_parent`](Self::set_parent)).
+    pub fn set_tracer(&self, tracer: Option<Pid>) {
         self.tracer
             .store(tracer.map_or(0, |pid| pid.0), Ordering::Release);
     }
 
-    /// Replaces the user ids, returning the old ones.
-    pub(crate) fn replace_uids(&self, uids: Ids) -> Ids {
+    /// Replaces the user ids, returning the old ones. Dispatches nothing (see
+    /// [`set_parent`](Self::set_parent)).
+    pub fn replace_uids(&self, uids: Ids) -> Ids {
         std::mem::replace(&mut self.lock_creds().uids, uids)
     }
 
-    /// Replaces the group ids, returning the old ones.
-    pub(crate) fn replace_gids(&self, gids: Ids) -> Ids {
+    /// Replaces the group ids, returning the old ones. Dispatches nothing (see
+    /// [`set_parent`](Self::set_parent)).
+    pub fn replace_gids(&self, gids: Ids) -> Ids {
         std::mem::replace(&mut self.lock_creds().gids, gids)
     }
 
     /// Replaces the name (cut to [`COMM_MAX`] bytes), returning the old one.
-    pub(crate) fn replace_comm(&self, comm: &str) -> String {
+    /// Dispatches nothing (see [`set_parent`](Self::set_parent)).
+    pub fn replace_comm(&self, comm: &str) -> String {
         let mut guard = self.comm.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *guard, truncate_comm(comm).to_owned())
     }

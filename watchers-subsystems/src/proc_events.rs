@@ -4,7 +4,7 @@
 //! Each `fork`, `exec`, `uid`, `gid`, `sid`, `comm`, `ptrace`, `coredump` and `exit`
 //! becomes one connector message, `struct cn_msg` followed by `struct proc_event`,
 //! **byte for byte** as the kernel sends it (native endian), encoded by
-//! [`watchers_core::cn_proc`], the codec the Linux `proc-connector` event source decodes
+//! [`watchers_proc_connector::cn_proc`], the codec the Linux process-events connector source decodes
 //! with. So a subscriber here reads exactly what a netlink listener reads on Linux, and
 //! [`cn_proc::decode`] reads it back.
 //!
@@ -30,10 +30,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
-use watchers_core::cn_proc::{self, DecodeError, McastOp, ProcEvent, ProcEventMask, ProcMessage};
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, ExitStatus, Ids, Pid, Task, Watcher,
     task_watcher, watcher_record,
+};
+use watchers_proc_connector::cn_proc::{
+    self, DecodeError, McastOp, ProcEvent, ProcEventMask, ProcMessage,
 };
 
 /// The events the proc-events watcher asks for.
@@ -474,7 +476,7 @@ pub fn watchers() -> Vec<Watcher> {
 mod tests {
     use super::*;
     use crate::testing::{serial, table_of};
-    use watchers_core::cn_proc::{CN_MSG_HEADER_LEN, PROC_EVENT_LEN, what};
+    use watchers_proc_connector::cn_proc::{CN_MSG_HEADER_LEN, PROC_EVENT_LEN, what};
 
     fn events(subscriber: &Subscriber) -> Vec<ProcEvent> {
         std::iter::from_fn(|| subscriber.recv_message())

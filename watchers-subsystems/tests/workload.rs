@@ -23,11 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use watchers_core::cn_proc::{self, ProcEventMask, what};
 use watchers_core::{
     CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, Task, TaskError, TaskTable, Watcher,
     WatcherTable,
 };
+use watchers_proc_connector::cn_proc::{self, ProcEventMask, what};
 use watchers_subsystems::cpusets::{self, CpusetError, CpusetId};
 use watchers_subsystems::mempolicy::{self, MemPolicy};
 use watchers_subsystems::semundo::{self, SemBuf, SemKey};

@@ -23,7 +23,7 @@
 //! unknown message is a [`DecodeError`].
 //!
 //! ```
-//! use watchers_core::cn_proc::{self, ProcEvent};
+//! use watchers_proc_connector::cn_proc::{self, ProcEvent};
 //!
 //! let fork = ProcEvent::Fork { parent_pid: 1, parent_tgid: 1, child_pid: 42, child_tgid: 42 };
 //! let bytes = cn_proc::encode(&fork, 7, 0, 123_456);
@@ -35,7 +35,7 @@
 
 use std::fmt;
 
-use crate::event::{EventKind, EventSet, ExitStatus};
+use watchers_core::{EventKind, EventSet, ExitStatus};
 
 /// The connector index of process events (`CN_IDX_PROC`).
 pub const CN_IDX_PROC: u32 = 1;

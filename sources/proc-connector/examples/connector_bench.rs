@@ -1,7 +1,7 @@
 //! Benchmarks of the process-events connector source (Linux, root).
 //!
 //! ```text
-//! cargo run --release -p watchers-core --example connector_bench -- \
+//! cargo run --release -p watchers-proc-connector --example connector_bench -- \
 //!     [--spawns 20000] [--parallel 2] [--rcvbuf BYTES] [--no-kernel-filter] [--messages 300000]
 //! ```
 //!
@@ -15,17 +15,17 @@
 //!    fork, exec and exit events the watchers saw for those pids, and reports the loss
 //!    counters.
 
-#[cfg(all(target_os = "linux", feature = "proc-connector"))]
+#[cfg(target_os = "linux")]
 fn main() -> std::process::ExitCode {
     bench::main()
 }
 
-#[cfg(not(all(target_os = "linux", feature = "proc-connector")))]
+#[cfg(not(target_os = "linux"))]
 fn main() {
-    eprintln!("connector_bench needs Linux and the `proc-connector` feature");
+    eprintln!("connector_bench needs Linux");
 }
 
-#[cfg(all(target_os = "linux", feature = "proc-connector"))]
+#[cfg(target_os = "linux")]
 mod bench {
     use std::collections::HashSet;
     use std::process::{Command, ExitCode};
@@ -34,9 +34,9 @@ mod bench {
     use std::thread;
     use std::time::{Duration, Instant};
 
-    use watchers_core::cn_proc::{self, ProcEvent};
-    use watchers_core::proc_connector::{Options, ProcConnector};
     use watchers_core::{EventKind, EventSet, WatcherTable};
+    use watchers_proc_connector::cn_proc::{self, ProcEvent};
+    use watchers_proc_connector::{Options, ProcConnector};
 
     struct Args {
         spawns: usize,

@@ -13,10 +13,10 @@ use super::procfs::{self, ProcTask};
 use super::sys::{clock_ticks_per_second, monotonic_ns, suspended_ns};
 use super::{Applied, AtomicCounters, Change, Disposition, Report, Resync, WatcherFailure};
 use crate::cn_proc::{ProcEvent, ProcMessage, comm_str};
-use crate::error::{DispatchError, TaskError};
-use crate::event::{Event, EventData, EventKind, ExitStatus};
-use crate::task::{CloneFlags, Ids, Pid, Task, TaskState};
-use crate::task_table::TaskTable;
+use watchers_core::TaskTable;
+use watchers_core::{CloneFlags, Ids, Pid, Task, TaskState};
+use watchers_core::{DispatchError, TaskError};
+use watchers_core::{Event, EventData, EventKind, ExitStatus};
 
 /// The clone flags `pthread_create` uses: what a thread shares with its group.
 const THREAD_FLAGS: CloneFlags = CloneFlags::VM
@@ -36,6 +36,19 @@ const MAX_TOMBSTONES: usize = 1 << 18;
 /// by a resync): nothing is known, so `0`.
 const UNKNOWN_STATUS: ExitStatus = ExitStatus(0);
 
+/// How far a fork event's time may lie from the start time `/proc` reports for the
+/// same task, beyond one clock tick (the kernel stamps the two a few microseconds apart).
+const START_SLACK_NS: u64 = 2_000_000;
+
+/// A resync between its scan and its end ([`Mirror::resync_scan`]).
+pub(crate) struct ResyncPlan {
+    started: Instant,
+    origin_ns: u64,
+    vanished: Vec<u32>,
+    added: usize,
+    removed: usize,
+}
+
 pub(crate) struct Mirror {
     pub(crate) tasks: Arc<TaskTable>,
     /// When each mirrored task was created, on the events' clock (`CLOCK_MONOTONIC`):
@@ -43,6 +56,14 @@ pub(crate) struct Mirror {
     /// event older than that is about the same task (a duplicate); a newer one means the
     /// pid was reused and the mirror missed the exit.
     origin: HashMap<u32, u64>,
+    /// When each mirrored task started, on the events' clock: its fork event's time, or
+    /// its start time in `/proc` (the kernel keeps a process's start time across an
+    /// exec from a non-leader thread, so that process keeps it too).
+    started: HashMap<u32, u64>,
+    /// The command line of each mirrored process (by thread-group id), as
+    /// `/proc/<pid>/cmdline` held it: read when found in `/proc`, copied at fork,
+    /// re-read at exec. Kept only when `read_cmdline` is on.
+    cmdlines: HashMap<u32, Arc<[u8]>>,
     /// The non-leader threads of each thread group.
     threads: HashMap<u32, HashSet<u32>>,
     /// Exits seen lately (pid → event time), oldest first in `tombstone_order`. A task
@@ -81,6 +102,8 @@ impl Mirror {
         Mirror {
             tasks,
             origin: HashMap::new(),
+            started: HashMap::new(),
+            cmdlines: HashMap::new(),
             threads: HashMap::new(),
             tombstones: HashMap::new(),
             tombstone_order: VecDeque::new(),
@@ -221,7 +244,50 @@ impl Mirror {
             self.threads.entry(info.tgid).or_default().insert(info.pid);
         }
         self.origin.insert(info.pid, origin_ns);
+        let started = info
+            .start_ticks
+            .map_or(origin_ns, |ticks| self.ticks_to_ns(ticks));
+        self.started.insert(info.pid, started);
+        if self.read_cmdline
+            && !thread
+            && info.start_ticks.is_some()
+            && let Some(line) = procfs::cmdline(info.pid)
+        {
+            self.cmdlines.insert(info.pid, line.into());
+        }
         Some(task)
+    }
+
+    /// `/proc` clock ticks since boot as a time on the events' clock.
+    fn ticks_to_ns(&self, ticks: u64) -> u64 {
+        ticks
+            .saturating_mul(self.tick_ns)
+            .saturating_sub(suspended_ns())
+    }
+
+    /// Whether the mirrored task `task` is the one `/proc` shows as `info`: the same
+    /// thread group and, when both are known, the same start time (to a clock tick; a
+    /// reused pid starts later).
+    fn same_task(&self, task: &Task, info: &ProcTask) -> bool {
+        if info.tgid != task.tgid().get() {
+            return false;
+        }
+        match (self.started.get(&info.pid), info.start_ticks) {
+            (Some(&mirrored), Some(ticks)) => {
+                mirrored.abs_diff(self.ticks_to_ns(ticks)) <= self.tick_ns + START_SLACK_NS
+            }
+            _ => true,
+        }
+    }
+
+    /// When the mirrored task `pid` started (events' clock), if known.
+    pub(crate) fn started(&self, pid: u32) -> Option<u64> {
+        self.started.get(&pid).copied()
+    }
+
+    /// The last known command line of the process `tgid`.
+    pub(crate) fn command_line(&self, tgid: u32) -> Option<Arc<[u8]>> {
+        self.cmdlines.get(&tgid).cloned()
     }
 
     /// The mirrored task, adopting it from `/proc` if the mirror does not know it
@@ -273,6 +339,10 @@ impl Mirror {
             });
         }
         self.origin.remove(&pid);
+        self.started.remove(&pid);
+        if !task.is_thread() {
+            self.cmdlines.remove(&pid);
+        }
         if task.is_thread() {
             let tgid = task.tgid().get();
             if let Some(set) = self.threads.get_mut(&tgid) {
@@ -340,9 +410,13 @@ impl Mirror {
         Ok(self.adopt_all(&live, origin_ns, sink))
     }
 
-    /// Makes the mirror match `/proc`: tasks that vanished get `exit` (status unknown)
-    /// and `free`; tasks it lacks are adopted (announced by `fork`).
-    pub(crate) fn resync(&mut self, sink: &mut dyn FnMut(Report)) -> io::Result<Resync> {
+    /// The first half of a resync: reads `/proc`, replaces mirrored tasks whose pid now
+    /// belongs to another task (a different thread group or start time: the exit was
+    /// lost), adopts the tasks the mirror lacks, and lists the mirrored tasks `/proc` no
+    /// longer shows. Those are removed by [`resync_finish`](Self::resync_finish) once
+    /// the events queued meanwhile are applied: a task that exited during the scan then
+    /// leaves with the status its exit event carries, not an unknown one.
+    pub(crate) fn resync_scan(&mut self, sink: &mut dyn FnMut(Report)) -> io::Result<ResyncPlan> {
         let started = Instant::now();
         let found = procfs::scan()?;
         // Everything in the scan existed before this instant.
@@ -353,6 +427,7 @@ impl Mirror {
             .map(|t| (t.pid, t))
             .collect();
         let mut removed = 0;
+        let mut vanished = Vec::new();
         // Threads first, so a group leader goes after its threads.
         let mut mirrored = self.tasks.tasks();
         mirrored.sort_by_key(|t| (!t.is_thread(), t.pid()));
@@ -361,19 +436,50 @@ impl Mirror {
             if pid == 1 {
                 continue;
             }
-            let same = live
-                .get(&pid)
-                .is_some_and(|info| info.tgid == task.tgid().get());
-            if !same && self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
-                removed += 1;
+            match live.get(&pid) {
+                None => vanished.push(pid),
+                Some(info) if !self.same_task(&task, info) => {
+                    self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                    if self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
+                        removed += 1;
+                    }
+                }
+                Some(_) => {}
             }
         }
         let added = self.adopt_all(&live, origin_ns, sink);
-        Ok(Resync {
+        Ok(ResyncPlan {
+            started,
+            origin_ns,
+            vanished,
             added,
             removed,
-            took: started.elapsed(),
         })
+    }
+
+    /// The second half of a resync: the tasks the scan missed that are still mirrored
+    /// (no exit event came for them) get `exit` (status unknown) and `free`. A task
+    /// forked again under the same pid since the scan is left alone.
+    pub(crate) fn resync_finish(
+        &mut self,
+        plan: ResyncPlan,
+        sink: &mut dyn FnMut(Report),
+    ) -> Resync {
+        let mut removed = plan.removed;
+        for pid in plan.vanished {
+            let newer = self
+                .origin
+                .get(&pid)
+                .is_some_and(|&origin| origin > plan.origin_ns);
+            if !newer && self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
+                removed += 1;
+            }
+        }
+        Resync {
+            added: plan.added,
+            removed,
+            took: plan.started.elapsed(),
+        }
     }
 
     /// Applies one kernel event to the mirror and dispatches it.
@@ -387,6 +493,7 @@ impl Mirror {
             parent: None,
             change: None,
             command_line: None,
+            started_ns: None,
             disposition: Disposition::Applied,
         };
         let ts = message.timestamp_ns;
@@ -398,10 +505,17 @@ impl Mirror {
                 child_tgid,
                 ..
             } => self.fork(&mut applied, ts, parent_tgid, child_pid, child_tgid, sink),
-            ProcEvent::Exit { pid, exit_code, .. } => match pid_of(pid) {
+            ProcEvent::Exit {
+                pid,
+                tgid,
+                exit_code,
+                ..
+            } => match pid_of(pid) {
                 Some(pid) => {
                     self.bury(pid, ts);
                     if self.tasks.get(Pid(pid)).is_some() {
+                        applied.started_ns = self.started(pid);
+                        applied.command_line = pid_of(tgid).and_then(|t| self.command_line(t));
                         applied.task = self.remove(pid, ExitStatus(exit_code as i32), sink);
                     } else {
                         applied.disposition = Disposition::UnknownTask;
@@ -410,11 +524,16 @@ impl Mirror {
                 None => applied.disposition = Disposition::UnknownTask,
             },
             other => {
-                let Some((task, late)) = other
-                    .pid()
-                    .and_then(pid_of)
-                    .and_then(|pid| self.ensure(pid, sink))
-                else {
+                let pid = other.pid().and_then(pid_of);
+                if let Some(pid) = pid
+                    && self.tombstones.get(&pid).is_some_and(|&exit| exit < ts)
+                {
+                    // An event newer than the pid's exit proves a live task has it: a
+                    // reused pid, or a thread that exec'd and took over the pid of its
+                    // group leader, which had to exit first (the kernel's de_thread).
+                    self.tombstones.remove(&pid);
+                }
+                let Some((task, late)) = pid.and_then(|pid| self.ensure(pid, sink)) else {
                     applied.disposition = Disposition::UnknownTask;
                     self.count(&applied);
                     return applied;
@@ -424,6 +543,15 @@ impl Mirror {
                 }
                 self.change(&mut applied, &task, sink);
                 applied.task = Some(task);
+            }
+        }
+        if let Some(task) = &applied.task {
+            let pid = task.pid().get();
+            if applied.started_ns.is_none() {
+                applied.started_ns = self.started(pid);
+            }
+            if applied.command_line.is_none() && !matches!(message.event, ProcEvent::Exec { .. }) {
+                applied.command_line = self.command_line(task.tgid().get());
             }
         }
         self.count(&applied);
@@ -490,10 +618,14 @@ impl Mirror {
             uids: source.uids(),
             gids: source.gids(),
             comm: source.comm(),
+            start_ticks: None,
             gone: false,
         };
-        applied.parent = Some(source);
         applied.task = self.adopt(&info, ts, sink);
+        if !thread && let Some(line) = self.cmdlines.get(&source.tgid().get()).cloned() {
+            self.cmdlines.insert(child, line);
+        }
+        applied.parent = Some(source);
     }
 
     /// Applies a change to a running task: exec, ids, session, name, tracer, coredump.
@@ -512,14 +644,24 @@ impl Mirror {
                 if let Some(comm) = procfs::comm(pid) {
                     task.replace_comm(&comm);
                 }
-                applied.command_line = if self.read_cmdline {
-                    procfs::cmdline(pid)
+                let line: Option<Arc<[u8]>> = if self.read_cmdline {
+                    procfs::cmdline(pid).map(Into::into)
                 } else {
                     None
                 };
-                let filename = applied.command_line.as_deref().unwrap_or("");
+                match &line {
+                    Some(line) => self.cmdlines.insert(pid, Arc::clone(line)),
+                    None => self.cmdlines.remove(&pid),
+                };
+                let filename = line.as_deref().map(joined).unwrap_or_default();
+                applied.command_line = line;
                 self.guarded(kind, pid, sink, || {
-                    self.dispatch(task, EventData::Exec { filename })
+                    self.dispatch(
+                        task,
+                        EventData::Exec {
+                            filename: &filename,
+                        },
+                    )
                 })
             }
             ProcEvent::Uid { ruid, euid, .. } => {
@@ -590,6 +732,13 @@ impl Mirror {
     }
 }
 
+/// A raw command line as one string: arguments separated by spaces, invalid UTF-8
+/// replaced (what watchers get as the `exec` filename).
+pub(crate) fn joined(line: &[u8]) -> String {
+    let line = line.strip_suffix(&[0]).unwrap_or(line);
+    String::from_utf8_lossy(line).replace('\0', " ")
+}
+
 /// The ids after a uid/gid event: the real and effective ids from the event; the saved
 /// and filesystem ids from `/proc` when it agrees with the event, else the saved id
 /// unchanged and the filesystem id following the effective one.
@@ -617,8 +766,8 @@ mod tests {
 
     use super::*;
     use crate::cn_proc::{CnMsgHeader, comm_bytes};
-    use crate::event::EventSet;
-    use crate::table::WatcherTable;
+    use watchers_core::EventSet;
+    use watchers_core::WatcherTable;
 
     /// Pids no real task has (above the kernel's pid limit).
     const BASE: i32 = 5_000_000;
@@ -847,10 +996,105 @@ mod tests {
         let task = m.tasks.get(Pid(me)).unwrap();
         assert_eq!(task.tgid(), Pid(me));
         // A fake task the kernel never had goes away on a resync.
-        m.apply(&message(fork(1, BASE + 30, BASE + 30), u64::MAX), &mut sink);
-        let resync = m.resync(&mut sink).unwrap();
+        m.apply(&message(fork(1, BASE + 30, BASE + 30), 1), &mut sink);
+        let resync = resync(&mut m);
         assert!(resync.removed >= 1);
         assert!(m.tasks.get(Pid(BASE as u32 + 30)).is_none());
         assert!(m.tasks.get(Pid(me)).is_some());
+    }
+
+    fn resync(m: &mut Mirror) -> Resync {
+        let plan = m.resync_scan(&mut |_| {}).unwrap();
+        m.resync_finish(plan, &mut |_| {})
+    }
+
+    fn sleeper() -> std::process::Child {
+        let child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("spawn sleep");
+        // `spawn` returns once the exec has begun; the new program's arguments are in
+        // place a moment later.
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        while procfs::cmdline(child.id()).is_none_or(|l| !l.starts_with(b"sleep"))
+            && Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        child
+    }
+
+    #[test]
+    fn a_task_that_exits_during_the_scan_keeps_its_exit_status() {
+        let (mut m, _, _) = setup();
+        let mut sink = |_| {};
+        let p = BASE + 40;
+        m.apply(&message(fork(1, p, p), 1), &mut sink);
+        let plan = m.resync_scan(&mut sink).unwrap();
+        // Its exit event was queued while /proc was read.
+        let applied = m.apply(&message(exit(p, p, 3 << 8), monotonic_ns()), &mut sink);
+        assert_eq!(applied.disposition, Disposition::Applied);
+        let task = applied.task.expect("still mirrored after the scan");
+        assert_eq!(task.exit_status(), Some(ExitStatus::exited(3)));
+        let resync = m.resync_finish(plan, &mut sink);
+        assert_eq!(
+            resync.removed, 0,
+            "nothing left to remove with an unknown status"
+        );
+        assert_eq!(m.counters.unknown.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_resync_replaces_a_reused_pid_of_the_same_thread_group() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let mut child = sleeper();
+        let pid = child.id() as i32;
+        // The mirror believes an older task (started at boot + 1 ns) has this pid and
+        // thread group: its exit was lost, and the pid was reused.
+        m.apply(&message(fork(1, pid, pid), 1), &mut sink);
+        assert_eq!(m.started(pid as u32), Some(1));
+        resync(&mut m);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            kinds(&log, pid),
+            [
+                EventKind::Fork,
+                EventKind::Exit,
+                EventKind::Free,
+                EventKind::Fork
+            ],
+            "the old task left and the new one came"
+        );
+        assert_eq!(m.counters.stale.load(Ordering::Relaxed), 1);
+        let started = m.started(pid as u32).unwrap();
+        assert!(started > 1 && started <= monotonic_ns());
+    }
+
+    #[test]
+    fn an_exec_after_the_leaders_exit_brings_the_process_back() {
+        // The kernel's de_thread: a thread that execs takes over its leader's pid after
+        // the leader's exit event; the exec event proves the pid alive.
+        let (mut m, _, _) = setup();
+        let mut sink = |_| {};
+        let mut child = sleeper();
+        let pid = child.id() as i32;
+        let now = monotonic_ns();
+        m.apply(
+            &message(fork(std::process::id() as i32, pid, pid), now),
+            &mut sink,
+        );
+        m.apply(&message(exit(pid, pid, 9), now + 1), &mut sink);
+        let exec = ProcEvent::Exec { pid, tgid: pid };
+        let applied = m.apply(&message(exec, now + 2), &mut sink);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(applied.disposition, Disposition::AdoptedLate);
+        let task = applied.task.expect("the process is mirrored again");
+        assert_eq!(task.parent().get(), std::process::id());
+        let line = applied.command_line.expect("its new command line");
+        assert!(line.starts_with(b"sleep\x0030\x00"), "{line:?}");
+        assert!(applied.started_ns.is_some_and(|s| s <= monotonic_ns()));
     }
 }

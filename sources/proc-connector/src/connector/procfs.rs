@@ -7,7 +7,7 @@ use std::fs;
 use std::io;
 use std::path::Path;
 
-use crate::task::{Ids, Pid, TaskInit};
+use watchers_core::{Ids, Pid, TaskInit};
 
 /// What `/proc/<pid>/task/<tid>/status` says about one task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub(crate) struct ProcTask {
     pub(crate) uids: Ids,
     pub(crate) gids: Ids,
     pub(crate) comm: String,
+    /// When it started, in clock ticks since boot (`/proc/<pid>/stat`), when read.
+    pub(crate) start_ticks: Option<u64>,
     /// Exited but not reaped (`Z`) or dead (`X`): the kernel already sent its exit.
     pub(crate) gone: bool,
 }
@@ -92,6 +94,7 @@ pub(crate) fn parse_status(text: &str) -> Option<ProcTask> {
         uids: uids?,
         gids: gids?,
         comm: name?,
+        start_ticks: None,
         gone: matches!(state, Some('Z' | 'X' | 'x')),
     })
 }
@@ -100,9 +103,12 @@ fn read_status(path: &Path) -> Option<ProcTask> {
     parse_status(&fs::read_to_string(path).ok()?)
 }
 
-/// One task by its id (a thread id works too: `/proc/<tid>` exists though unlisted).
+/// One task by its id (a thread id works too: `/proc/<tid>` exists though unlisted),
+/// with its start time.
 pub(crate) fn task(pid: u32) -> Option<ProcTask> {
-    read_status(Path::new(&format!("/proc/{pid}/status")))
+    let mut task = read_status(Path::new(&format!("/proc/{pid}/status")))?;
+    task.start_ticks = start_ticks(pid);
+    Some(task)
 }
 
 /// The task's current name.
@@ -114,16 +120,11 @@ pub(crate) fn comm(pid: u32) -> Option<String> {
     Some(name)
 }
 
-/// The task's command line, arguments separated by spaces; `None` if it is gone or
-/// has none (a kernel thread, a zombie).
-pub(crate) fn cmdline(pid: u32) -> Option<String> {
+/// The task's command line as the kernel holds it (each argument followed by a NUL),
+/// bytes unchanged; `None` if it is gone or has none (a kernel thread, a zombie).
+pub(crate) fn cmdline(pid: u32) -> Option<Vec<u8>> {
     let bytes = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let trimmed = bytes.strip_suffix(&[0]).unwrap_or(&bytes);
-    if trimmed.is_empty() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(trimmed);
-    Some(text.replace('\0', " "))
+    (!bytes.is_empty()).then_some(bytes)
 }
 
 /// When the task started, in clock ticks since boot (`/proc/<pid>/stat` field 22).
@@ -160,7 +161,12 @@ pub(crate) fn scan() -> io::Result<Vec<ProcTask>> {
         let threads =
             numeric_entries(Path::new(&format!("/proc/{pid}/task"))).unwrap_or_else(|_| vec![pid]);
         for tid in threads {
-            if let Some(task) = read_status(Path::new(&format!("/proc/{pid}/task/{tid}/status"))) {
+            if let Some(mut task) =
+                read_status(Path::new(&format!("/proc/{pid}/task/{tid}/status")))
+            {
+                task.start_ticks = parse_start_ticks(
+                    &fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default(),
+                );
                 out.push(task);
             }
         }

@@ -6,7 +6,7 @@
 //!
 //! Tests in this binary run in parallel and every one receives every event of the
 //! machine, so each looks only at the processes it spawned.
-#![cfg(all(target_os = "linux", feature = "proc-connector"))]
+#![cfg(target_os = "linux")]
 
 use std::collections::{BTreeSet, HashSet};
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -16,9 +16,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use watchers_core::cn_proc::{self, ProcEvent};
-use watchers_core::proc_connector::{Options, ProcConnector, Rejection, Report};
 use watchers_core::{EventData, EventKind, EventSet, TaskState, WatcherTable};
+use watchers_proc_connector::cn_proc::{self, ProcEvent};
+use watchers_proc_connector::{Options, ProcConnector, Rejection, Report};
 
 fn open_or_skip(table: &'static WatcherTable, options: Options) -> Option<ProcConnector> {
     match ProcConnector::open(table, options) {
@@ -513,10 +513,9 @@ fn the_kernel_filter_follows_the_wanted_events() {
             }
         })
         .expect("poll");
-    if let watchers_core::proc_connector::SubscriptionMode::KernelFiltered { .. } = before {
+    if let watchers_proc_connector::SubscriptionMode::KernelFiltered { .. } = before {
         assert_eq!(changes, [source.mode()]);
-        let watchers_core::proc_connector::SubscriptionMode::KernelFiltered { mask } =
-            source.mode()
+        let watchers_proc_connector::SubscriptionMode::KernelFiltered { mask } = source.mode()
         else {
             panic!("still filtered")
         };
@@ -624,4 +623,134 @@ proptest! {
             source.replay_datagram(&bytes, 7, |_| {});
         }
     }
+}
+
+#[test]
+fn a_sequence_number_that_goes_back_is_not_a_loss_nor_the_new_reference() {
+    let options = Options {
+        kernel_filter: false,
+        seed: false,
+        ..Options::default()
+    };
+    let Some(mut source) = open_or_skip(empty_table(), options) else {
+        return;
+    };
+    assert!(source.mode().tracks_sequence());
+    // A CPU number no machine here has, so real events cannot interleave.
+    let cpu = 60_000;
+    let fake = 0x3fff_ff00;
+    for seq in [100, 101, 99, 102, 103] {
+        let event = ProcEvent::Exit {
+            pid: fake,
+            tgid: fake,
+            exit_code: 0,
+            exit_signal: 17,
+            parent_pid: 1,
+            parent_tgid: 1,
+        };
+        source.replay_datagram(&cn_proc::encode_netlink(&event, seq, cpu, 0), 0, |_| {});
+    }
+    assert_eq!(source.counters().lost, 0, "99 came late; 102 follows 101");
+}
+
+/// Set in the child of [`an_exec_from_a_non_leader_thread_keeps_the_process`].
+const EXEC_FROM_THREAD: &str = "TASKWATCH_TEST_EXEC_FROM_THREAD";
+
+#[test]
+fn an_exec_from_a_non_leader_thread_keeps_the_process() {
+    if let Ok(program) = std::env::var(EXEC_FROM_THREAD) {
+        // The child: a second thread replaces the process image (the kernel's
+        // de_thread gives it the leader's pid after the leader exits).
+        let thread = thread::spawn(move || {
+            use std::os::unix::process::CommandExt;
+            let error = Command::new(program).arg("0.3").exec();
+            panic!("exec failed: {error}");
+        });
+        let _ = thread.join();
+        unreachable!("the exec replaced this process");
+    }
+    let options = Options {
+        extra_events: EventSet::EXEC,
+        ..Options::default()
+    };
+    let Some(source) = open_or_skip(empty_table(), options) else {
+        return;
+    };
+    let test_binary = std::env::current_exe().expect("this test's binary");
+    let mut child = Command::new(test_binary)
+        .args([
+            "--exact",
+            "an_exec_from_a_non_leader_thread_keeps_the_process",
+            "--test-threads=1",
+        ])
+        .env(EXEC_FROM_THREAD, "sleep")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the child");
+    let pid = child.id();
+    let applied: Arc<Mutex<Vec<watchers_proc_connector::Applied>>> = Arc::default();
+    let record = applied.clone();
+    let mut source = source;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut exited = false;
+    while Instant::now() < deadline && !exited {
+        source
+            .poll(|report| {
+                if let Report::Event(event) = report
+                    && event.event.tgid() == Some(pid as i32)
+                {
+                    let mut seen = record.lock().unwrap();
+                    let slept = seen.iter().any(|a| {
+                        matches!(a.event, ProcEvent::Exec { .. })
+                            && a.command_line
+                                .as_deref()
+                                .is_some_and(|l| l.starts_with(b"sleep"))
+                    });
+                    if slept
+                        && matches!(event.event, ProcEvent::Exit { pid: p, .. } if p == pid as i32)
+                    {
+                        exited = true;
+                    }
+                    seen.push(event);
+                }
+            })
+            .expect("poll");
+    }
+    let _ = child.wait();
+    let events = applied.lock().unwrap();
+    // The child's first exec is this test binary's; the last one is the thread's.
+    let exec = events
+        .iter()
+        .rev()
+        .find(|a| matches!(a.event, ProcEvent::Exec { .. }))
+        .expect("an exec event for the child");
+    let task = exec
+        .task
+        .as_ref()
+        .expect("the exec'ing process is mirrored");
+    assert_eq!(
+        task.pid().get(),
+        pid,
+        "the thread took over the leader's pid"
+    );
+    assert_eq!(task.parent().get(), std::process::id());
+    let line = exec.command_line.as_deref().expect("the new command line");
+    assert!(line.starts_with(b"sleep\x000.3\0"), "{line:?}");
+    let fork_ns = events
+        .iter()
+        .find(|a| matches!(a.event, ProcEvent::Fork { child_pid, .. } if child_pid == pid as i32))
+        .and_then(|a| a.started_ns)
+        .expect("the child's fork");
+    let started = exec.started_ns.expect("a start time");
+    assert!(
+        started.abs_diff(fork_ns) < 20_000_000,
+        "the process keeps its start time: fork {fork_ns}, after exec {started}"
+    );
+    let exit = events.last().expect("events");
+    assert!(
+        matches!(exit.event, ProcEvent::Exit { .. }),
+        "{:?}",
+        exit.event
+    );
+    assert!(exit.started_ns.is_some(), "the exit knows the lifetime");
 }

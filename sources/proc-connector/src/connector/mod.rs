@@ -6,7 +6,7 @@
 //! [`WatcherTable`], so every watcher runs on real processes.
 //!
 //! ```no_run
-//! use watchers_core::proc_connector::{Options, ProcConnector, Report};
+//! use watchers_proc_connector::{Options, ProcConnector, Report};
 //! use watchers_core::{EventSet, WatcherTable};
 //!
 //! let table = std::sync::Arc::new(WatcherTable::from_watchers([])?);
@@ -55,8 +55,11 @@
 //!   kernel sends every event, gaps in the per-CPU sequence numbers are counted and
 //!   reported ([`Report::Lost`]); the receive buffer grows (`SO_RCVBUFFORCE`, else
 //!   `SO_RCVBUF`) up to [`Options::max_receive_buffer`], and once the queue is drained
-//!   the mirror is resynchronised from `/proc`: tasks that vanished get `exit` (status
-//!   unknown, 0) and `free`, new ones are announced with `fork`. With a kernel filter
+//!   the mirror is resynchronised from `/proc`: a mirrored task whose pid now belongs to
+//!   another task (another thread group, or a later start time in `/proc/<pid>/stat`)
+//!   is replaced; the events queued during the scan are applied (so a task that exits
+//!   meanwhile keeps its real status); tasks still missing then get `exit` (status
+//!   unknown, 0) and `free`; new ones are announced with `fork`. With a kernel filter
 //!   the sequence numbers also count the events filtered out, so there only `ENOBUFS`
 //!   reveals loss, and [`Counters::lost`] is a lower bound (one per overrun).
 //! * **A fork cannot be vetoed:** the kernel already forked. Forks reach the watchers
@@ -71,13 +74,16 @@
 //!   at start and announced to the `fork` watchers (parents before children).
 //! * `fork`: the child starts with its parent's ids, session and name; a thread
 //!   (`pid != tgid`) is announced with its group leader as the parent and
-//!   [`CloneFlags::THREAD`](crate::CloneFlags::THREAD) (and the other `pthread_create`
+//!   [`CloneFlags::THREAD`](watchers_core::CloneFlags::THREAD) (and the other `pthread_create`
 //!   flags). A fork event for a task already mirrored is a duplicate (the task was
 //!   found in `/proc` after it forked) unless it is newer than the mirrored task, which
 //!   means the pid was reused and the old task's exit was lost: the old one is removed.
+//! * An event about a pid whose exit was seen earlier proves a live task has it again: a
+//!   reused pid, or a thread that exec'd and took over its exited leader's pid (the
+//!   kernel's `de_thread`), which is adopted again from `/proc` with its start time.
 //! * `exec`: the name is re-read from `/proc/<pid>/comm` and the watchers get the
 //!   command line from `/proc/<pid>/cmdline` as
-//!   [`EventData::Exec::filename`](crate::EventData::Exec) — or `""` when it cannot be
+//!   [`EventData::Exec::filename`](watchers_core::EventData::Exec) — or `""` when it cannot be
 //!   read (the process is already gone, or it is a kernel thread): unknown, not an
 //!   error. The command line is read only when some watcher (or
 //!   [`Options::extra_events`]) wants `exec`.
@@ -104,10 +110,7 @@ use std::time::{Duration, Instant};
 use crate::cn_proc::{
     self, DecodeError, McastOp, ProcEvent, ProcEventMask, netlink, netlink_messages,
 };
-use crate::event::{EventKind, EventSet};
-use crate::table::{TableRef, WatcherTable};
-use crate::task::{Ids, Task};
-use crate::task_table::TaskTable;
+use watchers_core::{EventKind, EventSet, Ids, TableRef, Task, TaskTable, WatcherTable};
 
 use mirror::Mirror;
 use sys::{NetlinkSocket, Received};
@@ -446,8 +449,16 @@ pub struct Applied {
     pub parent: Option<Arc<Task>>,
     /// For `uid`, `gid` and `comm`: what changed.
     pub change: Option<Change>,
-    /// For `exec`: the command line, if it was read and the process was still there.
-    pub command_line: Option<String>,
+    /// The process's command line as `/proc/<pid>/cmdline` held it (each argument
+    /// followed by a NUL, bytes unchanged: the process chose them): for `exec`, read
+    /// at the event (`None` if the process was already gone); for other events, the
+    /// last one known (read when the task was found in `/proc`, inherited at fork).
+    /// Kept only while some watcher or [`Options::extra_events`] wants `exec`.
+    pub command_line: Option<Arc<[u8]>>,
+    /// When the task started, in nanoseconds since boot (`CLOCK_MONOTONIC`, like
+    /// `timestamp_ns`): its fork event, or its start time in `/proc` if it was there
+    /// first. For `exit`, the lifetime is `timestamp_ns - started_ns`.
+    pub started_ns: Option<u64>,
     /// What the mirror did with it.
     pub disposition: Disposition,
 }
@@ -572,6 +583,20 @@ pub struct ProcConnector {
 
 /// Receive buffer for one `recvmsg`: far more than a datagram of process events.
 const DATAGRAM_BUFFER: usize = 64 * 1024;
+
+/// What one receive found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Queue {
+    /// Nothing was queued (or the wait ended).
+    Empty,
+    /// A signal interrupted the wait.
+    Interrupted,
+    /// A datagram or an overrun was handled.
+    Handled,
+}
+
+/// The most datagrams a resync applies between its `/proc` scan and its end.
+const MAX_DRAIN_DATAGRAMS: usize = 4096;
 
 /// The highest CPU number whose sequence is tracked (bounds the table).
 const MAX_TRACKED_CPUS: u32 = 1 << 16;
@@ -810,10 +835,66 @@ impl ProcConnector {
 
     fn resync_now(&mut self, sink: &mut dyn FnMut(Report)) -> Result<Resync, ConnectorError> {
         self.pending_resync = None;
-        let resync = self.mirror.resync(sink).map_err(ConnectorError::Proc)?;
+        let plan = self
+            .mirror
+            .resync_scan(sink)
+            .map_err(ConnectorError::Proc)?;
+        // Apply what the kernel queued during the scan before calling the missing tasks
+        // gone: their exit events carry their real status.
+        self.drain_queue(sink)?;
+        let resync = self.mirror.resync_finish(plan, sink);
         AtomicCounters::bump(&self.counters.resyncs, 1);
         sink(Report::Resynced(resync));
         Ok(resync)
+    }
+
+    /// Handles the datagrams already queued, without waiting (at most
+    /// [`MAX_DRAIN_DATAGRAMS`], so a flood cannot hold a resync forever).
+    fn drain_queue(&mut self, sink: &mut dyn FnMut(Report)) -> Result<(), ConnectorError> {
+        for _ in 0..MAX_DRAIN_DATAGRAMS {
+            if self.receive_one(true, sink)? != Queue::Handled {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives one datagram (or an overrun) and handles it; without `nonblocking`,
+    /// waits up to [`Options::read_timeout`].
+    fn receive_one(
+        &mut self,
+        nonblocking: bool,
+        sink: &mut dyn FnMut(Report),
+    ) -> Result<Queue, ConnectorError> {
+        let received = self
+            .socket
+            .receive(&mut self.buf, nonblocking)
+            .map_err(|source| ConnectorError::Io {
+                operation: "receive",
+                source,
+            })?;
+        Ok(match received {
+            Received::Nothing => {
+                // The queue is empty: the kernel reports the next overrun again.
+                self.congested = false;
+                Queue::Empty
+            }
+            Received::Interrupted => Queue::Interrupted,
+            Received::Overrun => {
+                self.overrun(sink);
+                Queue::Handled
+            }
+            Received::Datagram {
+                len,
+                sender,
+                truncated,
+            } => {
+                let buf = std::mem::take(&mut self.buf);
+                self.datagram(&buf[..len.min(buf.len())], sender, truncated, sink);
+                self.buf = buf;
+                Queue::Handled
+            }
+        })
     }
 
     /// Receives and handles one datagram (waiting up to [`Options::read_timeout`]),
@@ -843,32 +924,8 @@ impl ProcConnector {
         // While a resync is pending, drain what is queued first (so the exits it holds
         // are seen with their status), then resync.
         let draining = self.pending_resync.is_some();
-        let received = self
-            .socket
-            .receive(&mut self.buf, draining)
-            .map_err(|source| ConnectorError::Io {
-                operation: "receive",
-                source,
-            })?;
-        match received {
-            Received::Nothing => {
-                // The queue is empty: the kernel reports the next overrun again.
-                self.congested = false;
-                if draining {
-                    self.resync_now(sink)?;
-                }
-            }
-            Received::Interrupted => {}
-            Received::Overrun => self.overrun(sink),
-            Received::Datagram {
-                len,
-                sender,
-                truncated,
-            } => {
-                let buf = std::mem::take(&mut self.buf);
-                self.datagram(&buf[..len.min(buf.len())], sender, truncated, sink);
-                self.buf = buf;
-            }
+        if self.receive_one(draining, sink)? == Queue::Empty && draining {
+            self.resync_now(sink)?;
         }
         Ok(!self.stop.load(Ordering::Acquire))
     }
@@ -929,12 +986,19 @@ impl ProcConnector {
         if self.last_seq.len() <= index {
             self.last_seq.resize(index + 1, None);
         }
-        let previous = self.last_seq[index].replace(seq);
-        let Some(previous) = previous else { return };
+        let Some(previous) = self.last_seq[index] else {
+            self.last_seq[index] = Some(seq);
+            return;
+        };
         let gap = seq.wrapping_sub(previous.wrapping_add(1));
         // A "gap" of more than half the space is a message from before (reordering
-        // across a CPU hot-plug, or a duplicate): not a loss.
-        if gap == 0 || gap > u32::MAX / 2 {
+        // across a CPU hot-plug, or a duplicate): not a loss, and the newest number
+        // stays the reference, or the next message in order would look like a gap.
+        if gap > u32::MAX / 2 {
+            return;
+        }
+        self.last_seq[index] = Some(seq);
+        if gap == 0 {
             return;
         }
         let mut counted = u64::from(gap);

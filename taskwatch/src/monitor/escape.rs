@@ -1,0 +1,121 @@
+//! Text a process controls (its arguments, its name) made safe to print.
+//!
+//! Any process can put any bytes in its argv and its comm. Printed raw, a newline forges
+//! a monitor line and an escape sequence drives the operator's terminal. In text output
+//! every byte that is not printable, valid UTF-8 becomes an escape, and the backslash
+//! itself is escaped, so an escape can never be confused with real output:
+//!
+//! | input | printed |
+//! | --- | --- |
+//! | `\` | `\\` |
+//! | newline, tab, carriage return | `\n`, `\t`, `\r` |
+//! | other C0 controls and DEL (U+0000–U+001F, U+007F) | `\x1b`, `\x7f`, … |
+//! | C1 controls (U+0080–U+009F), line/paragraph separators, bidirectional overrides | `\u{85}`, `\u{202e}`, … |
+//! | a byte that is not part of valid UTF-8 | `\xff`, … |
+//!
+//! JSON output stays lossless instead: see [`json_arg`].
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+/// Characters that are printable but reorder or break the line on a terminal.
+fn is_layout_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Appends `bytes`, escaped, to `out`.
+pub fn push_escaped(out: &mut String, bytes: &[u8]) {
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c < ' ' || c == '\u{7f}' => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if ('\u{80}'..='\u{9f}').contains(&c) || is_layout_control(c) => {
+                    let _ = write!(out, "\\u{{{:x}}}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+}
+
+/// `bytes`, escaped.
+pub fn escaped(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    push_escaped(&mut out, bytes);
+    out
+}
+
+/// The arguments of a raw command line (`/proc/<pid>/cmdline`: each followed by a NUL).
+pub fn arguments(cmdline: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let cmdline = cmdline.strip_suffix(&[0]).unwrap_or(cmdline);
+    cmdline.split(|&b| b == 0)
+}
+
+/// One argument (or name) in JSON, losslessly: a string when it is valid UTF-8 (JSON
+/// escapes its control characters), else `{"hex": "<its bytes in hex>"}`.
+pub fn json_arg(bytes: &[u8]) -> Value {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Value::String(text.to_owned()),
+        Err(_) => {
+            let mut hex = String::with_capacity(bytes.len() * 2);
+            for byte in bytes {
+                let _ = write!(hex, "{byte:02x}");
+            }
+            json!({ "hex": hex })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_bytes_and_bad_utf8_become_escapes() {
+        assert_eq!(escaped(b"plain text, caf\xc3\xa9"), "plain text, café");
+        assert_eq!(
+            escaped(b"0.2\n04:00:00.000 exit 1 0 0 FAKE"),
+            "0.2\\n04:00:00.000 exit 1 0 0 FAKE"
+        );
+        assert_eq!(escaped(b"\x1b[31mRED"), "\\x1b[31mRED");
+        assert_eq!(escaped(b"a\tb\rc\x00d\x7f"), "a\\tb\\rc\\x00d\\x7f");
+        assert_eq!(escaped("\u{85}\u{9b}31m".as_bytes()), "\\u{85}\\u{9b}31m");
+        assert_eq!(escaped("evil\u{202e}txt".as_bytes()), "evil\\u{202e}txt");
+        assert_eq!(escaped(b"\xff\xc3("), "\\xff\\xc3(");
+    }
+
+    #[test]
+    fn escapes_cannot_be_forged() {
+        // A literal backslash-n in the input is not a newline in the output.
+        assert_eq!(escaped(b"\\n"), "\\\\n");
+        assert_ne!(escaped(b"\\n"), escaped(b"\n"));
+        assert_ne!(escaped(b"\\xff"), escaped(b"\xff"));
+        // Nothing printed contains a control character.
+        let all: Vec<u8> = (0..=255).collect();
+        assert!(!escaped(&all).chars().any(char::is_control));
+    }
+
+    #[test]
+    fn arguments_split_on_nul() {
+        let args: Vec<&[u8]> = arguments(b"sleep\x0030\x00").collect();
+        assert_eq!(args, [&b"sleep"[..], b"30"]);
+        assert_eq!(arguments(b"a\x00\x00b").count(), 3);
+    }
+
+    #[test]
+    fn json_keeps_every_byte() {
+        assert_eq!(json_arg(b"a\nb"), json!("a\nb"));
+        assert_eq!(json_arg(b"\xff\x00A"), json!({"hex": "ff0041"}));
+        assert_eq!(json_arg(b"\x1b[31m").to_string(), "\"\\u001b[31m\"");
+    }
+}

@@ -1,0 +1,775 @@
+//! The monitor's loop on Linux: the connector, signals, and the text and JSON lines.
+
+use std::collections::HashMap;
+use std::io::{self, BufWriter, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use watchers_core::{ExitStatus, Ids, WatcherTable};
+use watchers_proc_connector::cn_proc::ProcEvent;
+use watchers_proc_connector::{
+    Applied, Change, Counters, Options, ProcConnector, Report, SubscriptionMode,
+};
+
+use super::escape::{arguments, escaped, json_arg, push_escaped};
+use super::{Line, MonitorArgs, MonitorError};
+use crate::output::say;
+
+/// The version of the JSON lines' schema (the README describes it).
+const SCHEMA: u32 = 1;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    INTERRUPTED.store(true, Ordering::Release);
+}
+
+/// SIGINT, SIGTERM and SIGHUP (the terminal went away) set a flag the loop checks, so
+/// every way of being told to stop prints the summary. No SA_RESTART: a blocked receive
+/// returns at once.
+fn install_signal_handlers() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores an atomic,
+        // which is async-signal-safe; sigemptyset/sigaction get valid pointers.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            libc::sigemptyset(&raw mut action.sa_mask);
+            action.sa_flags = 0;
+            libc::sigaction(signal, &raw const action, std::ptr::null_mut());
+        }
+    }
+}
+
+/// `-r`: real-time FIFO scheduling at the highest priority.
+fn go_realtime() -> Result<(), MonitorError> {
+    // SAFETY: plain calls with a valid `sched_param`.
+    let result = unsafe {
+        let param = libc::sched_param {
+            sched_priority: libc::sched_get_priority_max(libc::SCHED_FIFO),
+        };
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &raw const param)
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(MonitorError::Realtime(io::Error::last_os_error()))
+    }
+}
+
+/// Wall-clock nanoseconds minus monotonic nanoseconds: turns the events' boot-time
+/// stamps into times of day.
+fn clock_offset_ns() -> i128 {
+    let read = |clock| {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is valid for writes; both clocks exist on Linux.
+        unsafe { libc::clock_gettime(clock, &raw mut ts) };
+        i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
+    };
+    read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
+}
+
+/// `HH:MM:SS.mmm` in local time.
+fn time_of_day(wall_ns: i128) -> String {
+    let secs = (wall_ns / 1_000_000_000) as libc::time_t;
+    let millis = (wall_ns % 1_000_000_000) / 1_000_000;
+    // SAFETY: a zeroed tm is valid; localtime_r writes only into it.
+    let tm = unsafe {
+        let mut tm: libc::tm = std::mem::zeroed();
+        if libc::localtime_r(&raw const secs, &raw mut tm).is_null() {
+            return format!("{secs}.{millis:03}");
+        }
+        tm
+    };
+    format!(
+        "{:02}:{:02}:{:02}.{millis:03}",
+        tm.tm_hour, tm.tm_min, tm.tm_sec
+    )
+}
+
+/// The process group of `pid` now (`/proc/<pid>/stat` field 5).
+fn pgrp_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// The controlling terminal of `pid` (`/proc/<pid>/stat` field 7), as `pts/3`, `tty1`.
+fn tty_of(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    let tty_nr: u32 = rest.split_whitespace().nth(4)?.parse().ok()?;
+    if tty_nr == 0 {
+        return None;
+    }
+    let major = (tty_nr >> 8) & 0xfff;
+    let minor = (tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00);
+    Some(match major {
+        136..=143 => format!("pts/{}", minor + (major - 136) * 256),
+        4 if minor < 64 => format!("tty{minor}"),
+        4 => format!("ttyS{}", minor - 64),
+        _ => format!("{major}:{minor}"),
+    })
+}
+
+fn glyph(line: Line) -> char {
+    match line {
+        Line::Fork => '+',
+        Line::Clone => '&',
+        Line::Exec => '>',
+        Line::Exit => '-',
+        Line::Core => '!',
+        Line::Comm => '~',
+        Line::Ptrace => '?',
+        Line::Uid | Line::Gid => '=',
+        Line::Sid => '*',
+    }
+}
+
+/// What kind of line an event is.
+fn line_of(event: &ProcEvent) -> Option<Line> {
+    Some(match *event {
+        ProcEvent::Ack { .. } => return None,
+        ProcEvent::Fork {
+            child_pid,
+            child_tgid,
+            ..
+        } if child_pid != child_tgid => Line::Clone,
+        ProcEvent::Fork { .. } => Line::Fork,
+        ProcEvent::Exec { .. } => Line::Exec,
+        ProcEvent::Uid { .. } => Line::Uid,
+        ProcEvent::Gid { .. } => Line::Gid,
+        ProcEvent::Sid { .. } => Line::Sid,
+        ProcEvent::Ptrace { .. } => Line::Ptrace,
+        ProcEvent::Comm { .. } => Line::Comm,
+        ProcEvent::Coredump { .. } => Line::Core,
+        ProcEvent::Exit { .. } => Line::Exit,
+    })
+}
+
+/// The ids that changed, as `r 0→1000 e 0→1000` (all four if none did).
+fn id_change(old: Ids, new: Ids) -> String {
+    let fields = [
+        ("r", old.real, new.real),
+        ("e", old.effective, new.effective),
+        ("s", old.saved, new.saved),
+        ("fs", old.fs, new.fs),
+    ];
+    let changed: Vec<String> = fields
+        .iter()
+        .filter(|(_, o, n)| o != n)
+        .map(|(name, o, n)| format!("{name} {o}→{n}"))
+        .collect();
+    if changed.is_empty() {
+        format!("= {}", new)
+    } else {
+        changed.join(" ")
+    }
+}
+
+fn ids_json(ids: Ids) -> Value {
+    json!({"real": ids.real, "effective": ids.effective, "saved": ids.saved, "fs": ids.fs})
+}
+
+/// `exit` info: the code, or the signal and whether it dumped core.
+fn exit_info(status: ExitStatus) -> String {
+    let core = status.0 & 0x80 != 0;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code.to_string(),
+        (None, Some(signal)) if core => format!("sig {signal} core"),
+        (None, Some(signal)) => format!("sig {signal}"),
+        _ => format!("{:#x}", status.0),
+    }
+}
+
+#[derive(Default, Clone, Copy)]
+struct ProcessStats {
+    fork: u64,
+    clone: u64,
+    exec: u64,
+    exit: u64,
+    core: u64,
+    comm: u64,
+}
+
+impl ProcessStats {
+    fn total(&self) -> u64 {
+        self.fork + self.clone + self.exec + self.exit + self.core + self.comm
+    }
+}
+
+struct Monitor<W: Write> {
+    args: MonitorArgs,
+    out: W,
+    offset_ns: i128,
+    stats: HashMap<String, ProcessStats>,
+    shown: u64,
+    header_done: bool,
+    /// The first failed write to stdout; nothing more is written after it.
+    write_error: Option<io::Error>,
+    /// For `-p`: each process's group as last read from `/proc` (no kernel event
+    /// reports `setpgid`, so the mirror's copy can be stale; an exited process can only
+    /// be judged by what was read before).
+    pgrps: HashMap<u32, u32>,
+}
+
+impl<W: Write> Monitor<W> {
+    fn write_line(&mut self, line: &str) {
+        if self.write_error.is_some() {
+            return;
+        }
+        let mut result = writeln!(self.out, "{line}");
+        if result.is_ok() && self.args.line_buffered {
+            result = self.out.flush();
+        }
+        if let Err(error) = result {
+            self.write_error = Some(error);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.write_error.is_none()
+            && let Err(error) = self.out.flush()
+        {
+            self.write_error = Some(error);
+        }
+    }
+
+    /// The process as text: its command line (or comm with `-c`, or `[comm]` when no
+    /// command line is known), shortened by `-s` / `-d`, every byte escaped.
+    fn process_text(&self, applied: &Applied) -> String {
+        let comm = applied.task.as_ref().map(|t| t.comm()).unwrap_or_default();
+        let line = applied.command_line.as_deref().filter(|_| !self.args.comm);
+        let Some(line) = line else {
+            let mut out = String::new();
+            if self.args.comm {
+                push_escaped(&mut out, comm.as_bytes());
+            } else {
+                out.push('[');
+                push_escaped(&mut out, comm.as_bytes());
+                out.push(']');
+            }
+            return out;
+        };
+        let mut out = String::new();
+        for (i, arg) in arguments(line).enumerate() {
+            if i == 0 {
+                let program = if self.args.strip_dir {
+                    arg.rsplit(|&b| b == b'/').next().unwrap_or(arg)
+                } else {
+                    arg
+                };
+                push_escaped(&mut out, program);
+                if self.args.short {
+                    break;
+                }
+            } else {
+                out.push(' ');
+                push_escaped(&mut out, arg);
+            }
+        }
+        out
+    }
+
+    fn count(&mut self, line: Line, applied: &Applied) {
+        if !self.args.stats {
+            return;
+        }
+        let name = match (line, &applied.parent, &applied.task) {
+            (Line::Fork | Line::Clone, Some(parent), _) => parent.comm(),
+            (_, _, Some(task)) => task.comm(),
+            _ => "?".to_owned(),
+        };
+        let entry = self.stats.entry(escaped(name.as_bytes())).or_default();
+        match line {
+            Line::Fork => entry.fork += 1,
+            Line::Clone => entry.clone += 1,
+            Line::Exec => entry.exec += 1,
+            Line::Exit => entry.exit += 1,
+            Line::Core => entry.core += 1,
+            Line::Comm => entry.comm += 1,
+            _ => {}
+        }
+    }
+
+    /// The process group of the event's process, for `-p`.
+    fn process_group(&mut self, applied: &Applied) -> Option<u64> {
+        let tgid = applied.event.tgid().and_then(|t| u32::try_from(t).ok())?;
+        let exit = matches!(applied.event, ProcEvent::Exit { pid, .. } if pid as u32 == tgid);
+        let group = match pgrp_of(tgid) {
+            Some(group) if !exit => {
+                self.pgrps.insert(tgid, group);
+                Some(group)
+            }
+            _ => self
+                .pgrps
+                .get(&tgid)
+                .copied()
+                .or_else(|| applied.task.as_ref().map(|t| t.pgid().get())),
+        };
+        if exit {
+            self.pgrps.remove(&tgid);
+        }
+        group.map(u64::from)
+    }
+
+    fn event(&mut self, applied: &Applied) {
+        let Some(line) = line_of(&applied.event) else {
+            return;
+        };
+        if !self.args.events.contains(line) {
+            return;
+        }
+        if let Some(pgrp) = self.args.pgrp
+            && self.process_group(applied) != Some(pgrp)
+        {
+            return;
+        }
+        self.count(line, applied);
+        self.shown += 1;
+        if !self.args.quiet {
+            self.show(line, applied);
+        }
+    }
+
+    fn show(&mut self, line: Line, applied: &Applied) {
+        let event = applied.event;
+        let pid = event.pid().map_or(0, |p| p.max(0) as u32);
+        let tgid = event.tgid().map_or(0, |p| p.max(0) as u32);
+        let time = time_of_day(i128::from(applied.timestamp_ns) + self.offset_ns);
+        // The kernel names a task's parent process in fork and exit events (a thread's is
+        // its process's parent); other events use the mirror's.
+        let ppid = match event {
+            ProcEvent::Fork { parent_tgid, .. } | ProcEvent::Exit { parent_tgid, .. }
+                if parent_tgid > 0 =>
+            {
+                Some(parent_tgid as u32)
+            }
+            _ => applied.task.as_ref().map(|t| t.parent().get()),
+        };
+        let status = match event {
+            ProcEvent::Exit { exit_code, .. } => Some(ExitStatus(exit_code as i32)),
+            _ => None,
+        };
+        let duration = status
+            .and(applied.started_ns)
+            .map(|start| applied.timestamp_ns.saturating_sub(start) as f64 / 1e9);
+        let extra = self.args.extra.then(|| {
+            let uid = applied.task.as_ref().map(|t| t.uids().real);
+            (uid, tty_of(tgid))
+        });
+        if self.args.json {
+            let value = self.event_json(
+                line, applied, pid, tgid, ppid, &time, status, duration, extra,
+            );
+            self.write_line(&value.to_string());
+            return;
+        }
+        let info = match (event, &applied.change) {
+            (ProcEvent::Fork { .. }, _) if line == Line::Clone => "thread".to_owned(),
+            (ProcEvent::Fork { .. }, _) => "child".to_owned(),
+            (ProcEvent::Exit { .. }, _) => status.map(exit_info).unwrap_or_default(),
+            (_, Some(Change::Uids { old, new } | Change::Gids { old, new })) => {
+                id_change(*old, *new)
+            }
+            (ProcEvent::Sid { .. }, _) => format!("sid {pid}"),
+            (ProcEvent::Ptrace { tracer_pid: 0, .. }, _) => "detach".to_owned(),
+            (ProcEvent::Ptrace { tracer_tgid, .. }, _) => format!("by {tracer_tgid}"),
+            (ProcEvent::Comm { .. }, _) => "rename".to_owned(),
+            _ => String::new(),
+        };
+        let process = match &applied.change {
+            Some(Change::Comm { old, new }) => {
+                format!("{} → {}", escaped(old.as_bytes()), escaped(new.as_bytes()))
+            }
+            _ => self.process_text(applied),
+        };
+        if !self.header_done {
+            self.header_done = true;
+            let extra_header = if self.args.extra {
+                format!("{:>6} {:<6} ", "UID", "TTY")
+            } else {
+                String::new()
+            };
+            let glyph_header = if self.args.glyphs { "  " } else { "" };
+            self.write_line(&format!(
+                "{:<12} {glyph_header}{:<6} {:>7} {:>7} {:<14} {:>9} {extra_header}Process",
+                "Time", "Event", "PID", "PPID", "Info", "Duration"
+            ));
+        }
+        let ppid = ppid.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        let duration = duration.map_or_else(String::new, |d| format!("{d:.3}"));
+        let glyph = if self.args.glyphs {
+            format!("{} ", glyph(line))
+        } else {
+            String::new()
+        };
+        let extra = extra.map_or_else(String::new, |(uid, tty)| {
+            let uid = uid.map_or_else(|| "?".to_owned(), |u| u.to_string());
+            format!("{uid:>6} {:<6} ", tty.unwrap_or_else(|| "?".to_owned()))
+        });
+        self.write_line(&format!(
+            "{time:<12} {glyph}{:<6} {pid:>7} {ppid:>7} {info:<14} {duration:>9} {extra}{process}",
+            line.name()
+        ));
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event_json(
+        &self,
+        line: Line,
+        applied: &Applied,
+        pid: u32,
+        tgid: u32,
+        ppid: Option<u32>,
+        time: &str,
+        status: Option<ExitStatus>,
+        duration: Option<f64>,
+        extra: Option<(Option<u32>, Option<String>)>,
+    ) -> Value {
+        let comm = applied.task.as_ref().map(|t| t.comm());
+        let cmdline = applied
+            .command_line
+            .as_deref()
+            .map(|line| arguments(line).map(json_arg).collect::<Vec<_>>());
+        let mut value = Map::new();
+        value.insert("type".into(), json!("event"));
+        value.insert("event".into(), json!(line.name()));
+        value.insert("time".into(), json!(time));
+        value.insert("timestamp_ns".into(), json!(applied.timestamp_ns));
+        value.insert("cpu".into(), json!(applied.cpu));
+        value.insert("seq".into(), json!(applied.seq));
+        value.insert("pid".into(), json!(pid));
+        value.insert("tgid".into(), json!(tgid));
+        value.insert("ppid".into(), json!(ppid));
+        value.insert("process".into(), json!({"comm": comm, "cmdline": cmdline}));
+        match applied.event {
+            ProcEvent::Fork {
+                parent_pid,
+                parent_tgid,
+                ..
+            } => {
+                value.insert(
+                    "parent".into(),
+                    json!({"pid": parent_pid, "tgid": parent_tgid}),
+                );
+            }
+            ProcEvent::Ptrace {
+                tracer_pid,
+                tracer_tgid,
+                ..
+            } => {
+                let tracer =
+                    (tracer_pid != 0).then(|| json!({"pid": tracer_pid, "tgid": tracer_tgid}));
+                value.insert("tracer".into(), json!(tracer));
+            }
+            ProcEvent::Sid { .. } => {
+                value.insert("sid".into(), json!(pid));
+            }
+            _ => {}
+        }
+        if let Some(status) = status {
+            value.insert(
+                "exit".into(),
+                json!({
+                    "status": status.0,
+                    "code": status.code(),
+                    "signal": status.signal(),
+                    "core_dumped": status.0 & 0x80 != 0,
+                }),
+            );
+            value.insert("duration_s".into(), json!(duration));
+        }
+        match &applied.change {
+            Some(Change::Uids { old, new } | Change::Gids { old, new }) => {
+                value.insert(
+                    "ids".into(),
+                    json!({"old": ids_json(*old), "new": ids_json(*new)}),
+                );
+            }
+            Some(Change::Comm { old, new }) => {
+                value.insert("comm".into(), json!({"old": old, "new": new}));
+            }
+            None => {}
+        }
+        if let Some((uid, tty)) = extra {
+            value.insert("uid".into(), json!(uid));
+            value.insert("tty".into(), json!(tty));
+        }
+        Value::Object(value)
+    }
+
+    fn notice(&mut self, report: &Report) {
+        let (code, text, mut fields) = match report {
+            Report::Lost(loss) => {
+                let text = match loss.events {
+                    Some(n) => format!("lost {n} events (cpu {})", loss.cpu.unwrap_or(0)),
+                    None => format!(
+                        "lost events (receive buffer overrun; buffer now {} bytes)",
+                        loss.receive_buffer
+                    ),
+                };
+                let code = if loss.events.is_some() {
+                    "lost"
+                } else {
+                    "overrun"
+                };
+                let fields = json!({"events": loss.events, "cpu": loss.cpu, "receive_buffer": loss.receive_buffer});
+                (code, text, fields)
+            }
+            Report::Resynced(resync) => (
+                "resynced",
+                format!(
+                    "resynchronised from /proc: {} added, {} removed ({:.1?})",
+                    resync.added, resync.removed, resync.took
+                ),
+                json!({"added": resync.added, "removed": resync.removed, "seconds": resync.took.as_secs_f64()}),
+            ),
+            Report::WatcherFailed(failure) => (
+                "watcher_failed",
+                failure.to_string(),
+                json!({"watcher": failure.watcher, "pid": failure.pid, "event": failure.event.name()}),
+            ),
+            Report::WatcherPanicked(failure) => (
+                "watcher_panicked",
+                failure.to_string(),
+                json!({"watcher": failure.watcher, "pid": failure.pid, "event": failure.event.name()}),
+            ),
+            Report::Rejected(rejection) => (
+                "rejected",
+                format!("rejected a message: {rejection:?}"),
+                json!({}),
+            ),
+            Report::DecodeFailed(error) => (
+                "decode_error",
+                format!("undecodable message: {error}"),
+                json!({}),
+            ),
+            Report::SubscriptionChanged(mode) => (
+                "subscription_changed",
+                format!("subscription now {mode}"),
+                json!({"subscription": mode.to_string()}),
+            ),
+            _ => return,
+        };
+        if self.args.json {
+            if let Value::Object(map) = &mut fields {
+                map.insert("type".into(), json!("notice"));
+                map.insert("code".into(), json!(code));
+                map.insert("message".into(), json!(text));
+            }
+            self.write_line(&fields.to_string());
+        } else {
+            say!("{text}");
+        }
+    }
+}
+
+fn summary<W: Write>(
+    monitor: &mut Monitor<W>,
+    table: &WatcherTable,
+    counters: Counters,
+    ran: Duration,
+) {
+    if monitor.args.stats {
+        let mut rows: Vec<(String, ProcessStats)> =
+            monitor.stats.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        rows.sort_by(|a, b| b.1.total().cmp(&a.1.total()).then_with(|| a.0.cmp(&b.0)));
+        if monitor.args.json {
+            for (name, s) in &rows {
+                let value = json!({
+                    "type": "stats", "scope": "process", "process": name,
+                    "fork": s.fork, "clone": s.clone, "exec": s.exec, "exit": s.exit,
+                    "core": s.core, "comm": s.comm, "total": s.total(),
+                });
+                monitor.write_line(&value.to_string());
+            }
+        } else {
+            let row = |s: &ProcessStats, name: &str| {
+                format!(
+                    "{:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {name}",
+                    s.fork,
+                    s.clone,
+                    s.exec,
+                    s.exit,
+                    s.core,
+                    s.comm,
+                    s.total()
+                )
+            };
+            monitor.write_line(&format!(
+                "{:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} Process",
+                "Fork", "Clone", "Exec", "Exit", "Core", "Comm", "Total"
+            ));
+            let mut total = ProcessStats::default();
+            for (name, s) in &rows {
+                total.fork += s.fork;
+                total.clone += s.clone;
+                total.exec += s.exec;
+                total.exit += s.exit;
+                total.core += s.core;
+                total.comm += s.comm;
+                monitor.write_line(&row(s, name));
+            }
+            monitor.write_line(&row(&total, "Total"));
+        }
+    }
+    let watchers: Vec<_> = table
+        .watchers()
+        .into_iter()
+        .filter(|w| w.calls > 0 || w.errors > 0)
+        .collect();
+    if monitor.args.json {
+        let value = json!({
+            "type": "stats",
+            "scope": "run",
+            "seconds": ran.as_secs_f64(),
+            "shown": monitor.shown,
+            "counters": {
+                "received": counters.received,
+                "dispatched": counters.dispatched,
+                "lost": counters.lost,
+                "overruns": counters.overruns,
+                "rejected": counters.rejected,
+                "decode_errors": counters.decode_errors,
+                "resyncs": counters.resyncs,
+                "watcher_errors": counters.watcher_errors,
+                "watcher_panics": counters.watcher_panics,
+                "unknown": counters.unknown,
+            },
+            "watchers": watchers.iter().map(|w| json!({
+                "name": w.name, "calls": w.calls, "errors": w.errors,
+            })).collect::<Vec<_>>(),
+        });
+        monitor.write_line(&value.to_string());
+    } else {
+        say!(
+            "{:.1}s, {} events shown; received {}, dispatched {}, lost {}, overruns {}, rejected {}, decode errors {}, resyncs {}, watcher errors {}, watcher panics {}, unknown tasks {}",
+            ran.as_secs_f64(),
+            monitor.shown,
+            counters.received,
+            counters.dispatched,
+            counters.lost,
+            counters.overruns,
+            counters.rejected,
+            counters.decode_errors,
+            counters.resyncs,
+            counters.watcher_errors,
+            counters.watcher_panics,
+            counters.unknown,
+        );
+        for w in watchers {
+            say!(
+                "  watcher {:<40} {:>9} calls {:>6} errors",
+                w.name,
+                w.calls,
+                w.errors
+            );
+        }
+    }
+    monitor.flush();
+}
+
+fn start_json(args: &MonitorArgs, source: &ProcConnector) -> Value {
+    json!({
+        "type": "start",
+        "schema": SCHEMA,
+        "events": args.events.names().collect::<Vec<_>>(),
+        "subscription": source.mode().to_string(),
+        "kernel_filtered": matches!(source.mode(), SubscriptionMode::KernelFiltered { .. }),
+        "tasks": source.mirror().len(),
+        "receive_buffer": source.receive_buffer(),
+    })
+}
+
+pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
+    if args.realtime {
+        go_realtime()?;
+    }
+    let table = watchers_core::freeze()?;
+    // The kernel is asked for what is shown plus what the linked watchers want.
+    let mut options = Options {
+        extra_events: args.events.kernel_events(),
+        ..Options::default()
+    };
+    if let Some(bytes) = args.rcvbuf {
+        // Bounded by the option's parser (1 GiB).
+        let bytes = bytes as usize;
+        options.receive_buffer = bytes;
+        options.max_receive_buffer = options.max_receive_buffer.max(bytes);
+    }
+    install_signal_handlers();
+    let mut seed_notices = Vec::new();
+    let mut source = ProcConnector::open_with_reports(table, options, |r| seed_notices.push(r))?;
+    let mut monitor = Monitor {
+        args,
+        out: BufWriter::new(io::stdout().lock()),
+        offset_ns: clock_offset_ns(),
+        stats: HashMap::new(),
+        shown: 0,
+        header_done: false,
+        write_error: None,
+        pgrps: HashMap::new(),
+    };
+    if monitor.args.json {
+        let start = start_json(&monitor.args, &source);
+        monitor.write_line(&start.to_string());
+    } else {
+        say!(
+            "watching {} ({} tasks mirrored, subscription {}); Ctrl-C to stop",
+            monitor.args.events,
+            source.mirror().len(),
+            source.mode()
+        );
+    }
+    for report in &seed_notices {
+        monitor.notice(report);
+    }
+    monitor.flush();
+    let started = Instant::now();
+    let deadline = monitor
+        .args
+        .duration
+        .map(|secs| started + Duration::from_secs_f64(secs));
+    let limit = monitor.args.count;
+    let mut failure = None;
+    loop {
+        if INTERRUPTED.load(Ordering::Acquire)
+            || monitor.write_error.is_some()
+            || deadline.is_some_and(|d| Instant::now() >= d)
+            || limit.is_some_and(|n| monitor.shown >= n)
+        {
+            break;
+        }
+        let result = source.poll(|report| match &report {
+            Report::Event(applied) => {
+                if limit.is_none_or(|n| monitor.shown < n) {
+                    monitor.event(applied);
+                }
+            }
+            other => monitor.notice(other),
+        });
+        monitor.flush();
+        if let Err(error) = result {
+            failure = Some(error);
+            break;
+        }
+    }
+    let counters = source.counters();
+    summary(&mut monitor, table, counters, started.elapsed());
+    if let Some(error) = failure {
+        return Err(error.into());
+    }
+    match monitor.write_error {
+        // The reader went away (`| head`): a normal end.
+        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        Some(error) => Err(MonitorError::Output(error)),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}

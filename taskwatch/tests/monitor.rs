@@ -1,0 +1,713 @@
+//! `taskwatch monitor` against the real kernel, with real children.
+//!
+//! Needs the process-events connector (root, initial namespaces). Where it cannot be
+//! opened each test prints `skipped: <reason>` and passes, unless
+//! `TASKWATCH_REQUIRE_PROC_CONNECTOR=1` is set, which makes that a failure.
+#![cfg(target_os = "linux")]
+
+use std::ffi::OsStr;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+mod common;
+
+use common::{closed_pipe, dev_full};
+
+/// Set in a child this binary starts of itself: what the child does.
+const ROLE: &str = "TASKWATCH_MONITOR_TEST_ROLE";
+
+/// The hostile arguments of the issue, and a byte that is not UTF-8.
+const FORGED_LINE: &str = "0.2\n04:00:00.000 exit 1 0 0 FAKE";
+const RED: &str = "\x1b[31mRED";
+
+/// What a child started with [`ROLE`] does, if this process is one; never returns then.
+fn act_as_child() {
+    let Ok(role) = std::env::var(ROLE) else {
+        return;
+    };
+    match role.as_str() {
+        "exec-from-thread" => {
+            let thread = thread::spawn(|| {
+                let error = Command::new("sleep").arg("0.3").exec();
+                panic!("exec failed: {error}");
+            });
+            let _ = thread.join();
+        }
+        "set-ruid" => {
+            // SAFETY: plain system calls; -1 keeps an id.
+            unsafe { libc::setresuid(4242, u32::MAX, u32::MAX) };
+            thread::sleep(Duration::from_millis(200));
+        }
+        "thread" => {
+            thread::spawn(|| thread::sleep(Duration::from_millis(100)))
+                .join()
+                .expect("the thread");
+            thread::sleep(Duration::from_millis(100));
+        }
+        other => panic!("unknown role {other}"),
+    }
+    std::process::exit(0);
+}
+
+/// This test binary started again as a child playing `role`.
+fn child_in_role(role: &str) -> Child {
+    Command::new(std::env::current_exe().expect("this binary"))
+        .args([
+            "--exact",
+            "a_role_player_is_never_run_as_a_test",
+            "--test-threads=1",
+        ])
+        // Names the role on the command line (a filter that skips nothing else).
+        .args(["--skip", &format!("role-{role}")])
+        .env(ROLE, role)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn a child of this binary")
+}
+
+#[test]
+fn a_role_player_is_never_run_as_a_test() {
+    // Children enter here (through `--exact`) and act; as a test it checks nothing
+    // else can reach the roles.
+    act_as_child();
+    assert!(std::env::var(ROLE).is_err());
+}
+
+struct Running {
+    child: Child,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<thread::JoinHandle<()>>,
+}
+
+fn collect(mut from: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, thread::JoinHandle<()>) {
+    let buffer: Arc<Mutex<Vec<u8>>> = Arc::default();
+    let sink = buffer.clone();
+    let handle = thread::spawn(move || {
+        let mut chunk = [0; 8192];
+        while let Ok(n) = from.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            sink.lock().unwrap().extend_from_slice(&chunk[..n]);
+        }
+    });
+    (buffer, handle)
+}
+
+/// Starts `taskwatch monitor ARGS` and waits until it watches; `None` (skipped) if the
+/// connector cannot be used here.
+fn monitor(args: &[&str]) -> Option<Running> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+        .arg("monitor")
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("taskwatch runs");
+    let (stdout, out) = collect(child.stdout.take().unwrap());
+    let (stderr, err) = collect(child.stderr.take().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = String::from_utf8_lossy(&stderr.lock().unwrap()).contains("watching")
+            || String::from_utf8_lossy(&stdout.lock().unwrap()).contains(r#""type":"start""#);
+        if ready {
+            break;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            let _ = (out.join(), err.join());
+            let text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+            assert!(
+                text.contains("cannot monitor processes"),
+                "{status}: {text}"
+            );
+            if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
+                panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but: {text}");
+            }
+            println!("skipped: {text}");
+            return None;
+        }
+        assert!(Instant::now() < deadline, "the monitor did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    Some(Running {
+        child,
+        stdout,
+        stderr,
+        readers: vec![out, err],
+    })
+}
+
+impl Running {
+    /// Sends `signal`, waits for the end; returns the status, stdout and stderr.
+    fn stop(mut self, signal: libc::c_int) -> (ExitStatus, Vec<u8>, String) {
+        // Let the last events arrive.
+        thread::sleep(Duration::from_millis(300));
+        // SAFETY: a plain kill of our own child.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        let status = self.child.wait().expect("wait");
+        for reader in self.readers {
+            reader.join().expect("reader");
+        }
+        let stdout = std::mem::take(&mut *self.stdout.lock().unwrap());
+        let stderr = String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned();
+        (status, stdout, stderr)
+    }
+}
+
+/// `sh -c 'sleep 0.3; true' FORGED RED <0xff>`: the hostile bytes are its arguments.
+fn hostile_child() -> u32 {
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 0.3; true", FORGED_LINE, RED])
+        .arg(OsStr::from_bytes(b"\xffbad"))
+        .spawn()
+        .expect("spawn sh");
+    child.wait().expect("wait sh");
+    child.id()
+}
+
+#[test]
+fn process_controlled_bytes_are_escaped_in_text() {
+    let Some(running) = monitor(&["-e", "exec,exit"]) else {
+        return;
+    };
+    let child = hostile_child();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("the output is UTF-8 whatever processes hold");
+    let pid = child.to_string();
+    let exec = text
+        .lines()
+        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(&pid))
+        .unwrap_or_else(|| panic!("no exec line for {pid}:\n{text}"));
+    assert!(
+        exec.ends_with(
+            r"sh -c sleep 0.3; true 0.2\n04:00:00.000 exit 1 0 0 FAKE \x1b[31mRED \xffbad"
+        ),
+        "{exec}"
+    );
+    assert!(
+        !text.lines().any(|l| l.starts_with("04:00:00.000")),
+        "a forged line:\n{text}"
+    );
+    assert!(!text.contains('\x1b'), "a raw escape reached the terminal");
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n'));
+    assert!(stderr.contains("events shown"), "the summary: {stderr}");
+}
+
+/// Checks one JSON line against the schema the README documents; panics with the line.
+fn bad(line: &Value, why: &str) -> ! {
+    panic!("{why}: {line}")
+}
+
+fn validate(line: &Value) {
+    let object = line
+        .as_object()
+        .unwrap_or_else(|| bad(line, "not an object"));
+    let uint = |key: &str| {
+        if !object.get(key).is_some_and(Value::is_u64) {
+            bad(line, &format!("`{key}` is not an unsigned integer"));
+        }
+    };
+    let uint_or_null = |key: &str| {
+        if !object.get(key).is_some_and(|v| v.is_u64() || v.is_null()) {
+            bad(line, &format!("`{key}` is not an unsigned integer or null"));
+        }
+    };
+    let string = |key: &str| {
+        if !object.get(key).is_some_and(Value::is_string) {
+            bad(line, &format!("`{key}` is not a string"));
+        }
+    };
+    let ids = |v: &Value| {
+        ["real", "effective", "saved", "fs"]
+            .iter()
+            .all(|k| v.get(k).is_some_and(Value::is_u64))
+    };
+    let arg = |v: &Value| {
+        v.is_string()
+            || v.get("hex")
+                .and_then(Value::as_str)
+                .is_some_and(|h| h.len() % 2 == 0 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    match object.get("type").and_then(Value::as_str) {
+        Some("start") => {
+            uint("schema");
+            string("subscription");
+            uint("tasks");
+            uint("receive_buffer");
+            assert!(
+                object["events"]
+                    .as_array()
+                    .is_some_and(|e| e.iter().all(Value::is_string))
+            );
+            assert!(object["kernel_filtered"].is_boolean());
+        }
+        Some("event") => {
+            let event = object
+                .get("event")
+                .and_then(Value::as_str)
+                .unwrap_or_else(|| bad(line, "no event"));
+            let known = [
+                "fork", "clone", "exec", "exit", "core", "comm", "ptrace", "uid", "gid", "sid",
+            ];
+            if !known.contains(&event) {
+                bad(line, "unknown event");
+            }
+            string("time");
+            for key in ["timestamp_ns", "cpu", "seq", "pid", "tgid"] {
+                uint(key);
+            }
+            uint_or_null("ppid");
+            let process = object
+                .get("process")
+                .unwrap_or_else(|| bad(line, "no process"));
+            if !process
+                .get("comm")
+                .is_some_and(|c| c.is_string() || c.is_null())
+            {
+                bad(line, "process.comm");
+            }
+            match process.get("cmdline") {
+                Some(Value::Null) => {}
+                Some(Value::Array(args)) if args.iter().all(arg) => {}
+                _ => bad(line, "process.cmdline"),
+            }
+            match event {
+                "fork" | "clone" => {
+                    let parent = &object["parent"];
+                    if !(parent["pid"].is_i64() && parent["tgid"].is_i64()) {
+                        bad(line, "parent");
+                    }
+                }
+                "exit" => {
+                    let exit = &object["exit"];
+                    let ok = exit["status"].is_i64()
+                        && (exit["code"].is_i64() || exit["code"].is_null())
+                        && (exit["signal"].is_i64() || exit["signal"].is_null())
+                        && exit["core_dumped"].is_boolean()
+                        && (object["duration_s"].is_f64() || object["duration_s"].is_null());
+                    if !ok {
+                        bad(line, "exit");
+                    }
+                }
+                "uid" | "gid" if !(ids(&object["ids"]["old"]) && ids(&object["ids"]["new"])) => {
+                    bad(line, "ids")
+                }
+                "comm"
+                    if !(object["comm"]["old"].is_string()
+                        && object["comm"]["new"].is_string()) =>
+                {
+                    bad(line, "comm")
+                }
+                "ptrace" => {
+                    let tracer = &object["tracer"];
+                    if !(tracer.is_null() || tracer["pid"].is_i64()) {
+                        bad(line, "tracer");
+                    }
+                }
+                "sid" => uint("sid"),
+                _ => {}
+            }
+        }
+        Some("notice") => {
+            string("code");
+            string("message");
+            let codes = [
+                "lost",
+                "overrun",
+                "resynced",
+                "watcher_failed",
+                "watcher_panicked",
+                "rejected",
+                "decode_error",
+                "subscription_changed",
+            ];
+            if !codes.contains(&object["code"].as_str().unwrap_or("")) {
+                bad(line, "unknown notice code");
+            }
+        }
+        Some("stats") => match object.get("scope").and_then(Value::as_str) {
+            Some("process") => {
+                string("process");
+                for key in ["fork", "clone", "exec", "exit", "core", "comm", "total"] {
+                    uint(key);
+                }
+            }
+            Some("run") => {
+                uint("shown");
+                assert!(object["seconds"].is_f64(), "{line}");
+                let counters = &object["counters"];
+                for key in [
+                    "received",
+                    "dispatched",
+                    "lost",
+                    "overruns",
+                    "rejected",
+                    "unknown",
+                ] {
+                    assert!(counters[key].is_u64(), "counters.{key}: {line}");
+                }
+                assert!(object["watchers"].is_array(), "{line}");
+            }
+            _ => bad(line, "unknown stats scope"),
+        },
+        _ => bad(line, "no known `type`"),
+    }
+}
+
+#[test]
+fn every_json_line_follows_the_schema_and_keeps_every_byte() {
+    let Some(running) = monitor(&["--json", "-E", "-S", "-x"]) else {
+        return;
+    };
+    let child = hostile_child();
+    let mut ruid = child_in_role("set-ruid");
+    ruid.wait().expect("wait");
+    let (status, stdout, stderr) = running.stop(libc::SIGTERM);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() > 3, "{text}");
+    lines.iter().for_each(validate);
+    assert_eq!(lines[0]["type"], "start");
+    assert_eq!(
+        lines.last().unwrap()["scope"],
+        "run",
+        "the summary comes last"
+    );
+    let pid = u64::from(child);
+    let exec = lines
+        .iter()
+        .find(|l| l["event"] == "exec" && l["pid"] == pid)
+        .unwrap_or_else(|| panic!("no exec of {pid}:\n{text}"));
+    assert_eq!(
+        exec["process"]["cmdline"],
+        serde_json::json!(["sh", "-c", "sleep 0.3; true", FORGED_LINE, RED, {"hex": "ff626164"}])
+    );
+    let uid = lines
+        .iter()
+        .find(|l| l["event"] == "uid" && l["pid"] == u64::from(ruid.id()))
+        .unwrap_or_else(|| panic!("no uid event of {}:\n{text}", ruid.id()));
+    assert_eq!(uid["ids"]["new"]["real"], 4242);
+    assert_eq!(
+        uid["ids"]["new"]["effective"],
+        uid["ids"]["old"]["effective"]
+    );
+}
+
+fn lines_of(text: &str, pid: u32) -> Vec<&str> {
+    let pid = pid.to_string();
+    text.lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(pid.as_str()))
+        .collect()
+}
+
+#[test]
+fn events_are_shown_as_they_happened() {
+    // A process that was there before the monitor: its exit still has a lifetime and
+    // a command line (from /proc at the seed).
+    let mut older = Command::new("sleep").arg("29.5").spawn().expect("sleep");
+    thread::sleep(Duration::from_millis(300));
+    let Some(running) = monitor(&["-e", "all"]) else {
+        let _ = older.kill();
+        let _ = older.wait();
+        return;
+    };
+    older.kill().expect("kill");
+    older.wait().expect("wait");
+    let me = std::process::id().to_string();
+    // A fork, an exec of a new program, an exit with its lifetime.
+    let mut sleeper = Command::new("sh")
+        .args(["-c", "exec sleep 0.2"])
+        .spawn()
+        .expect("sh");
+    sleeper.wait().expect("wait");
+    // A ruid-only change.
+    let mut ruid = child_in_role("set-ruid");
+    ruid.wait().expect("wait");
+    // An exec from a thread that is not the group leader.
+    let mut de_thread = child_in_role("exec-from-thread");
+    de_thread.wait().expect("wait");
+    // A thread, created and ended.
+    let mut threads = child_in_role("thread");
+    threads.wait().expect("wait");
+    // A core dump, in a scratch directory (the core file lands there).
+    let scratch = std::env::temp_dir().join(format!("taskwatch-core-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).expect("scratch dir");
+    let mut core = Command::new("sh")
+        .args(["-c", "ulimit -c unlimited; kill -SEGV $$"])
+        .current_dir(&scratch)
+        .spawn()
+        .expect("sh");
+    let core_status = core.wait().expect("wait");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let (status, stdout, stderr) = running.stop(libc::SIGHUP);
+    assert!(
+        status.success(),
+        "SIGHUP ends it like SIGINT: {status}: {stderr}"
+    );
+    assert!(
+        stderr.contains("events shown"),
+        "the summary after SIGHUP: {stderr}"
+    );
+    let text = String::from_utf8(stdout).expect("UTF-8");
+
+    let older = lines_of(&text, older.id());
+    let exit = older
+        .iter()
+        .find(|l| l.contains(" exit "))
+        .expect("the older one's exit");
+    assert!(exit.ends_with(" sleep 29.5"), "its command line: {exit}");
+    let fields: Vec<&str> = exit.split_whitespace().collect();
+    assert_eq!(&fields[4..6], ["sig", "9"], "{exit}");
+    assert!(
+        fields[6].parse::<f64>().is_ok_and(|d| d >= 0.3),
+        "its lifetime: {exit}"
+    );
+
+    let sleeper_lines = lines_of(&text, sleeper.id());
+    let fork = sleeper_lines
+        .iter()
+        .find(|l| l.contains(" fork "))
+        .expect("fork");
+    assert_eq!(fork.split_whitespace().nth(3), Some(me.as_str()), "{fork}");
+    assert!(
+        fork.contains(" child "),
+        "a fork line describes the child: {fork}"
+    );
+    let exec = sleeper_lines
+        .iter()
+        .find(|l| l.contains(" exec "))
+        .expect("exec");
+    assert!(exec.ends_with("sleep 0.2"), "the new program: {exec}");
+    let exit = sleeper_lines
+        .iter()
+        .find(|l| l.contains(" exit "))
+        .expect("exit");
+    let fields: Vec<&str> = exit.split_whitespace().collect();
+    assert_eq!(fields[4], "0", "{exit}");
+    assert!(
+        fields[5].parse::<f64>().is_ok_and(|d| d >= 0.15),
+        "a lifetime: {exit}"
+    );
+
+    let uid = lines_of(&text, ruid.id());
+    let uid = uid.iter().find(|l| l.contains(" uid ")).expect("uid line");
+    assert!(uid.contains("r 0→4242"), "the id that changed: {uid}");
+
+    let de = lines_of(&text, de_thread.id());
+    // Its first exec is this test binary's; the last is the thread's.
+    let exec = de
+        .iter()
+        .rev()
+        .find(|l| l.contains(" exec "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(
+        exec.split_whitespace().nth(3),
+        Some(me.as_str()),
+        "the ppid: {exec}"
+    );
+    assert!(exec.ends_with("sleep 0.3"), "the new program: {exec}");
+    let last_exit = de
+        .iter()
+        .rev()
+        .find(|l| l.contains(" exit "))
+        .expect("exit");
+    let fields: Vec<&str> = last_exit.split_whitespace().collect();
+    assert!(
+        fields[5].parse::<f64>().is_ok_and(|d| d >= 0.25),
+        "the lifetime counts from the first fork: {last_exit}"
+    );
+
+    let clone = text
+        .lines()
+        .find(|l| l.contains(" clone ") && l.ends_with("role-thread"))
+        .unwrap_or_else(|| panic!("no clone line of {}:\n{text}", threads.id()));
+    let thread_id = clone.split_whitespace().nth(2).expect("tid");
+    let thread_lines = lines_of(&text, thread_id.parse().expect("tid"));
+    let ppids: Vec<&str> = thread_lines
+        .iter()
+        .map(|l| l.split_whitespace().nth(3).unwrap_or(""))
+        .collect();
+    assert!(ppids.len() >= 2, "{thread_lines:?}");
+    assert!(
+        ppids.iter().all(|p| *p == me),
+        "a thread's ppid is its process's parent: {thread_lines:?}"
+    );
+
+    use std::os::unix::process::ExitStatusExt;
+    if core_status.core_dumped() {
+        let line = lines_of(&text, core.id())
+            .into_iter()
+            .find(|l| l.contains(" exit "))
+            .expect("exit line");
+        assert!(line.contains("sig 11 core"), "{line}");
+    } else {
+        println!("no core dump here (core_pattern); the core flag is not checked");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_quietly_and_a_full_one_fails() {
+    // Closed: the first write after the reader left ends the run, successfully.
+    let Some(mut running) = monitor(&["-e", "all"]) else {
+        return;
+    };
+    drop(running.child.stdout.take());
+    // The reader thread holds the pipe: end it by dropping what it reads into.
+    let pid = running.child.id();
+    let mut children: Vec<Child> = (0..3)
+        .map(|_| Command::new("true").spawn().expect("true"))
+        .collect();
+    children.iter_mut().for_each(|c| drop(c.wait()));
+    let (status, _, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{pid}: {status}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    // Full: a message and a failure.
+    let child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+        .args(["monitor", "-e", "all", "-D", "2"])
+        .stdout(dev_full())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("taskwatch");
+    thread::sleep(Duration::from_millis(800));
+    let mut children: Vec<Child> = (0..3)
+        .map(|_| Command::new("true").spawn().expect("true"))
+        .collect();
+    children.iter_mut().for_each(|c| drop(c.wait()));
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if stderr.contains("cannot monitor processes") {
+        return;
+    }
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot write the output: No space left on device"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn a_full_or_closed_stderr_does_not_crash_the_monitor() {
+    for stderr in ["full", "closed"] {
+        let err = if stderr == "full" {
+            dev_full()
+        } else {
+            closed_pipe()
+        };
+        let output = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+            .args(["monitor", "-e", "exit", "-D", "0.5"])
+            .stdout(Stdio::null())
+            .stderr(err)
+            .output()
+            .expect("taskwatch");
+        // 0 after a run, 1 where the connector is unavailable; never 101 (a panic).
+        assert!(
+            matches!(output.status.code(), Some(0 | 1)),
+            "{stderr}: {}",
+            output.status
+        );
+    }
+}
+
+/// Runs a monitor with `args`, then `/bin/sleep 0.2 NAME` in its own process group;
+/// returns the lines about that sleep and the whole output.
+fn sleep_under(args: &[&str], name: &str) -> Option<(Vec<String>, String)> {
+    let running = monitor(args)?;
+    let mut child = Command::new("/bin/sleep")
+        .args(["0.2", name])
+        .process_group(0)
+        .spawn()
+        .expect("sleep");
+    // `sleep 0.2 NAME` fails on NAME after sleeping; its lines are what matter.
+    let _ = child.wait();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let pid = child.id().to_string();
+    let lines = text
+        .lines()
+        .filter(|l| l.split_whitespace().take(4).any(|f| f == pid))
+        .map(str::to_owned)
+        .collect();
+    Some((lines, text))
+}
+
+#[test]
+fn forkstat_options_change_the_lines_as_in_forkstat() {
+    // -d -s: the program's name only; -x: uid and tty columns; -g: a glyph.
+    let Some((lines, text)) = sleep_under(&["-e", "exec", "-d", "-s", "-x", "-g"], "0.01") else {
+        return;
+    };
+    let exec = lines
+        .first()
+        .unwrap_or_else(|| panic!("no exec line:\n{text}"));
+    let fields: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(fields[1], ">", "the exec glyph: {exec}");
+    assert_eq!(fields[2], "exec", "{exec}");
+    assert_eq!(
+        &fields[fields.len() - 3..],
+        ["0", "?", "sleep"],
+        "uid, tty, short name: {exec}"
+    );
+
+    // -c: the comm instead of the command line.
+    let Some((lines, text)) = sleep_under(&["-e", "exec", "-c"], "0.02") else {
+        return;
+    };
+    let exec = lines
+        .first()
+        .unwrap_or_else(|| panic!("no exec line:\n{text}"));
+    assert!(exec.ends_with(" sleep"), "{exec}");
+
+    // -p: only the given process group (here, one no process has: nothing shows).
+    let Some((lines, text)) = sleep_under(&["-e", "all", "-p", "4194304"], "0.03") else {
+        return;
+    };
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(text.lines().count(), 0, "no line at all:\n{text}");
+}
+
+#[test]
+fn a_process_group_filter_shows_that_group() {
+    // SAFETY: getpgrp cannot fail.
+    let pgrp = unsafe { libc::getpgrp() };
+    // (exec and exit: at a fork the child has not left its parent's group yet.)
+    let Some(running) = monitor(&["-e", "exec,exit", "-p", &pgrp.to_string()]) else {
+        return;
+    };
+    // `ours` stays in this process group; `own` gets a group of its own.
+    let mut own = Command::new("/bin/sleep")
+        .arg("0.1")
+        .process_group(0)
+        .spawn()
+        .expect("sleep");
+    let mut ours = Command::new("/bin/sleep")
+        .arg("0.1")
+        .spawn()
+        .expect("sleep");
+    let _ = (own.wait(), ours.wait());
+    let (status, stdout, _) = running.stop(libc::SIGINT);
+    assert!(status.success());
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let ours = lines_of(&text, ours.id());
+    assert_eq!(
+        ours.len(),
+        2,
+        "exec and exit of the child in the group:\n{text}"
+    );
+    assert!(lines_of(&text, own.id()).is_empty(), "{text}");
+}
