@@ -31,6 +31,8 @@ use watchers_subsystems::{
 
 use crate::measure::{mean_stddev, median};
 
+pub mod real;
+
 /// A subsystem of the fork-rate table.
 #[derive(Clone, Copy)]
 pub struct Subsystem {
@@ -83,6 +85,8 @@ const PROFILE: u16 = 1 << 9;
 /// variants do the same work in the same order; a test checks it, and the `exit` and
 /// `free` orders (the reverse, among the subsystems that watch those events).
 pub const DIRECT_FORK_ORDER: [usize; 9] = [8, 2, 3, 4, 5, 0, 1, 6, 7];
+/// The order of the hand-written `exec` calls (the real-fork table sends `exec`).
+pub const DIRECT_EXEC_ORDER: [usize; 3] = [0, 6, 7];
 /// The order of the hand-written `exit` calls.
 pub const DIRECT_EXIT_ORDER: [usize; 8] = [7, 9, 1, 0, 5, 4, 2, 8];
 /// The order of the hand-written `free` calls.
@@ -156,6 +160,27 @@ impl<const K: usize> Direct<K> {
         if done & DELAYACCT != 0 {
             let _ = delayacct::on_free(child);
         }
+    }
+
+    /// `exec`: every exec hook in the table's order; the first error is returned.
+    #[inline(always)]
+    fn exec(task: &Task, filename: &str) -> Result<(), BoxError> {
+        let mut first: Result<(), BoxError> = Ok(());
+        macro_rules! step {
+            ($bit:expr, $call:expr) => {
+                if Self::MASK & $bit != 0 {
+                    if let Err(error) = $call {
+                        if first.is_ok() {
+                            first = Err(error.into());
+                        }
+                    }
+                }
+            };
+        }
+        step!(AUDIT, audit::on_exec(task, filename));
+        step!(KEYS, keys::on_exec(task, filename));
+        step!(PROC_EVENTS, proc_events::on_exec(task, filename));
+        first
     }
 
     /// `do_exit`: every exit hook, last set up first; the first error is returned.
@@ -234,6 +259,62 @@ impl<const K: usize> Direct<K> {
     }
 }
 
+/// Evaluates `$body` with `$direct` naming `Direct<row>`: each row's hand-written calls
+/// are their own straight-line code. A row past the last is refused when the bench is
+/// made.
+macro_rules! for_row {
+    ($row:expr, $direct:ident => $body:expr) => {
+        match $row {
+            0 => {
+                type $direct = Direct<0>;
+                $body
+            }
+            1 => {
+                type $direct = Direct<1>;
+                $body
+            }
+            2 => {
+                type $direct = Direct<2>;
+                $body
+            }
+            3 => {
+                type $direct = Direct<3>;
+                $body
+            }
+            4 => {
+                type $direct = Direct<4>;
+                $body
+            }
+            5 => {
+                type $direct = Direct<5>;
+                $body
+            }
+            6 => {
+                type $direct = Direct<6>;
+                $body
+            }
+            7 => {
+                type $direct = Direct<7>;
+                $body
+            }
+            8 => {
+                type $direct = Direct<8>;
+                $body
+            }
+            9 => {
+                type $direct = Direct<9>;
+                $body
+            }
+            10 => {
+                type $direct = Direct<10>;
+                $body
+            }
+            _ => unreachable!("the row is checked when the bench is made"),
+        }
+    };
+}
+use for_row;
+
 const FLAGS: CloneFlags = CloneFlags::empty();
 const STATUS: ExitStatus = ExitStatus::exited(0);
 
@@ -295,20 +376,7 @@ impl Bench {
             // so that both variants run the same machine code but for the calls
             // themselves: a loop of its own would differ by its code layout alone.
             Variant::Table => Direct::<0>::run(self, cycles),
-            Variant::Direct => match self.row {
-                0 => Direct::<0>::run(self, cycles),
-                1 => Direct::<1>::run(self, cycles),
-                2 => Direct::<2>::run(self, cycles),
-                3 => Direct::<3>::run(self, cycles),
-                4 => Direct::<4>::run(self, cycles),
-                5 => Direct::<5>::run(self, cycles),
-                6 => Direct::<6>::run(self, cycles),
-                7 => Direct::<7>::run(self, cycles),
-                8 => Direct::<8>::run(self, cycles),
-                9 => Direct::<9>::run(self, cycles),
-                10 => Direct::<10>::run(self, cycles),
-                _ => unreachable!("checked in Bench::new"),
-            },
+            Variant::Direct => for_row!(self.row, D => D::run(self, cycles)),
         }
     }
 
@@ -402,17 +470,42 @@ impl Default for Options {
     }
 }
 
+/// One variant of one row, ready to run timed cycles: the model's [`Bench`], or the
+/// real-process one of [`real`].
+trait Sample {
+    fn variant(&self) -> Variant;
+    fn run(&self, cycles: u64) -> Result<Duration, String>;
+}
+
+impl Sample for Bench {
+    fn variant(&self) -> Variant {
+        self.variant
+    }
+
+    fn run(&self, cycles: u64) -> Result<Duration, String> {
+        Bench::run(self, cycles)
+    }
+}
+
 /// Measures every row.
 ///
 /// # Errors
 /// A task-model or subsystem error (none is expected).
 pub fn measure(options: Options) -> Result<ForkRate, String> {
+    measure_rows(options, |row, variant| Ok(Bench::new(row, variant)))
+}
+
+/// Measures every row of the variants that `bench` makes.
+fn measure_rows<B: Sample>(
+    options: Options,
+    bench: impl Fn(usize, Variant) -> Result<B, String>,
+) -> Result<ForkRate, String> {
     let samples = options.samples.max(1);
     let mut rows = Vec::new();
     let mut cycles_per_sample = Vec::new();
     for row in 0..=SUBSYSTEMS.len() {
-        let direct = Bench::new(row, Variant::Direct);
-        let table = Bench::new(row, Variant::Table);
+        let direct = bench(row, Variant::Direct)?;
+        let table = bench(row, Variant::Table)?;
         // Warm up both and size a sample from the direct variant.
         settle();
         let cycles = calibrate(&direct, options.sample_time)?;
@@ -429,7 +522,7 @@ pub fn measure(options: Options) -> Result<ForkRate, String> {
                 settle();
                 let took = bench.run(cycles)?;
                 let rate = cycles as f64 / took.as_secs_f64();
-                match bench.variant {
+                match bench.variant() {
                     Variant::Direct => direct_rates.push(rate),
                     Variant::Table => table_rates.push(rate),
                 }
@@ -463,7 +556,7 @@ pub fn measure(options: Options) -> Result<ForkRate, String> {
 }
 
 /// The cycle count whose run takes about `target`.
-fn calibrate(bench: &Bench, target: Duration) -> Result<u64, String> {
+fn calibrate(bench: &impl Sample, target: Duration) -> Result<u64, String> {
     let mut cycles = 16u64;
     loop {
         let took = bench.run(cycles)?;
@@ -477,11 +570,16 @@ fn calibrate(bench: &Bench, target: Duration) -> Result<u64, String> {
 
 /// The table as text, like the patches' (forks per second, mean ± standard deviation).
 pub fn render(table: &ForkRate) -> String {
+    render_with("fork + exit + reap cycles", table)
+}
+
+/// The table as text, its rows counting `what` per second.
+fn render_with(what: &str, table: &ForkRate) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "fork + exit + reap cycles per second, mean ± stddev over {} samples each (direct and table interleaved)",
+        "{what} per second, mean ± stddev over {} samples each (direct and table interleaved)",
         table.samples
     );
     let _ = writeln!(
@@ -514,7 +612,7 @@ mod tests {
     use super::*;
 
     /// The subsystems' counters are global: one test at a time.
-    static SERIAL: Mutex<()> = Mutex::new(());
+    pub(super) static SERIAL: Mutex<()> = Mutex::new(());
 
     fn numbers(text: &str) -> Vec<i128> {
         text.split(|c: char| !c.is_ascii_digit())
@@ -523,11 +621,11 @@ mod tests {
             .collect()
     }
 
-    fn counters() -> Vec<Vec<i128>> {
+    pub(super) fn counters() -> Vec<Vec<i128>> {
         SUBSYSTEMS.iter().map(|s| numbers(&(s.stats)())).collect()
     }
 
-    fn delta(before: &[Vec<i128>], after: &[Vec<i128>]) -> Vec<Vec<i128>> {
+    pub(super) fn delta(before: &[Vec<i128>], after: &[Vec<i128>]) -> Vec<Vec<i128>> {
         before
             .iter()
             .zip(after)
@@ -551,6 +649,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert_eq!(order(EventKind::Fork), DIRECT_FORK_ORDER);
+        assert_eq!(order(EventKind::Exec), DIRECT_EXEC_ORDER);
         assert_eq!(order(EventKind::Exit), DIRECT_EXIT_ORDER);
         assert_eq!(order(EventKind::Free), DIRECT_FREE_ORDER);
     }

@@ -9,6 +9,9 @@
 //! * [`variants`]: every dispatch variant over N watchers, built side by side;
 //! * [`fork_rate`]: fork + exit + reap cycles with subsystems called directly or
 //!   through the table;
+//! * [`fork_rate::real`]: the same table on real processes (`/bin/true`), through the
+//!   child-process source;
+//! * [`thread_spawn`]: thread spawn + join through the threads source against std;
 //! * [`freeze`]: generated watcher lists for timing the freeze;
 //! * [`measure`] and [`summary`]: the calibrated in-process timing loop and the dispatch
 //!   summary with its targets.
@@ -19,5 +22,6 @@ pub mod fork_rate;
 pub mod freeze;
 pub mod measure;
 pub mod summary;
+pub mod thread_spawn;
 pub mod variants;
 pub mod watchers;

@@ -1,6 +1,7 @@
 //! `taskwatch bench`: the patches' fork-rate table on the task model (subsystems called
 //! directly against the same subsystems called through the table), and a dispatch
-//! summary measured side by side in this process, with the targets it is held to.
+//! summary measured side by side in this process, with the targets it is held to;
+//! with `--real`, the fork-rate table on real processes instead.
 //!
 //! The workloads live in the `benches` crate, which the criterion benchmarks
 //! (`cargo bench -p benches`) share.
@@ -35,12 +36,19 @@ pub struct BenchArgs {
     /// Exit with status 1 if a target is missed.
     #[arg(long)]
     pub check: bool,
+    /// Measure the fork-rate table on real processes instead (spawn and wait for
+    /// `/bin/true` through the child-process source), and nothing else.
+    #[arg(long)]
+    pub real: bool,
 }
 
 /// Measures and prints the fork-rate table, the dispatch summary and the targets.
 pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     if args.samples == 0 || args.rounds == 0 || args.sample_ms == 0 {
         return Err("--samples, --rounds and --sample-ms must be at least 1".to_owned());
+    }
+    if args.real {
+        return real(&args);
     }
     let fork_rate = if args.no_fork_rate {
         None
@@ -91,6 +99,33 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         return Ok(crate::output::write_failed(&error));
     }
     Ok(if args.check && !all_met {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `taskwatch bench --real`: the fork-rate table on real processes, with its target.
+fn real(args: &BenchArgs) -> Result<ExitCode, String> {
+    let table = fork_rate::real::measure(fork_rate::Options {
+        samples: args.samples,
+        sample_time: Duration::from_millis(args.sample_ms),
+    })?;
+    let missed = fork_rate::real::missed(&table);
+    if args.json {
+        let report = serde_json::json!({
+            "real_fork_rate": table,
+            "target": fork_rate::real::TARGET,
+            "missed_rows": missed,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", fork_rate::real::render(&table));
+    }
+    Ok(if args.check && !missed.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

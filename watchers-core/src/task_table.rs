@@ -11,6 +11,8 @@ use crate::event::{Event, EventData, ExitStatus};
 use crate::table::{TableRef, WatcherTable};
 use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
 
+mod source;
+
 /// The default highest pid, as the kernel's classic `pid_max`.
 pub const DEFAULT_PID_MAX: u32 = 32_768;
 
@@ -588,6 +590,12 @@ impl TaskTable {
     /// [`TaskError::WrongState`]; [`TaskError::Watcher`] if a watcher failed on `exit`
     /// or, for a task reaped at once, on `free`.
     pub fn exit_with(&self, pid: Pid, status: ExitStatus) -> Result<(), TaskError> {
+        self.exit_inner(pid, status, true)
+    }
+
+    /// `exit_with`; a thread, or a task whose parent is init, is reaped at once only if
+    /// `reap_self` (else it stays a zombie for [`TaskTable::free`]).
+    fn exit_inner(&self, pid: Pid, status: ExitStatus, reap_self: bool) -> Result<(), TaskError> {
         if pid == Pid::INIT {
             return Err(TaskError::Init("exit"));
         }
@@ -632,11 +640,11 @@ impl TaskTable {
             Ok(result) => result.err(),
             Err(payload) => {
                 // Finish what the panic interrupted, then let it continue.
-                self.settle_after_exit(&task, &orphans);
+                self.settle_after_exit(&task, &orphans, reap_self);
                 resume_unwind(payload);
             }
         };
-        if let Some(error) = self.settle_after_exit(&task, &orphans) {
+        if let Some(error) = self.settle_after_exit(&task, &orphans, reap_self) {
             first.get_or_insert(error);
         }
         first.map_or(Ok(()), |error| Err(TaskError::Watcher(error)))
@@ -644,7 +652,12 @@ impl TaskTable {
 
     /// Reaps what init or the thread itself reaps after an exit; returns the first
     /// `free` watcher error.
-    fn settle_after_exit(&self, task: &Arc<Task>, orphans: &[Arc<Task>]) -> Option<DispatchError> {
+    fn settle_after_exit(
+        &self,
+        task: &Arc<Task>,
+        orphans: &[Arc<Task>],
+        reap_self: bool,
+    ) -> Option<DispatchError> {
         let mut first = None;
         for orphan in orphans {
             if let Err(TaskError::Watcher(error)) = self.release(orphan) {
@@ -653,7 +666,8 @@ impl TaskTable {
         }
         // Whoever else may reap it (a `wait` on init) claims it by identity too, so it
         // is freed once, and a task that has its pid now is never touched.
-        if (task.is_thread() || task.parent() == Pid::INIT)
+        if reap_self
+            && (task.is_thread() || task.parent() == Pid::INIT)
             && let Err(TaskError::Watcher(error)) = self.release(task)
         {
             first.get_or_insert(error);

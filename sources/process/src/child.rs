@@ -1,0 +1,138 @@
+//! A spawned child whose wait sends `exit` and `free`.
+
+use std::io;
+use std::process::{ExitStatus, Output};
+use std::sync::Arc;
+
+use watchers_core::Task;
+
+use crate::processes::Processes;
+
+/// A child spawned through a [`Processes`] source: [`std::process::Child`] with its task.
+/// The first wait that collects its status sends `exit` and `free`; dropping it without
+/// a wait hands it to the source's reaper (see the crate docs).
+#[derive(Debug)]
+pub struct Child {
+    source: &'static Processes,
+    /// Taken only by `wait_with_output` and `drop`, which end the `Child`.
+    inner: Option<std::process::Child>,
+    task: Arc<Task>,
+    reported: bool,
+}
+
+impl Child {
+    pub(crate) fn new(
+        source: &'static Processes,
+        inner: std::process::Child,
+        task: Arc<Task>,
+    ) -> Child {
+        Child {
+            source,
+            inner: Some(inner),
+            task,
+            reported: false,
+        }
+    }
+
+    fn std(&mut self) -> &mut std::process::Child {
+        self.inner
+            .as_mut()
+            .expect("the std child is only taken by methods that consume the Child")
+    }
+
+    /// The child's OS pid.
+    pub fn id(&self) -> u32 {
+        self.inner.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// The child's task in the source's mirror table.
+    pub fn task(&self) -> &Arc<Task> {
+        &self.task
+    }
+
+    /// The std child, for its pipes (`stdin`, `stdout`, `stderr`). A status collected
+    /// through it is reported by the next [`wait`](Child::wait) or
+    /// [`try_wait`](Child::try_wait) here, or by the drop.
+    pub fn as_std_mut(&mut self) -> &mut std::process::Child {
+        self.std()
+    }
+
+    /// Sends `SIGKILL`, as [`std::process::Child::kill`].
+    ///
+    /// # Errors
+    /// As [`std::process::Child::kill`].
+    pub fn kill(&mut self) -> io::Result<()> {
+        self.std().kill()
+    }
+
+    /// Waits for the child to exit, as [`std::process::Child::wait`]; the first time it
+    /// collects the status, the `exit` and `free` watchers run.
+    ///
+    /// # Errors
+    /// As [`std::process::Child::wait`].
+    pub fn wait(&mut self) -> io::Result<ExitStatus> {
+        let status = self.std().wait()?;
+        self.report(status);
+        Ok(status)
+    }
+
+    /// Collects the status if the child has exited, as
+    /// [`std::process::Child::try_wait`]; the first time it does, the `exit` and `free`
+    /// watchers run.
+    ///
+    /// # Errors
+    /// As [`std::process::Child::try_wait`].
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        let status = self.std().try_wait()?;
+        if let Some(status) = status {
+            self.report(status);
+        }
+        Ok(status)
+    }
+
+    /// Reads the child's output to the end and waits, as
+    /// [`std::process::Child::wait_with_output`].
+    ///
+    /// # Errors
+    /// As [`std::process::Child::wait_with_output`]; the task is then never freed, as
+    /// std gives the child up.
+    pub fn wait_with_output(mut self) -> io::Result<Output> {
+        let inner = self.inner.take();
+        let output = inner.map_or_else(
+            || Err(io::Error::other("the child was already consumed")),
+            std::process::Child::wait_with_output,
+        )?;
+        self.report(output.status);
+        Ok(output)
+    }
+
+    fn report(&mut self, status: ExitStatus) {
+        if !self.reported {
+            self.reported = true;
+            self.source.finish(&self.task, status);
+        }
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        if self.reported {
+            return;
+        }
+        let Some(mut child) = self.inner.take() else {
+            return;
+        };
+        // Watchers may panic, which must not happen while a panic unwinds: the reaper
+        // thread then reports even a child that has already exited.
+        if !std::thread::panicking()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            self.reported = true;
+            self.source.finish(&self.task, status);
+            return;
+        }
+        self.source
+            .reaper()
+            .adopt(self.source, child, self.task.clone());
+    }
+}

@@ -1,0 +1,112 @@
+//! Reaps children dropped before they exited, so that they never stay zombies and their
+//! tasks get `exit` and `free`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use watchers_core::Task;
+
+use crate::processes::Processes;
+
+/// How often the reaper looks at children that are still running. Polling keeps it
+/// from blocking on one child while others exit, with no signal handler and no
+/// `waitpid(-1)` that would steal other code's children.
+const POLL: Duration = Duration::from_millis(5);
+
+#[derive(Default)]
+pub(crate) struct Reaper {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    children: Vec<(std::process::Child, Arc<Task>)>,
+    running: bool,
+}
+
+impl Reaper {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a list and a flag, consistent between statements.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.lock().children.len()
+    }
+
+    /// Takes a child to reap, starting the reaper thread on first need. Should no
+    /// thread be available, the child is waited for here.
+    pub(crate) fn adopt(
+        &self,
+        source: &'static Processes,
+        mut child: std::process::Child,
+        task: Arc<Task>,
+    ) {
+        let mut state = self.lock();
+        if !state.running {
+            let started = std::thread::Builder::new()
+                .name("watchers-reaper".into())
+                .spawn(move || source.reaper().run(source));
+            if started.is_err() {
+                drop(state);
+                if let Ok(status) = child.wait() {
+                    source.finish(&task, status);
+                }
+                return;
+            }
+            state.running = true;
+        }
+        state.children.push((child, task));
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    fn run(&self, source: &'static Processes) {
+        loop {
+            let mut state = self.lock();
+            while state.children.is_empty() {
+                state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+            }
+            let mut done = Vec::new();
+            state
+                .children
+                .retain_mut(|(child, task)| match child.try_wait() {
+                    Ok(Some(status)) => {
+                        done.push((task.clone(), status));
+                        false
+                    }
+                    Ok(None) => true,
+                    // Someone else reaped it (a `waitpid(-1)` elsewhere): its status is
+                    // lost, and it is reported as exit code 0 so that it is still freed.
+                    Err(_) => {
+                        done.push((task.clone(), success()));
+                        false
+                    }
+                });
+            let waiting = !state.children.is_empty();
+            drop(state);
+            for (task, status) in done {
+                // A panicking watcher must not end the reaper; the table counts failures.
+                let _ = catch_unwind(AssertUnwindSafe(|| source.finish(&task, status)));
+            }
+            if waiting {
+                std::thread::sleep(POLL);
+            }
+        }
+    }
+}
+
+/// An exit status of code 0.
+fn success() -> std::process::ExitStatus {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        std::process::ExitStatus::from_raw(0)
+    }
+    #[cfg(not(unix))]
+    {
+        std::process::ExitStatus::default()
+    }
+}

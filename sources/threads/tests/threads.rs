@@ -1,0 +1,298 @@
+//! Real threads through the source: panics, adoption of plain std threads, names,
+//! refusal, OS failure and scoped threads. Every test has its own table and source.
+
+use std::sync::{Arc, Mutex};
+
+use watchers_core::{Event, EventData, EventSet, ExitStatus, Pid, TaskState, WatcherTable};
+use watchers_threads::{PANIC_EXIT_CODE, SpawnError, Threads};
+
+/// What the watchers saw: event, mirror pid, and the exit status or new name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Seen {
+    Fork(Pid),
+    Exit(Pid, ExitStatus),
+    Comm(Pid, String),
+    Free(Pid),
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A source whose runtime watcher logs every event, and which refuses forks while the
+/// returned flag says so.
+fn source() -> (&'static Threads, Log, Arc<Mutex<bool>>) {
+    let table = WatcherTable::from_watchers([]).unwrap().leak();
+    let log = Log::default();
+    let refuse = Arc::new(Mutex::new(false));
+    let (seen, refusing) = (log.clone(), refuse.clone());
+    table
+        .watcher("test::log", EventSet::ALL)
+        .register(move |event: &Event<'_>| {
+            let pid = event.task().pid();
+            let entry = match event.data() {
+                EventData::Fork { .. } => {
+                    seen.lock().unwrap().push(Seen::Fork(pid));
+                    if *refusing.lock().unwrap() {
+                        return Err("refused by the test");
+                    }
+                    return Ok(());
+                }
+                EventData::Exit { status } => Seen::Exit(pid, *status),
+                EventData::Comm { new, .. } => Seen::Comm(pid, new.to_string()),
+                EventData::Free => Seen::Free(pid),
+                _ => return Ok(()),
+            };
+            seen.lock().unwrap().push(entry);
+            Ok(())
+        })
+        .unwrap()
+        .keep();
+    let threads = Box::leak(Box::new(Threads::new(table)));
+    (threads, log, refuse)
+}
+
+fn events_of(log: &Log, pid: Pid) -> Vec<Seen> {
+    let log = log.lock().unwrap();
+    log.iter()
+        .filter(|seen| match seen {
+            Seen::Fork(p) | Seen::Exit(p, _) | Seen::Comm(p, _) | Seen::Free(p) => *p == pid,
+        })
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_panicking_thread_exits_with_the_panic_code_and_is_freed() {
+    let (threads, log, _) = source();
+    let handle = threads
+        .builder()
+        .spawn(|| -> u32 { panic!("the closure panics") })
+        .unwrap();
+    let pid = handle.task().pid();
+    let payload = handle.join().unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the closure panics"));
+    assert_eq!(
+        events_of(&log, pid),
+        [
+            Seen::Fork(pid),
+            Seen::Exit(pid, ExitStatus::exited(PANIC_EXIT_CODE)),
+            Seen::Free(pid),
+        ]
+    );
+}
+
+#[test]
+fn a_thread_that_returns_exits_with_code_zero_on_itself() {
+    let (threads, log, _) = source();
+    let handle = threads
+        .builder()
+        .spawn(move || {
+            let me = threads.current().unwrap();
+            let tid = watchers_threads::os_tid(&me).unwrap();
+            (me.pid(), me.state(), tid)
+        })
+        .unwrap();
+    let task = handle.task().clone();
+    let (pid, state, tid) = handle.join().unwrap();
+    assert_eq!((pid, state), (task.pid(), TaskState::Running));
+    // The OS id is the thread's, not the process's or this test thread's.
+    assert_ne!(tid, std::process::id());
+    assert_eq!(task.tgid(), threads.process().pid());
+    assert_eq!(
+        events_of(&log, pid),
+        [
+            Seen::Fork(pid),
+            Seen::Exit(pid, ExitStatus::exited(0)),
+            Seen::Free(pid)
+        ]
+    );
+}
+
+#[test]
+fn plain_std_threads_are_adopted_and_still_get_exit_and_free() {
+    let (threads, log, refuse) = source();
+    // A thread that already runs cannot be refused.
+    *refuse.lock().unwrap() = true;
+    let mut pids = Vec::new();
+    for _ in 0..4 {
+        let (pid, tgid, again) = std::thread::spawn(move || {
+            let me = threads.current().unwrap();
+            let again = threads.current().unwrap();
+            (me.pid(), me.tgid(), again.pid())
+        })
+        .join()
+        .unwrap();
+        assert_eq!((tgid, again), (threads.process().pid(), pid));
+        pids.push(pid);
+    }
+    *refuse.lock().unwrap() = false;
+    for pid in pids {
+        // Pids are reused after free, so each thread's three events may recur; the log
+        // holds them in order, and they come in complete triples.
+        let events = events_of(&log, pid);
+        assert!(!events.is_empty());
+        for triple in events.chunks(3) {
+            assert_eq!(
+                triple,
+                [
+                    Seen::Fork(pid),
+                    Seen::Exit(pid, ExitStatus::exited(0)),
+                    Seen::Free(pid)
+                ]
+            );
+        }
+    }
+}
+
+#[test]
+fn a_refused_spawn_names_the_watcher_and_runs_nothing() {
+    let (threads, log, refuse) = source();
+    *refuse.lock().unwrap() = true;
+    let ran = Arc::new(Mutex::new(false));
+    let flag = ran.clone();
+    let error = threads
+        .builder()
+        .spawn(move || *flag.lock().unwrap() = true)
+        .unwrap_err();
+    assert_eq!(error.watcher(), Some("test::log"));
+    assert!(error.to_string().contains("test::log"), "{error}");
+    assert!(!*ran.lock().unwrap());
+    // The log watcher itself refused the new thread, so no rollback `free` is due to
+    // it, and nothing else happened.
+    assert!(
+        log.lock()
+            .unwrap()
+            .iter()
+            .all(|seen| matches!(seen, Seen::Fork(_)))
+    );
+}
+
+#[test]
+fn an_os_failure_after_the_fork_watchers_rolls_back() {
+    let (threads, log, _) = source();
+    let me = threads.current().unwrap();
+    // A stack larger than the address space: the OS refuses the thread.
+    let error = threads
+        .builder()
+        .stack_size(1 << 52)
+        .spawn(|| ())
+        .unwrap_err();
+    assert!(matches!(error, SpawnError::Os(_)), "{error}");
+    let log = log.lock().unwrap();
+    let forked: Vec<Pid> = log
+        .iter()
+        .filter_map(|seen| match seen {
+            Seen::Fork(pid) if *pid != me.pid() && *pid != threads.process().pid() => Some(*pid),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(forked.len(), 1);
+    // The fork watcher that succeeded got `free`, and no `exit`.
+    assert_eq!(log.last(), Some(&Seen::Free(forked[0])));
+    assert!(!log.iter().any(|seen| matches!(seen, Seen::Exit(..))));
+}
+
+#[test]
+fn names_and_renames_are_comm_events() {
+    let (threads, log, _) = source();
+    let handle = threads
+        .builder()
+        .name("first-name".into())
+        .spawn(move || {
+            threads.set_name("second-name-is-long").unwrap();
+            let me = threads.current().unwrap();
+            let tid = watchers_threads::os_tid(&me).unwrap();
+            let os_name = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"));
+            (me.comm(), os_name.ok())
+        })
+        .unwrap();
+    let pid = handle.task().pid();
+    let (comm, os_name) = handle.join().unwrap();
+    assert_eq!(comm, "second-name-is-");
+    if let Some(os_name) = os_name {
+        assert_eq!(os_name.trim_end(), "second-name-is-");
+    }
+    let comms: Vec<Seen> = events_of(&log, pid)
+        .into_iter()
+        .filter(|seen| matches!(seen, Seen::Comm(..)))
+        .collect();
+    assert_eq!(
+        comms,
+        [
+            Seen::Comm(pid, "first-name".into()),
+            Seen::Comm(pid, "second-name-is-".into())
+        ]
+    );
+    assert!(matches!(
+        threads.set_name("a\0b"),
+        Err(watchers_threads::RenameError::Nul)
+    ));
+}
+
+#[test]
+fn scoped_threads_borrow_and_are_freed_when_joined() {
+    let (threads, log, _) = source();
+    let mut values = vec![1, 2, 3];
+    let pids = std::thread::scope(|scope| {
+        let handles: Vec<_> = values
+            .iter_mut()
+            .map(|value| {
+                threads
+                    .builder()
+                    .spawn_scoped(scope, move || *value *= 10)
+                    .unwrap()
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                let pid = handle.task().pid();
+                handle.join().unwrap();
+                pid
+            })
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(values, [10, 20, 30]);
+    let log = log.lock().unwrap();
+    for pid in pids {
+        assert_eq!(
+            log.iter().filter(|seen| **seen == Seen::Free(pid)).count(),
+            1
+        );
+    }
+}
+
+#[test]
+fn the_event_order_of_spawned_threads_is_fork_exit_free_even_when_concurrent() {
+    let (threads, log, _) = source();
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let barrier = barrier.clone();
+            threads
+                .builder()
+                .spawn(move || {
+                    // All eight run at once: the premise of the test.
+                    barrier.wait();
+                })
+                .unwrap()
+        })
+        .collect();
+    let pids: Vec<Pid> = handles.iter().map(|handle| handle.task().pid()).collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    let mut distinct = pids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 8, "eight live threads have eight pids");
+    for pid in pids {
+        assert_eq!(
+            events_of(&log, pid),
+            [
+                Seen::Fork(pid),
+                Seen::Exit(pid, ExitStatus::exited(0)),
+                Seen::Free(pid)
+            ]
+        );
+    }
+}

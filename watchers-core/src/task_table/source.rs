@@ -1,0 +1,175 @@
+//! What an event source that mirrors real tasks of this program (its threads, its child
+//! processes) needs beyond the model's own life cycle: adopting a task that already runs
+//! under a pid the table picks, undoing a fork whose real task could not be created, and
+//! an exit whose `free` the source sends later, when the real resources are gone.
+
+use std::sync::Arc;
+
+use crate::error::{DispatchError, ForkError, TaskError};
+use crate::event::ExitStatus;
+use crate::task::{CloneFlags, Pid, Task, TaskInit, TaskState};
+
+use super::TaskTable;
+
+impl TaskTable {
+    /// Puts a task that already runs into the table, as [`fork`](TaskTable::fork) of
+    /// `parent` with `flags` would have made it (a thread joins `parent`'s thread group),
+    /// under a pid the table allocates, named `comm`. The `fork` watchers hear of it
+    /// through [`WatcherTable::notify`](crate::WatcherTable::notify): they cannot refuse
+    /// it, and it later gets `exit` and `free` like any other task.
+    ///
+    /// Returns the task and the outcome of the `fork` watchers (the task is in the table
+    /// either way).
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
+    /// let (process, _) = tasks.adopt_running(tasks.init(), CloneFlags::empty(), "server")?;
+    /// let (thread, outcome) = tasks.adopt_running(&process, CloneFlags::THREAD, "worker")?;
+    /// assert!(outcome.is_ok());
+    /// assert_eq!(thread.tgid(), process.pid());
+    /// assert_eq!(thread.comm(), "worker");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`ForkError::PidsExhausted`] if every pid is taken (nothing was added).
+    pub fn adopt_running(
+        &self,
+        parent: &Task,
+        flags: CloneFlags,
+        comm: &str,
+    ) -> Result<(Arc<Task>, Result<(), DispatchError>), ForkError> {
+        let thread = flags.contains(CloneFlags::THREAD);
+        let (uids, gids) = parent.ids();
+        // `adopt` takes its own lock, so a pid allocated here may be taken by a
+        // concurrent adoption in between; it is then simply drawn again.
+        for _ in 0..self.pid_max {
+            let pid = self
+                .lock()
+                .allocate_pid(self.pid_max)
+                .ok_or(ForkError::PidsExhausted(self.pid_max))?;
+            let init = TaskInit {
+                pid,
+                tgid: if thread { parent.tgid() } else { pid },
+                parent: if thread || flags.contains(CloneFlags::PARENT) {
+                    parent.parent()
+                } else {
+                    parent.pid()
+                },
+                sid: parent.sid(),
+                pgid: parent.pgid(),
+                uids,
+                gids,
+                comm: comm.to_owned(),
+            };
+            match self.adopt(init, flags) {
+                Ok(task) => return Ok((task, Ok(()))),
+                Err(TaskError::Watcher(error)) => {
+                    let task = self.lock().nodes.get(&pid).map(|node| node.task.clone());
+                    if let Some(task) = task {
+                        return Ok((task, Err(error)));
+                    }
+                }
+                // The only other refusal: the pid was taken meanwhile.
+                Err(_) => {}
+            }
+        }
+        Err(ForkError::PidsExhausted(self.pid_max))
+    }
+
+    /// Undoes a successful [`fork`](TaskTable::fork) whose real task could not be
+    /// created (the OS refused the thread or the process): the `fork` watchers, which all
+    /// succeeded, get `free` — exactly those that asked for it, in reverse order, as
+    /// after a refused fork — without an `exit`, and the pid becomes free. Counted as a
+    /// fork and a free in [`stats`](TaskTable::stats).
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, TaskState, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
+    /// let child = tasks.fork(tasks.init().pid(), CloneFlags::empty())?;
+    /// tasks.abort_fork(&child)?;
+    /// assert_eq!(child.state(), TaskState::Dead);
+    /// assert!(tasks.get(child.pid()).is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TaskError::NoSuchTask`] or [`TaskError::WrongState`] unless the task is running;
+    /// [`TaskError::Watcher`] if a `free` watcher failed (the task was freed all the
+    /// same).
+    pub fn abort_fork(&self, task: &Arc<Task>) -> Result<(), TaskError> {
+        if task.pid() == Pid::INIT {
+            return Err(TaskError::Init("abort its fork"));
+        }
+        {
+            // Found by identity: the pid may name another task by now.
+            let inner = self.lock();
+            if inner.node_of(task).is_none() {
+                return Err(TaskError::NoSuchTask(task.pid()));
+            }
+            if task.state() != TaskState::Running {
+                return Err(TaskError::WrongState {
+                    pid: task.pid(),
+                    state: task.state(),
+                    operation: "abort its fork",
+                });
+            }
+            task.set_state(TaskState::Zombie);
+        }
+        self.release(task)
+    }
+
+    /// Like [`exit_with`](TaskTable::exit_with), except that the task stays a zombie even
+    /// if it is a thread or init's child: its source sends `free` with
+    /// [`free`](TaskTable::free) once the real task's resources are gone (for a thread,
+    /// when its thread-locals have been destroyed).
+    ///
+    /// # Errors
+    /// As [`exit_with`](TaskTable::exit_with).
+    pub fn exit_unreaped(&self, pid: Pid, status: ExitStatus) -> Result<(), TaskError> {
+        self.exit_inner(pid, status, false)
+    }
+
+    /// Frees this zombie (found by identity, never by a pid that may have been reused)
+    /// now, whoever its parent is: its `free` watchers run, its slots and
+    /// per-task watchers are dropped, its pid becomes free. For sources that reap their
+    /// tasks themselves (see [`exit_unreaped`](TaskTable::exit_unreaped)).
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, ExitStatus, TaskState, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
+    /// let thread = tasks.fork(tasks.init().pid(), CloneFlags::THREAD)?;
+    /// tasks.exit_unreaped(thread.pid(), ExitStatus::exited(0))?;
+    /// assert_eq!(thread.state(), TaskState::Zombie);
+    /// tasks.free(&thread)?;
+    /// assert_eq!(thread.state(), TaskState::Dead);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`TaskError::Init`] for pid 1; [`TaskError::NoSuchTask`] or
+    /// [`TaskError::WrongState`] unless it is a zombie; [`TaskError::Watcher`] if a `free`
+    /// watcher failed (the task was freed all the same).
+    pub fn free(&self, task: &Arc<Task>) -> Result<(), TaskError> {
+        self.release(task)
+    }
+}
+
+impl ExitStatus {
+    /// Whether the task dumped core when a signal killed it (the wait status's `0x80`
+    /// bit).
+    ///
+    /// ```
+    /// use watchers_core::ExitStatus;
+    ///
+    /// assert!(ExitStatus(6 | 0x80).core_dumped());
+    /// assert!(!ExitStatus::signaled(9).core_dumped());
+    /// ```
+    pub const fn core_dumped(self) -> bool {
+        self.signal().is_some() && self.0 & 0x80 != 0
+    }
+}
