@@ -146,9 +146,13 @@ fn adopt_running_reports_pid_exhaustion() {
     let init = tasks.init().clone();
     tasks
         .adopt_running(&init, CloneFlags::empty(), "a")
+        .unwrap()
+        .1
         .unwrap();
     tasks
         .adopt_running(&init, CloneFlags::empty(), "b")
+        .unwrap()
+        .1
         .unwrap();
     assert!(matches!(
         tasks.adopt_running(&init, CloneFlags::empty(), "c"),
