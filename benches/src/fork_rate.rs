@@ -97,6 +97,24 @@ pub const fn row_mask(row: usize) -> u16 {
     ((1u32 << row) - 1) as u16
 }
 
+/// Makes each `(bit, call)` whose bit is in `Self::MASK`, every one of them, and returns
+/// the first error: the hand-written form of an event that cannot be refused.
+macro_rules! every_step {
+    ($(($bit:expr, $call:expr)),* $(,)?) => {{
+        let mut first: Result<(), BoxError> = Ok(());
+        $(
+            if Self::MASK & $bit != 0 {
+                if let Err(error) = $call {
+                    if first.is_ok() {
+                        first = Err(error.into());
+                    }
+                }
+            }
+        )*
+        first
+    }};
+}
+
 /// The hand-written calls for the subsystems of row `K` (the first `K` subsystems).
 /// Constant masks fold away, so each row's functions are straight-line direct calls.
 struct Direct<const K: usize>;
@@ -165,74 +183,41 @@ impl<const K: usize> Direct<K> {
     /// `exec`: every exec hook in the table's order; the first error is returned.
     #[inline(always)]
     fn exec(task: &Task, filename: &str) -> Result<(), BoxError> {
-        let mut first: Result<(), BoxError> = Ok(());
-        macro_rules! step {
-            ($bit:expr, $call:expr) => {
-                if Self::MASK & $bit != 0 {
-                    if let Err(error) = $call {
-                        if first.is_ok() {
-                            first = Err(error.into());
-                        }
-                    }
-                }
-            };
-        }
-        step!(AUDIT, audit::on_exec(task, filename));
-        step!(KEYS, keys::on_exec(task, filename));
-        step!(PROC_EVENTS, proc_events::on_exec(task, filename));
-        first
+        every_step!(
+            (AUDIT, audit::on_exec(task, filename)),
+            (KEYS, keys::on_exec(task, filename)),
+            (PROC_EVENTS, proc_events::on_exec(task, filename)),
+        )
     }
 
     /// `do_exit`: every exit hook, last set up first; the first error is returned.
     #[inline(always)]
     fn exit(task: &Task, status: ExitStatus) -> Result<(), BoxError> {
-        let mut first: Result<(), BoxError> = Ok(());
-        macro_rules! step {
-            ($bit:expr, $call:expr) => {
-                if Self::MASK & $bit != 0 {
-                    if let Err(error) = $call {
-                        if first.is_ok() {
-                            first = Err(error.into());
-                        }
-                    }
-                }
-            };
-        }
-        step!(PROC_EVENTS, proc_events::on_exit(task, status));
-        step!(PROFILE, profile::on_exit(task, status));
-        step!(SEMUNDO, semundo::on_exit(task, status));
-        step!(AUDIT, audit::on_exit(task, status));
-        step!(LOCKDEP, lockdep::on_exit(task, status));
-        step!(IRQFLAGS, irqflags::on_exit(task, status));
-        step!(CPUSETS, cpusets::on_exit(task, status));
-        step!(DELAYACCT, delayacct::on_exit(task, status));
-        first
+        every_step!(
+            (PROC_EVENTS, proc_events::on_exit(task, status)),
+            (PROFILE, profile::on_exit(task, status)),
+            (SEMUNDO, semundo::on_exit(task, status)),
+            (AUDIT, audit::on_exit(task, status)),
+            (LOCKDEP, lockdep::on_exit(task, status)),
+            (IRQFLAGS, irqflags::on_exit(task, status)),
+            (CPUSETS, cpusets::on_exit(task, status)),
+            (DELAYACCT, delayacct::on_exit(task, status)),
+        )
     }
 
     /// `free_task`: every free hook, last set up first; the first error is returned.
     #[inline(always)]
     fn free(task: &Task) -> Result<(), BoxError> {
-        let mut first: Result<(), BoxError> = Ok(());
-        macro_rules! step {
-            ($bit:expr, $call:expr) => {
-                if Self::MASK & $bit != 0 {
-                    if let Err(error) = $call {
-                        if first.is_ok() {
-                            first = Err(error.into());
-                        }
-                    }
-                }
-            };
-        }
-        step!(KEYS, keys::on_free(task));
-        step!(SEMUNDO, semundo::on_free(task));
-        step!(AUDIT, audit::on_free(task));
-        step!(LOCKDEP, lockdep::on_free(task));
-        step!(IRQFLAGS, irqflags::on_free(task));
-        step!(MEMPOLICY, mempolicy::on_free(task));
-        step!(CPUSETS, cpusets::on_free(task));
-        step!(DELAYACCT, delayacct::on_free(task));
-        first
+        every_step!(
+            (KEYS, keys::on_free(task)),
+            (SEMUNDO, semundo::on_free(task)),
+            (AUDIT, audit::on_free(task)),
+            (LOCKDEP, lockdep::on_free(task)),
+            (IRQFLAGS, irqflags::on_free(task)),
+            (MEMPOLICY, mempolicy::on_free(task)),
+            (CPUSETS, cpusets::on_free(task)),
+            (DELAYACCT, delayacct::on_free(task)),
+        )
     }
 
     /// `cycles` fork + exit + reap cycles with direct calls.

@@ -145,10 +145,14 @@ fn adopt_running_reports_pid_exhaustion() {
     let init = tasks.init().clone();
     let (_, outcome) = tasks
         .adopt_running(&init, CloneFlags::empty(), "a")
+        .unwrap()
+        .1
         .unwrap();
     assert!(outcome.is_ok());
     let (_, outcome) = tasks
         .adopt_running(&init, CloneFlags::empty(), "b")
+        .unwrap()
+        .1
         .unwrap();
     assert!(outcome.is_ok());
     assert!(matches!(

@@ -20,7 +20,7 @@ impl SpawnError {
     /// The name of the `fork` watcher that refused the child, if one did.
     pub fn watcher(&self) -> Option<&str> {
         match self {
-            SpawnError::Fork(ForkError::Watcher(error)) => Some(&error.watcher),
+            SpawnError::Fork(error) => error.watcher(),
             _ => None,
         }
     }

@@ -1,7 +1,7 @@
 //! This program's child processes as an event source for task watchers: spawning a
 //! [`std::process::Command`] through [`CommandExt::spawn_watched`] sends the child's life
 //! through the same [`WatcherTable`](watchers_core::WatcherTable) as the task model, with
-//! the same ordering, fork rollback, [`TaskSlot`](watchers_core::TaskSlot) and
+//! the same ordering, fork rollback, [`TaskSlot`] and
 //! runtime-watcher rules. No privileges are needed.
 //!
 //! * `fork` runs first, in the spawning thread. A watcher may refuse: the spawn returns

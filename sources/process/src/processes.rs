@@ -51,6 +51,9 @@ impl Processes {
     /// The source dispatching through the program's `#[task_watcher]`s
     /// ([`WatcherTable::global`]), made on first use.
     ///
+    /// The program's task is adopted while the source is made, so a `fork` watcher must
+    /// not spawn through this source for that first event (it would wait for itself).
+    ///
     /// # Panics
     /// If the registered watchers cannot form a table; see [`watchers_core::freeze`].
     pub fn global() -> &'static Processes {

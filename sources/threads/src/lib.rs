@@ -1,14 +1,14 @@
 //! This program's own threads as an event source for task watchers: a drop-in for
 //! [`std::thread::spawn`] and [`std::thread::Builder`] that sends every thread's life
 //! through the same [`WatcherTable`](watchers_core::WatcherTable) as the task model, with
-//! the same ordering, fork rollback, [`TaskSlot`](watchers_core::TaskSlot) and
+//! the same ordering, fork rollback, [`TaskSlot`] and
 //! runtime-watcher rules.
 //!
 //! * `fork` runs on the spawning thread before the OS thread exists. A watcher may refuse
 //!   it: the spawn returns [`SpawnError::Fork`] naming the watcher and the closure never
 //!   runs. If the OS then fails to start the thread, the `fork` watchers get `free` (the
 //!   rollback of [`TaskTable::abort_fork`](watchers_core::TaskTable::abort_fork)).
-//! * The thread is a [`Task`](watchers_core::Task) of a process-wide mirror
+//! * The thread is a [`Task`] of a process-wide mirror
 //!   [`TaskTable`](watchers_core::TaskTable): its thread group is the process, its name
 //!   (`comm`) the thread's name. Mirror pids are not OS thread ids: [`os_tid`] gives the
 //!   OS id once the thread runs. Code in the thread reaches its task with [`current`];

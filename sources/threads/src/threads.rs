@@ -46,6 +46,9 @@ impl Threads {
     /// The source dispatching through the program's `#[task_watcher]`s
     /// ([`WatcherTable::global`]), made on first use.
     ///
+    /// The process's task is adopted while the source is made, so a `fork` watcher must
+    /// not call into this crate for that first event (it would wait for itself).
+    ///
     /// # Panics
     /// If the registered watchers cannot form a table; see [`watchers_core::freeze`].
     pub fn global() -> &'static Threads {

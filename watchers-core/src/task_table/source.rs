@@ -1,7 +1,8 @@
 //! What an event source that mirrors real tasks of this program (its threads, its child
 //! processes) needs beyond the model's own life cycle: adopting a task that already runs
 //! under a pid the table picks, undoing a fork whose real task could not be created, and
-//! an exit whose `free` the source sends later, when the real resources are gone.
+//! an exit whose `free` the source sends later, when the real resources are gone; and
+//! which watcher refused a fork, for the sources' own errors.
 
 use std::sync::Arc;
 
@@ -156,6 +157,26 @@ impl TaskTable {
     /// watcher failed (the task was freed all the same).
     pub fn free(&self, task: &Arc<Task>) -> Result<(), TaskError> {
         self.release(task)
+    }
+}
+
+impl ForkError {
+    /// The name of the `fork` watcher that refused, if a watcher did (rather than the
+    /// table: no such parent, no pid left).
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, Pid, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?.leak());
+    /// let error = tasks.fork(Pid(77), CloneFlags::empty()).unwrap_err();
+    /// assert_eq!(error.watcher(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn watcher(&self) -> Option<&str> {
+        match self {
+            ForkError::Watcher(error) => Some(&error.watcher),
+            _ => None,
+        }
     }
 }
 
