@@ -8,8 +8,9 @@ use watchers_core::{ExitStatus, Task};
 
 use crate::source::AsyncTasks;
 
-/// The name of a runtime thread that has none (tokio names its threads by default).
-const UNNAMED: &str = "tokio-runtime";
+/// The name of a runtime thread that has none (tokio names its threads by default, as
+/// `tokio-rt-worker`).
+const UNNAMED: &str = "tokio-rt";
 
 thread_local! {
     /// The calling thread's task in each source whose runtime started it (almost always
