@@ -28,8 +28,12 @@
 //!   a runtime built through [`Builder`] also reports tasks spawned with plain
 //!   `tokio::spawn` (by any crate) through tokio's `on_task_spawn` / `on_task_terminate`:
 //!   they cannot be refused either, their `exit` status is always `exit code 0` (tokio's
-//!   hook does not say how a task ended), and [`current`] finds them too. Plain
-//!   `spawn_blocking` closures and `LocalSet` tasks are not reported by tokio's hooks.
+//!   hook does not say how a task ended), and [`current`] finds them too. They are
+//!   adopted ([`TaskTable::adopt_running`](watchers_core::TaskTable::adopt_running)) as
+//!   threads of the spawning task, so their `fork` event names that task's parent, as
+//!   for any adopted thread, and a per-task watcher on the spawning task does not see
+//!   it. Plain `spawn_blocking` closures and `LocalSet` tasks are not reported by
+//!   tokio's hooks.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicUsize, Ordering};
