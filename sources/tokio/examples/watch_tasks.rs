@@ -45,10 +45,10 @@ fn limit(event: &Event<'_>) -> Result<(), TooMany> {
 
 #[task_watcher(events = exit)]
 fn report(event: &Event<'_>) {
-    if let EventData::Exit { status } = event.data() {
-        if let (Some(label), Some(outcome)) = (LABEL.get(event.task()), Outcome::of(*status)) {
-            println!("{label}: {outcome:?}");
-        }
+    if let EventData::Exit { status } = event.data()
+        && let (Some(label), Some(outcome)) = (LABEL.get(event.task()), Outcome::of(*status))
+    {
+        println!("{label}: {outcome:?}");
     }
 }
 
