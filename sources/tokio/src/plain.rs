@@ -1,0 +1,78 @@
+//! Tasks spawned with plain `tokio::spawn`, seen through tokio's unstable
+//! `on_task_spawn` / `on_task_terminate` hooks.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::runtime::{Builder, TaskMeta};
+use tokio::task::Id;
+use watchers_core::{ExitStatus, Task};
+
+use crate::source::AsyncTasks;
+
+/// The `comm` of a plain task (tokio's hook gives no name).
+const COMM: &str = "tokio-task";
+
+thread_local! {
+    /// Set while the source itself spawns, whose tasks are not plain ones.
+    static HIDDEN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The plain tasks alive, by tokio id.
+#[derive(Default)]
+pub(crate) struct PlainTasks {
+    tasks: Mutex<HashMap<Id, Arc<Task>>>,
+}
+
+impl PlainTasks {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Id, Arc<Task>>> {
+        // The map is consistent after every statement; a panic cannot tear it.
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The task of the plain tokio task being polled on this thread.
+    pub(crate) fn current(&self) -> Option<Arc<Task>> {
+        let id = tokio::task::try_id()?;
+        self.lock().get(&id).cloned()
+    }
+}
+
+/// Installs the task hooks on a runtime built through `source`.
+pub(crate) fn install(builder: &mut Builder, source: &'static AsyncTasks) {
+    builder.on_task_spawn(move |meta| spawned(source, meta));
+    builder.on_task_terminate(move |meta| terminated(source, meta));
+}
+
+/// Runs `spawn` (a spawn by the source itself) with the spawn hook looking away.
+pub(crate) fn hidden<R>(spawn: impl FnOnce() -> R) -> R {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HIDDEN.set(self.0);
+        }
+    }
+    let _reset = Reset(HIDDEN.replace(true));
+    spawn()
+}
+
+/// `on_task_spawn`: runs on the spawning thread before the task is scheduled. The task
+/// is adopted (its `fork` watchers cannot refuse it; a refusal is counted).
+fn spawned(source: &'static AsyncTasks, meta: &TaskMeta<'_>) {
+    if HIDDEN.get() {
+        return;
+    }
+    let parent = source.parent();
+    if let Some(task) = source.adopt(&parent, COMM) {
+        source.plain.lock().insert(meta.id(), task);
+    }
+}
+
+/// `on_task_terminate`: the task completed, panicked or was cancelled (tokio does not
+/// say which), and its future is gone: `exit` (code 0) and `free`.
+fn terminated(source: &'static AsyncTasks, meta: &TaskMeta<'_>) {
+    let task = source.plain.lock().remove(&meta.id());
+    if let Some(task) = task {
+        source.retire(&task, ExitStatus::exited(0));
+    }
+}

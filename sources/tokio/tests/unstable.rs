@@ -1,0 +1,88 @@
+//! Plain `tokio::spawn` tasks on a runtime built through the source, seen through
+//! tokio's unstable task hooks. Run with
+//! `RUSTFLAGS="--cfg tokio_unstable" cargo test -p watchers-tokio --features unstable-hooks`.
+#![cfg(all(feature = "unstable-hooks", tokio_unstable))]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{Flavour, SERIAL, harness};
+use watchers_tokio::Outcome;
+
+/// Plain tasks get `fork` (unrefusable: every third is refused and counted), `exit` and
+/// `free`; code in them finds their task; tasks spawned through the source are not seen
+/// twice.
+fn plain_tasks(flavour: Flavour) {
+    let h = harness();
+    let source = h.source;
+    let ledger = h.ledger.clone();
+    let runtime = common::runtime(flavour, source);
+    // Its worker threads, all started (and stopped) once the runtime is dropped.
+    let threads = match flavour {
+        Flavour::CurrentThread => 0,
+        Flavour::MultiThread => 2,
+    };
+    let ran = Arc::new(AtomicU64::new(0));
+    let (outer, inner) = runtime.block_on(async {
+        ledger.armed.store(true, Ordering::Relaxed);
+        let mut handles = Vec::new();
+        for _ in 0..300 {
+            let ran = ran.clone();
+            handles.push(tokio::spawn(async move {
+                ran.fetch_add(1, Ordering::Relaxed);
+                *SERIAL
+                    .get(&source.current().expect("a plain task"))
+                    .unwrap()
+            }));
+        }
+        for handle in handles {
+            handle.await.unwrap();
+        }
+        ledger.armed.store(false, Ordering::Relaxed);
+        // A task spawned through the source from a plain task is its child; a plain
+        // task spawned from one is adopted as a thread of it (`CLONE_THREAD`), so its
+        // `fork` names the plain task's own parent.
+        tokio::spawn(async move {
+            let me = source.current().unwrap();
+            let plain = tokio::spawn(async move { source.current().unwrap().pid() });
+            let through = source
+                .spawn(async move { source.current().unwrap() })
+                .unwrap();
+            let through_task = through.await.unwrap();
+            let plain_pid = plain.await.unwrap();
+            (me, (plain_pid, through_task.pid()))
+        })
+        .await
+        .unwrap()
+    });
+    drop(runtime);
+    assert_eq!(ran.load(Ordering::Relaxed), 300, "refusals are not obeyed");
+    let refused = ledger.refused.load(Ordering::Relaxed);
+    assert!(refused >= 99, "{refused}");
+    assert_eq!(source.unheeded_refusals(), refused);
+    // 300 + the outer task + its plain child + the task spawned through the source.
+    assert_eq!(ledger.forked(), threads + 303);
+    let parents = ledger.parents.lock().unwrap();
+    let children: Vec<_> = parents
+        .values()
+        .filter(|parent| **parent == outer.pid())
+        .collect();
+    assert_eq!(children.len(), 1, "{children:?} {inner:?}");
+    drop(parents);
+    // The task spawned through the source was seen once, not also as a plain task.
+    assert_eq!(ledger.exited(Outcome::Completed), threads + 303);
+    ledger.assert_balanced();
+    assert_eq!(source.tasks().stats().tasks, 2);
+}
+
+#[test]
+fn plain_tokio_spawn_tasks_are_seen_current_thread() {
+    plain_tasks(Flavour::CurrentThread);
+}
+
+#[test]
+fn plain_tokio_spawn_tasks_are_seen_multi_thread() {
+    plain_tasks(Flavour::MultiThread);
+}
