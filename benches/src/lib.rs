@@ -13,6 +13,8 @@
 //!   child-process source;
 //! * [`thread_spawn`]: thread spawn + join through the threads source against std;
 //! * [`freeze`]: generated watcher lists for timing the freeze;
+//! * [`icount`]: the same variants and rows counted in instructions under callgrind,
+//!   and the checked-in instruction gate;
 //! * [`measure`] and [`summary`]: the calibrated in-process timing loop and the dispatch
 //!   summary with its targets.
 #![deny(missing_docs)]
@@ -20,6 +22,7 @@
 pub mod chains;
 pub mod fork_rate;
 pub mod freeze;
+pub mod icount;
 pub mod measure;
 pub mod summary;
 pub mod thread_spawn;

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use benches::{fork_rate, summary};
+use benches::{fork_rate, icount, summary};
 
 /// `taskwatch bench` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,17 +33,48 @@ pub struct BenchArgs {
     /// interleaved (about 10 s more).
     #[arg(long)]
     pub matrix: bool,
-    /// Exit with status 1 if a target is missed.
+    /// Exit with status 1 if a target is missed (with `--instructions`: if a figure is
+    /// over its ceiling in benches/instructions.toml).
     #[arg(long)]
     pub check: bool,
     /// Measure the fork-rate table on real processes instead (spawn and wait for
     /// `/bin/true` through the child-process source), and nothing else.
     #[arg(long)]
     pub real: bool,
+    /// Count instructions instead of timing: run every variant (dispatch to 0, 1, 8, 64
+    /// and 1,024 watchers; every fork-rate row) under `valgrind --tool=callgrind` at two
+    /// repetition counts and print instructions per dispatch and per fork cycle. Needs
+    /// valgrind (Debian package `valgrind`) and a release build (about a minute).
+    #[arg(long)]
+    pub instructions: bool,
+    /// With `--instructions`: count only the figures benches/instructions.toml gates.
+    #[arg(long, requires = "instructions")]
+    pub gated_only: bool,
+    /// With `--instructions`: how many valgrind processes run at once.
+    #[arg(long, default_value_t = 2, value_name = "N", requires = "instructions")]
+    pub jobs: usize,
+    /// Internal: run one instruction-count subject SUBJECT REPS times (what
+    /// `--instructions` runs under callgrind).
+    #[arg(long, hide = true, num_args = 2, value_names = ["SUBJECT", "REPS"])]
+    pub icount_run: Option<Vec<String>>,
 }
 
 /// Measures and prints the fork-rate table, the dispatch summary and the targets.
 pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
+    if let Some(run) = &args.icount_run {
+        let [subject, reps] = run.as_slice() else {
+            return Err("--icount-run takes SUBJECT REPS".to_owned());
+        };
+        let subject = icount::Subject::parse(subject).map_err(|e| e.to_string())?;
+        let reps = reps
+            .parse()
+            .map_err(|_| format!("--icount-run: `{reps}` is not a repetition count"))?;
+        icount::run_subject(subject, reps)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.instructions {
+        return instructions(&args).map_err(|e| e.to_string());
+    }
     if args.samples == 0 || args.rounds == 0 || args.sample_ms == 0 {
         return Err("--samples, --rounds and --sample-ms must be at least 1".to_owned());
     }
@@ -94,15 +125,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         }
         text
     };
-    // `print!` would panic on a closed or full stdout.
-    if let Err(error) = crate::output::print(&text) {
-        return Ok(crate::output::write_failed(&error));
-    }
-    Ok(if args.check && !all_met {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(finish(&text, args.check && !all_met))
 }
 
 /// `taskwatch bench --real`: the fork-rate table on real processes, with its target.
@@ -112,22 +135,51 @@ fn real(args: &BenchArgs) -> Result<ExitCode, String> {
         sample_time: Duration::from_millis(args.sample_ms),
     })?;
     let missed = fork_rate::real::missed(&table);
-    if args.json {
+    let text = if args.json {
         let report = serde_json::json!({
             "real_fork_rate": table,
             "target": fork_rate::real::TARGET,
             "missed_rows": missed,
         });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-        );
+        format!("{report:#}\n")
     } else {
-        print!("{}", fork_rate::real::render(&table));
+        fork_rate::real::render(&table)
+    };
+    Ok(finish(&text, args.check && !missed.is_empty()))
+}
+
+/// `--instructions`: counts under callgrind, the tables, and the gate.
+fn instructions(args: &BenchArgs) -> Result<ExitCode, icount::IcountError> {
+    let gate = icount::Gate::checked_in()?;
+    let child = icount::Child {
+        program: std::env::current_exe()?,
+        args: vec!["bench".into(), "--icount-run".into()],
+    };
+    let subjects = if args.gated_only {
+        gate.subjects()
+    } else {
+        icount::subjects()
+    };
+    let counts = icount::measure(&child, &subjects, args.jobs)?;
+    let breaches = gate.check(&counts);
+    let text = if args.json {
+        let report = serde_json::json!({ "instructions": counts, "over_ceiling": breaches });
+        format!("{report:#}\n")
+    } else {
+        icount::render(&counts) + &gate.render(&counts)
+    };
+    Ok(finish(&text, args.check && !breaches.is_empty()))
+}
+
+/// Prints a report (a closed or full stdout is a message, never a panic) and turns a
+/// missed target into the exit status.
+fn finish(text: &str, failed: bool) -> ExitCode {
+    if let Err(error) = crate::output::print(text) {
+        return crate::output::write_failed(&error);
     }
-    Ok(if args.check && !missed.is_empty() {
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }

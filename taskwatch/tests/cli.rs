@@ -216,3 +216,26 @@ fn a_full_or_closed_output_never_panics() {
     let output = taskwatch_with(&["list"], dev_full(), dev_full());
     assert_eq!(output.status.code(), Some(1));
 }
+
+#[test]
+fn bench_icount_run_runs_one_subject_and_refuses_bad_ones() {
+    // What `bench --instructions` runs under callgrind, without callgrind.
+    for subject in ["dispatch/table/8", "unwanted", "fork/direct/10"] {
+        let ok = taskwatch(&["bench", "--icount-run", subject, "3"]);
+        assert!(ok.status.success(), "{subject}: {ok:?}");
+    }
+    for (subject, reps, message) in [
+        ("dispatch/table/7", "3", "unknown instruction-count subject"),
+        ("fork/table/2", "many", "is not a repetition count"),
+    ] {
+        let bad = taskwatch(&["bench", "--icount-run", subject, reps]);
+        assert!(!bad.status.success());
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    let help = stdout(&taskwatch(&["bench", "--help"]));
+    assert!(
+        help.contains("--instructions") && help.contains("callgrind"),
+        "{help}"
+    );
+}

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use watchers_core::{Pid, Task, TaskTable, WatcherTable};
 use watchers_process::{CommandExt, Processes, to_task_status};
 
-use super::{Direct, FLAGS, ForkRate, Options, SUBSYSTEMS, Sample, Variant, for_row};
+use super::{Direct, FLAGS, ForkRate, Options, SUBSYSTEMS, Sample, Variant, by_row};
 
 /// The program every cycle runs.
 pub const PROGRAM: &str = "/bin/true";
@@ -75,7 +75,7 @@ impl RealBench {
     pub fn run(&self, cycles: u64) -> Result<Duration, String> {
         match &self.how {
             How::Direct { tasks, shell } => {
-                for_row!(self.row, D => D::run_real(tasks, shell, cycles))
+                by_row!(self.row, run_real(tasks, shell, cycles))
             }
             How::Table(processes) => run_table(processes, cycles),
         }
