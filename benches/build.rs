@@ -50,15 +50,6 @@ fn main() {
         let _ = writeln!(code, "    \"benches::w{i:04}\",");
     }
     code.push_str("];\n\n");
-    code.push_str(
-        "/// Watcher `i` boxed as a notifier-chain entry: the vtable's `call` jumps straight\n\
-         /// to `w{i}` (a function item, not a pointer behind another indirect call).\n\
-         pub fn boxed(i: usize) -> ChainFn {\n    match i {\n",
-    );
-    for i in 0..WATCHERS {
-        let _ = writeln!(code, "        {i} => Box::new(w{i}),");
-    }
-    code.push_str("        _ => panic!(\"there are only 1024 benchmark watchers\"),\n    }\n}\n\n");
     for n in DIRECT {
         let _ = writeln!(
             code,

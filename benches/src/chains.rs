@@ -4,7 +4,7 @@
 //! * [`MutexChain`]: the simplest lock around a list.
 //! * [`ArcSwapChain`]: the atomic/SRCU chain, as an RCU-style snapshot (`arc-swap`).
 //!
-//! Every one holds boxed closures ([`ChainFn`]) and stops at the first error, as
+//! Every one holds plain function pointers ([`ChainFn`]) and stops at the first error, as
 //! `notifier_call_chain` stops at `NOTIFY_STOP_MASK`. On the success path, which is all
 //! the benchmarks take, that costs the same test per call as the table's walk.
 
@@ -70,7 +70,8 @@ impl ArcSwapChain {
         ArcSwapChain(ArcSwap::from_pointee(chain(n)))
     }
 
-    /// Calls every watcher of the current snapshot.
+    /// Calls every watcher of the current snapshot, taken with `load` (a hazard-pointer
+    /// style guard, no reference count touched), as an RCU reader would.
     ///
     /// # Errors
     /// The first watcher error.

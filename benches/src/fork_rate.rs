@@ -234,6 +234,27 @@ impl<const K: usize> Direct<K> {
     }
 }
 
+/// `Direct::<row>::$call`, for a row known only at run time (at most [`SUBSYSTEMS`]`.len()`,
+/// which [`Bench::new`] checks).
+macro_rules! by_row {
+    ($row:expr, $call:ident($($arg:expr),*)) => {
+        match $row {
+            0 => Direct::<0>::$call($($arg),*),
+            1 => Direct::<1>::$call($($arg),*),
+            2 => Direct::<2>::$call($($arg),*),
+            3 => Direct::<3>::$call($($arg),*),
+            4 => Direct::<4>::$call($($arg),*),
+            5 => Direct::<5>::$call($($arg),*),
+            6 => Direct::<6>::$call($($arg),*),
+            7 => Direct::<7>::$call($($arg),*),
+            8 => Direct::<8>::$call($($arg),*),
+            9 => Direct::<9>::$call($($arg),*),
+            10 => Direct::<10>::$call($($arg),*),
+            _ => unreachable!("checked in Bench::new"),
+        }
+    };
+}
+
 const FLAGS: CloneFlags = CloneFlags::empty();
 const STATUS: ExitStatus = ExitStatus::exited(0);
 
@@ -274,9 +295,13 @@ impl Bench {
         let table =
             WatcherTable::from_watchers(watchers).expect("the subsystems' watchers form a table");
         let tasks = TaskTable::with_table(table);
-        let shell = tasks
-            .fork(Pid::INIT, CloneFlags::empty())
-            .expect("forking the shell");
+        let shell = tasks.fork(Pid::INIT, FLAGS).expect("forking the shell");
+        if variant == Variant::Direct {
+            // The table variant's shell went through the subsystems' fork watchers; the
+            // direct variant's must hold the same state, or its children would take the
+            // cheap "parent has nothing" paths and the rows would compare unequal work.
+            direct_fork(row, tasks.init(), &shell).expect("the subsystems accept the shell");
+        }
         Bench {
             row,
             variant,
@@ -295,20 +320,7 @@ impl Bench {
             // so that both variants run the same machine code but for the calls
             // themselves: a loop of its own would differ by its code layout alone.
             Variant::Table => Direct::<0>::run(self, cycles),
-            Variant::Direct => match self.row {
-                0 => Direct::<0>::run(self, cycles),
-                1 => Direct::<1>::run(self, cycles),
-                2 => Direct::<2>::run(self, cycles),
-                3 => Direct::<3>::run(self, cycles),
-                4 => Direct::<4>::run(self, cycles),
-                5 => Direct::<5>::run(self, cycles),
-                6 => Direct::<6>::run(self, cycles),
-                7 => Direct::<7>::run(self, cycles),
-                8 => Direct::<8>::run(self, cycles),
-                9 => Direct::<9>::run(self, cycles),
-                10 => Direct::<10>::run(self, cycles),
-                _ => unreachable!("checked in Bench::new"),
-            },
+            Variant::Direct => by_row!(self.row, run(self, cycles)),
         }
     }
 
@@ -316,6 +328,76 @@ impl Bench {
     pub fn tasks(&self) -> &TaskTable {
         &self.tasks
     }
+
+    /// The long-lived parent of every cycle's child.
+    pub fn shell(&self) -> &Arc<Task> {
+        &self.shell
+    }
+
+    /// The second half of a cycle started by [`fork_child`](Bench::fork_child): exit
+    /// (with the row's exit and free hooks called by hand in the direct variant) and reap.
+    ///
+    /// # Errors
+    /// A task-model or subsystem error (none is expected).
+    pub fn end_child(&self, child: &Task) -> Result<(), String> {
+        let pid = child.pid();
+        self.tasks.exit(pid, 0).map_err(|e| e.to_string())?;
+        if self.variant == Variant::Direct {
+            by_row!(self.row, exit(child, STATUS)).map_err(|e| e.to_string())?;
+            by_row!(self.row, free(child)).map_err(|e| e.to_string())?;
+        }
+        self.tasks
+            .reap(self.shell.pid(), pid)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The first half of a cycle, for checks: forks a child of the shell and, in the
+    /// direct variant, calls the row's fork hooks by hand.
+    ///
+    /// # Errors
+    /// A task-model or subsystem error (none is expected).
+    pub fn fork_child(&self) -> Result<Arc<Task>, String> {
+        let child = self
+            .tasks
+            .fork(self.shell.pid(), FLAGS)
+            .map_err(|e| e.to_string())?;
+        if self.variant == Variant::Direct {
+            direct_fork(self.row, &self.shell, &child).map_err(|e| e.to_string())?;
+        }
+        Ok(child)
+    }
+}
+
+/// The hand-written fork hooks of row `row`, for a child forked outside [`Direct::run`].
+fn direct_fork(row: usize, parent: &Task, child: &Task) -> Result<(), BoxError> {
+    by_row!(row, fork(parent, child, FLAGS))
+}
+
+/// Every subsystem's per-task state of `task`, as text: what the fairness check compares
+/// between the variants. Key serials are global counters, so keyrings are described by
+/// their type, name, owner and links only.
+pub fn task_state(task: &Task) -> String {
+    let keyrings: Vec<_> = [
+        keys::KeyringKind::Thread,
+        keys::KeyringKind::Process,
+        keys::KeyringKind::Session,
+    ]
+    .into_iter()
+    .map(|kind| keys::keyring(task, kind).map(|k| (k.kind, k.description, k.uid, k.gid, k.links)))
+    .collect();
+    format!(
+        "audit {:?}; semundo {:?}; cpusets {:?}; mempolicy {:?}; irqflags {:?}; lockdep {:?}; \
+         keys {:?}; delayacct {:?}",
+        audit::context(task).map(|c| (c.loginuid(), c.sessionid(), c.records())),
+        semundo::undo_list(task),
+        cpusets::membership(task),
+        mempolicy::task_policy(task),
+        irqflags::state(task),
+        lockdep::held_locks(task),
+        keyrings,
+        delayacct::delays(task),
+    )
 }
 
 /// The watcher records of the first `row` subsystems.
@@ -589,6 +671,27 @@ mod tests {
                 let stats = bench.tasks().stats();
                 assert_eq!((stats.forks, stats.frees, stats.tasks), (52, 51, 2));
             }
+        }
+    }
+
+    #[test]
+    fn both_variants_start_from_the_same_per_task_state() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        let nothing = task_state(&Task::detached(4242));
+        for row in 0..=SUBSYSTEMS.len() {
+            let direct = Bench::new(row, Variant::Direct);
+            let table = Bench::new(row, Variant::Table);
+            let shell = task_state(direct.shell());
+            assert_eq!(shell, task_state(table.shell()), "row {row}: the shells");
+            // The premise: with subsystems in the row, the shell holds state of theirs.
+            assert_eq!(shell == nothing, row == 0, "row {row}: {shell}");
+            let (a, b) = (direct.fork_child().unwrap(), table.fork_child().unwrap());
+            assert_eq!(task_state(&a), task_state(&b), "row {row}: the children");
+            direct.end_child(&a).unwrap();
+            table.end_child(&b).unwrap();
+            // The cycle's teardown left the same state behind in both.
+            assert_eq!(task_state(&a), task_state(&b), "row {row}: after the reap");
+            assert_eq!(task_state(direct.shell()), task_state(table.shell()));
         }
     }
 

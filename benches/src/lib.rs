@@ -10,6 +10,8 @@
 //! * [`fork_rate`]: fork + exit + reap cycles with subsystems called directly or
 //!   through the table;
 //! * [`freeze`]: generated watcher lists for timing the freeze;
+//! * [`icount`]: the same variants and rows counted in instructions under callgrind,
+//!   and the checked-in instruction gate;
 //! * [`measure`] and [`summary`]: the calibrated in-process timing loop and the dispatch
 //!   summary with its targets.
 #![deny(missing_docs)]
@@ -17,6 +19,7 @@
 pub mod chains;
 pub mod fork_rate;
 pub mod freeze;
+pub mod icount;
 pub mod measure;
 pub mod summary;
 pub mod variants;

@@ -12,8 +12,9 @@ use watchers_core::{Event, EventSet, Watcher, WatcherFn, WatcherResult};
 
 use crate::measure::on_threads;
 
-/// A notifier-chain entry: a boxed closure, as a Rust notifier chain would hold.
-pub type ChainFn = Box<dyn Fn(&Event<'_>) -> WatcherResult + Send + Sync>;
+/// A notifier-chain entry: a plain function pointer, as the kernel's `notifier_block`
+/// holds one (a boxed closure would add a vtable load to every call).
+pub type ChainFn = WatcherFn;
 
 /// The body every benchmark watcher shares: a `black_box` read of the event's address
 /// and a compare that never succeeds, so that the compiler can neither drop the call nor
@@ -73,6 +74,38 @@ fn direct_loop<const N: usize>(iters: u64, event: &Event<'_>) -> Duration {
     start.elapsed()
 }
 
+/// Runs `reps` hand-written direct calls of `n` watchers (one of [`DIRECT_COUNTS`]) in
+/// a loop of the shape [`icount`](crate::icount) counts; here for the same reason as
+/// [`time_direct`].
+///
+/// # Panics
+/// For an `n` not in [`DIRECT_COUNTS`].
+pub fn run_direct(n: usize, reps: u64, event: &Event<'_>) {
+    match n {
+        0 => icount_loop_direct::<0>(reps, event),
+        1 => icount_loop_direct::<1>(reps, event),
+        8 => icount_loop_direct::<8>(reps, event),
+        64 => icount_loop_direct::<64>(reps, event),
+        1024 => icount_loop_direct::<1024>(reps, event),
+        _ => panic!("no hand-written calls of {n} watchers"),
+    }
+}
+
+/// The counted loop of [`run_direct`].
+#[inline(never)]
+fn icount_loop_direct<const N: usize>(reps: u64, event: &Event<'_>) {
+    for _ in 0..reps {
+        let e = black_box(event);
+        black_box(match N {
+            0 => direct_0(e).is_ok(),
+            1 => direct_1(e).is_ok(),
+            8 => direct_8(e).is_ok(),
+            64 => direct_64(e).is_ok(),
+            _ => direct_1024(e).is_ok(),
+        });
+    }
+}
+
 /// The watcher counts every dispatch benchmark runs with.
 pub const COUNTS: [usize; 5] = [0, 1, 8, 64, 1024];
 
@@ -88,9 +121,12 @@ pub fn records(n: usize, events: EventSet) -> Vec<Watcher> {
         .collect()
 }
 
-/// The first `n` watchers boxed as notifier-chain entries.
+/// The first `n` watchers as notifier-chain entries.
+///
+/// # Panics
+/// If `n` is more than [`MAX`].
 pub fn chain(n: usize) -> Vec<ChainFn> {
-    (0..n).map(boxed).collect()
+    FUNCS[..n].to_vec()
 }
 
 #[cfg(test)]

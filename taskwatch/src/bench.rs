@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use benches::{fork_rate, summary};
+use benches::{fork_rate, icount, summary};
 
 /// `taskwatch bench` options.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,13 +32,44 @@ pub struct BenchArgs {
     /// interleaved (about 10 s more).
     #[arg(long)]
     pub matrix: bool,
-    /// Exit with status 1 if a target is missed.
+    /// Exit with status 1 if a target is missed (with `--instructions`: if a figure is
+    /// over its ceiling in benches/instructions.toml).
     #[arg(long)]
     pub check: bool,
+    /// Count instructions instead of timing: run every variant (dispatch to 0, 1, 8, 64
+    /// and 1,024 watchers; every fork-rate row) under `valgrind --tool=callgrind` at two
+    /// repetition counts and print instructions per dispatch and per fork cycle. Needs
+    /// valgrind (Debian package `valgrind`) and a release build (about a minute).
+    #[arg(long)]
+    pub instructions: bool,
+    /// With `--instructions`: count only the figures benches/instructions.toml gates.
+    #[arg(long, requires = "instructions")]
+    pub gated_only: bool,
+    /// With `--instructions`: how many valgrind processes run at once.
+    #[arg(long, default_value_t = 2, value_name = "N", requires = "instructions")]
+    pub jobs: usize,
+    /// Internal: run one instruction-count subject SUBJECT REPS times (what
+    /// `--instructions` runs under callgrind).
+    #[arg(long, hide = true, num_args = 2, value_names = ["SUBJECT", "REPS"])]
+    pub icount_run: Option<Vec<String>>,
 }
 
 /// Measures and prints the fork-rate table, the dispatch summary and the targets.
 pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
+    if let Some(run) = &args.icount_run {
+        let [subject, reps] = run.as_slice() else {
+            return Err("--icount-run takes SUBJECT REPS".to_owned());
+        };
+        let subject = icount::Subject::parse(subject).map_err(|e| e.to_string())?;
+        let reps = reps
+            .parse()
+            .map_err(|_| format!("--icount-run: `{reps}` is not a repetition count"))?;
+        icount::run_subject(subject, reps)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.instructions {
+        return instructions(&args).map_err(|e| e.to_string());
+    }
     if args.samples == 0 || args.rounds == 0 || args.sample_ms == 0 {
         return Err("--samples, --rounds and --sample-ms must be at least 1".to_owned());
     }
@@ -83,6 +114,34 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         }
     }
     Ok(if args.check && !all_met {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--instructions`: counts under callgrind, the tables, and the gate.
+fn instructions(args: &BenchArgs) -> Result<ExitCode, icount::IcountError> {
+    let gate = icount::Gate::checked_in()?;
+    let child = icount::Child {
+        program: std::env::current_exe()?,
+        args: vec!["bench".into(), "--icount-run".into()],
+    };
+    let subjects = if args.gated_only {
+        gate.subjects()
+    } else {
+        icount::subjects()
+    };
+    let counts = icount::measure(&child, &subjects, args.jobs)?;
+    let breaches = gate.check(&counts);
+    if args.json {
+        let report = serde_json::json!({ "instructions": counts, "over_ceiling": breaches });
+        println!("{report:#}");
+    } else {
+        print!("{}", icount::render(&counts));
+        print!("{}", gate.render(&counts));
+    }
+    Ok(if args.check && !breaches.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS

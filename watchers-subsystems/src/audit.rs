@@ -23,12 +23,17 @@ use watchers_core::{
     Watcher, task_watcher, watcher_record,
 };
 
-/// The events the audit watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the audit watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_fork_free)
+    .events()
+    .union(watcher_record!(watch_exec).events())
+    .union(watcher_record!(watch_uid).events())
+    .union(watcher_record!(watch_gid).events())
+    .union(watcher_record!(watch_exit).events());
 
-/// The audit watcher's priority (`audit_alloc` comes after the scheduler set-up in
+/// The priority all the audit watchers share (`audit_alloc` comes after the scheduler set-up in
 /// `copy_process`).
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+pub const PRIORITY: i32 = watcher_record!(watch_fork_free).priority();
 
 /// The backlog limit a program starts with (the kernel's default `audit_backlog_limit`
 /// is 64; a simulation wants more).
@@ -453,23 +458,64 @@ pub fn on_free(task: &Task) -> Result<(), AuditError> {
     Ok(())
 }
 
-#[task_watcher(events = fork | exec | uid | gid | exit | free, priority = 50)]
-fn watch(event: &Event<'_>) -> Result<(), AuditError> {
-    let task = event.task();
-    match *event.data() {
-        EventData::Fork { parent, flags } => on_fork(parent, task, flags),
-        EventData::Exec { filename } => on_exec(task, filename),
-        EventData::Uid { old, new } => on_uid(task, old, new),
-        EventData::Gid { old, new } => on_gid(task, old, new),
-        EventData::Exit { status } => on_exit(task, status),
-        EventData::Free => on_free(task),
-        _ => Ok(()),
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
+
+// `fork` and `free` share a watcher: the table sends a rolled-back fork's `free` to the
+// fork watchers that succeeded and asked for `free`, so what `fork` set up is released
+// on both paths.
+#[task_watcher(events = fork | free, priority = 50)]
+fn watch_fork_free(event: &Event<'_>) -> Result<(), AuditError> {
+    if let EventData::Fork { parent, flags } = *event.data() {
+        on_fork(parent, event.task(), flags)
+    } else {
+        on_free(event.task())
     }
 }
 
-/// The audit watcher, for an explicit table (the same record `#[task_watcher]` submits).
+#[task_watcher(events = exec, priority = 50)]
+fn watch_exec(event: &Event<'_>) -> Result<(), AuditError> {
+    let EventData::Exec { filename } = *event.data() else {
+        return Ok(());
+    };
+    on_exec(event.task(), filename)
+}
+
+#[task_watcher(events = uid, priority = 50)]
+fn watch_uid(event: &Event<'_>) -> Result<(), AuditError> {
+    let EventData::Uid { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_uid(event.task(), old, new)
+}
+
+#[task_watcher(events = gid, priority = 50)]
+fn watch_gid(event: &Event<'_>) -> Result<(), AuditError> {
+    let EventData::Gid { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_gid(event.task(), old, new)
+}
+
+#[task_watcher(events = exit, priority = 50)]
+fn watch_exit(event: &Event<'_>) -> Result<(), AuditError> {
+    let EventData::Exit { status } = *event.data() else {
+        return Ok(());
+    };
+    on_exit(event.task(), status)
+}
+
+/// The audit watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![
+        watcher_record!(watch_fork_free),
+        watcher_record!(watch_exec),
+        watcher_record!(watch_uid),
+        watcher_record!(watch_gid),
+        watcher_record!(watch_exit),
+    ]
 }
 
 /// Writes one record for `task` if it has a context and nothing filters it.

@@ -21,12 +21,14 @@ use watchers_core::{
     watcher_record,
 };
 
-/// The events the delayacct watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the delayacct watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_fork_free)
+    .events()
+    .union(watcher_record!(watch_exit).events());
 
-/// The delayacct watcher's priority (`delayacct_tsk_init` is the first set-up in
+/// The priority all the delayacct watchers share (`delayacct_tsk_init` is the first set-up in
 /// `copy_process`).
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+pub const PRIORITY: i32 = watcher_record!(watch_fork_free).priority();
 
 /// The version of the [`Taskstats`] layout.
 pub const TASKSTATS_VERSION: u16 = 1;
@@ -364,20 +366,37 @@ pub fn on_free(task: &Task) -> Result<(), DelayacctError> {
     Ok(())
 }
 
-#[task_watcher(events = fork | exit | free, priority = 100)]
-fn watch(event: &Event<'_>) -> Result<(), DelayacctError> {
-    let task = event.task();
-    match *event.data() {
-        EventData::Fork { parent, flags } => on_fork(parent, task, flags),
-        EventData::Exit { status } => on_exit(task, status),
-        EventData::Free => on_free(task),
-        _ => Ok(()),
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
+
+// `fork` and `free` share a watcher: the table sends a rolled-back fork's `free` to the
+// fork watchers that succeeded and asked for `free`, so what `fork` set up is released
+// on both paths.
+#[task_watcher(events = fork | free, priority = 100)]
+fn watch_fork_free(event: &Event<'_>) -> Result<(), DelayacctError> {
+    if let EventData::Fork { parent, flags } = *event.data() {
+        on_fork(parent, event.task(), flags)
+    } else {
+        on_free(event.task())
     }
 }
 
-/// The delayacct watcher, for an explicit table.
+#[task_watcher(events = exit, priority = 100)]
+fn watch_exit(event: &Event<'_>) -> Result<(), DelayacctError> {
+    let EventData::Exit { status } = *event.data() else {
+        return Ok(());
+    };
+    on_exit(event.task(), status)
+}
+
+/// The delayacct watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![
+        watcher_record!(watch_fork_free),
+        watcher_record!(watch_exit),
+    ]
 }
 
 #[cfg(test)]

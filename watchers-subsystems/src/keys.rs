@@ -28,11 +28,15 @@ use watchers_core::{
     task_watcher, watcher_record,
 };
 
-/// The events the keys watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the keys watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_fork_free)
+    .events()
+    .union(watcher_record!(watch_exec).events())
+    .union(watcher_record!(watch_uid).events())
+    .union(watcher_record!(watch_gid).events());
 
-/// The keys watcher's priority (`copy_keys` comes late in `copy_process`).
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+/// The priority all the keys watchers share (`copy_keys` comes late in `copy_process`).
+pub const PRIORITY: i32 = watcher_record!(watch_fork_free).priority();
 
 /// A key's serial number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -537,22 +541,55 @@ pub fn on_free(task: &Task) -> Result<(), KeysError> {
     Ok(())
 }
 
-#[task_watcher(events = fork | exec | uid | gid | free, priority = 30)]
-fn watch(event: &Event<'_>) -> Result<(), KeysError> {
-    let task = event.task();
-    match *event.data() {
-        EventData::Fork { parent, flags } => on_fork(parent, task, flags),
-        EventData::Exec { filename } => on_exec(task, filename),
-        EventData::Uid { old, new } => on_uid(task, old, new),
-        EventData::Gid { old, new } => on_gid(task, old, new),
-        EventData::Free => on_free(task),
-        _ => Ok(()),
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
+
+// `fork` and `free` share a watcher: the table sends a rolled-back fork's `free` to the
+// fork watchers that succeeded and asked for `free`, so what `fork` set up is released
+// on both paths.
+#[task_watcher(events = fork | free, priority = 30)]
+fn watch_fork_free(event: &Event<'_>) -> Result<(), KeysError> {
+    if let EventData::Fork { parent, flags } = *event.data() {
+        on_fork(parent, event.task(), flags)
+    } else {
+        on_free(event.task())
     }
 }
 
-/// The keys watcher, for an explicit table.
+#[task_watcher(events = exec, priority = 30)]
+fn watch_exec(event: &Event<'_>) -> Result<(), KeysError> {
+    let EventData::Exec { filename } = *event.data() else {
+        return Ok(());
+    };
+    on_exec(event.task(), filename)
+}
+
+#[task_watcher(events = uid, priority = 30)]
+fn watch_uid(event: &Event<'_>) -> Result<(), KeysError> {
+    let EventData::Uid { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_uid(event.task(), old, new)
+}
+
+#[task_watcher(events = gid, priority = 30)]
+fn watch_gid(event: &Event<'_>) -> Result<(), KeysError> {
+    let EventData::Gid { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_gid(event.task(), old, new)
+}
+
+/// The keys watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![
+        watcher_record!(watch_fork_free),
+        watcher_record!(watch_exec),
+        watcher_record!(watch_uid),
+        watcher_record!(watch_gid),
+    ]
 }
 
 #[cfg(test)]

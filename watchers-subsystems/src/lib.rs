@@ -54,7 +54,9 @@
 //!
 //! # Direct calls (for benchmarks)
 //!
-//! Every module exposes the entry points its watcher is a thin wrapper around:
+//! Every module registers one watcher per event it handles (`watch_fork`, `watch_exit`,
+//! …, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`), each a thin wrapper
+//! around an entry point of the module:
 //! `on_fork(parent, child, flags)`, and as the subsystem needs `on_exec`, `on_uid`,
 //! `on_gid`, `on_exit`, `on_free` (and `on_sid`, `on_comm`, `on_ptrace`, `on_coredump`
 //! for `proc_events`). The `benches` crate calls them by hand, in the table's order, as
@@ -227,6 +229,43 @@ pub(crate) mod testing {
         .with_priority(priority)
     }
 
+    /// One watcher per event, as v2 had: each subsystem's records want one event each
+    /// (but `fork | free`, which a rolled-back fork needs together), no two the same,
+    /// all at the subsystem's one priority (so that the table runs a subsystem's
+    /// teardown exactly where its set-up ran, reversed).
+    #[test]
+    fn one_watcher_per_event_per_subsystem() {
+        let mut seen: std::collections::BTreeMap<&str, (i32, EventSet)> = Default::default();
+        for (subsystem, _) in crate::summary() {
+            seen.insert(subsystem, (0, EventSet::EMPTY));
+        }
+        for watcher in crate::all_watchers() {
+            let module = watcher
+                .name()
+                .strip_prefix("watchers_subsystems::")
+                .and_then(|rest| rest.split("::").next())
+                .expect("a subsystem's watcher");
+            let events = watcher.events();
+            assert!(
+                events.len() == 1 || events == EventSet::FORK.union(EventSet::FREE),
+                "{} wants {events:?}",
+                watcher.name()
+            );
+            let (priority, all) = seen.get_mut(module).expect("an enabled subsystem");
+            assert!(
+                all.intersection(events).is_empty(),
+                "{} repeats an event",
+                watcher.name()
+            );
+            if all.is_empty() {
+                *priority = watcher.priority();
+            }
+            assert_eq!(watcher.priority(), *priority, "{}", watcher.name());
+            *all = all.union(events);
+        }
+        assert!(seen.values().all(|(_, all)| !all.is_empty()));
+    }
+
     /// A small deterministic generator (splitmix64) for randomised tests.
     #[allow(dead_code)]
     pub(crate) struct Rng(u64);
@@ -258,7 +297,15 @@ pub(crate) mod testing {
         let registered = WatcherTable::from_inventory().expect("a valid registration");
         let stats = registered.watchers();
         let all = crate::all_watchers();
-        assert_eq!(all.len(), crate::summary().len());
+        let ours = stats
+            .iter()
+            .filter(|s| s.name.starts_with("watchers_subsystems::"))
+            .count();
+        assert_eq!(
+            all.len(),
+            ours,
+            "every registered subsystem watcher is listed"
+        );
         for watcher in all {
             let found = stats
                 .iter()

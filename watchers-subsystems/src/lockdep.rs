@@ -23,11 +23,13 @@ use watchers_core::{
     watcher_record,
 };
 
-/// The events the lockdep watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the lockdep watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_fork_free)
+    .events()
+    .union(watcher_record!(watch_exit).events());
 
-/// The lockdep watcher's priority (follows the irq-flags set-up in `copy_process`).
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+/// The priority all the lockdep watchers share (follows the irq-flags set-up in `copy_process`).
+pub const PRIORITY: i32 = watcher_record!(watch_fork_free).priority();
 
 /// The deepest a task's held-lock stack may be (`MAX_LOCK_DEPTH`).
 pub const MAX_LOCK_DEPTH: usize = 48;
@@ -498,20 +500,37 @@ pub fn on_free(task: &Task) -> Result<(), LockdepError> {
     Ok(())
 }
 
-#[task_watcher(events = fork | exit | free, priority = 60)]
-fn watch(event: &Event<'_>) -> Result<(), LockdepError> {
-    let task = event.task();
-    match *event.data() {
-        EventData::Fork { parent, flags } => on_fork(parent, task, flags),
-        EventData::Exit { status } => on_exit(task, status),
-        EventData::Free => on_free(task),
-        _ => Ok(()),
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
+
+// `fork` and `free` share a watcher: the table sends a rolled-back fork's `free` to the
+// fork watchers that succeeded and asked for `free`, so what `fork` set up is released
+// on both paths.
+#[task_watcher(events = fork | free, priority = 60)]
+fn watch_fork_free(event: &Event<'_>) -> Result<(), LockdepError> {
+    if let EventData::Fork { parent, flags } = *event.data() {
+        on_fork(parent, event.task(), flags)
+    } else {
+        on_free(event.task())
     }
 }
 
-/// The lockdep watcher, for an explicit table.
+#[task_watcher(events = exit, priority = 60)]
+fn watch_exit(event: &Event<'_>) -> Result<(), LockdepError> {
+    let EventData::Exit { status } = *event.data() else {
+        return Ok(());
+    };
+    on_exit(event.task(), status)
+}
+
+/// The lockdep watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![
+        watcher_record!(watch_fork_free),
+        watcher_record!(watch_exit),
+    ]
 }
 
 #[cfg(test)]

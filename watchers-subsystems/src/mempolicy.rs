@@ -21,11 +21,11 @@ use watchers_core::{
 
 use crate::mask::{MASK_BITS, Mask};
 
-/// The events the mempolicy watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the mempolicy watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_fork_free).events();
 
-/// The mempolicy watcher's priority (`mpol_dup` follows `cpuset_fork`).
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+/// The priority all the mempolicy watchers share (`mpol_dup` follows `cpuset_fork`).
+pub const PRIORITY: i32 = watcher_record!(watch_fork_free).priority();
 
 /// A memory policy (`MPOL_*`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -242,19 +242,26 @@ pub fn on_free(task: &Task) -> Result<(), MempolicyError> {
     Ok(())
 }
 
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
+
+// `fork` and `free` share a watcher: the table sends a rolled-back fork's `free` to the
+// fork watchers that succeeded and asked for `free`, so what `fork` set up is released
+// on both paths.
 #[task_watcher(events = fork | free, priority = 80)]
-fn watch(event: &Event<'_>) -> Result<(), MempolicyError> {
-    let task = event.task();
-    match *event.data() {
-        EventData::Fork { parent, flags } => on_fork(parent, task, flags),
-        EventData::Free => on_free(task),
-        _ => Ok(()),
+fn watch_fork_free(event: &Event<'_>) -> Result<(), MempolicyError> {
+    if let EventData::Fork { parent, flags } = *event.data() {
+        on_fork(parent, event.task(), flags)
+    } else {
+        on_free(event.task())
     }
 }
 
-/// The mempolicy watcher, for an explicit table.
+/// The mempolicy watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![watcher_record!(watch_fork_free)]
 }
 
 #[cfg(test)]

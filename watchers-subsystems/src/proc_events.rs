@@ -36,13 +36,22 @@ use watchers_core::{
     task_watcher, watcher_record,
 };
 
-/// The events the proc-events watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the proc-events watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_fork)
+    .events()
+    .union(watcher_record!(watch_exec).events())
+    .union(watcher_record!(watch_uid).events())
+    .union(watcher_record!(watch_gid).events())
+    .union(watcher_record!(watch_sid).events())
+    .union(watcher_record!(watch_comm).events())
+    .union(watcher_record!(watch_ptrace).events())
+    .union(watcher_record!(watch_coredump).events())
+    .union(watcher_record!(watch_exit).events());
 
-/// The proc-events watcher's priority: the lowest, so a fork is announced only once
+/// The priority all the proc-events watchers share: the lowest, so a fork is announced only once
 /// every other watcher accepted it (`proc_fork_connector` is the end of `copy_process`),
 /// and an exit is announced first.
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+pub const PRIORITY: i32 = watcher_record!(watch_fork).priority();
 
 /// How many model CPUs carry sequence counters.
 pub const NR_CPUS: usize = 4;
@@ -445,29 +454,95 @@ pub fn on_exit(task: &Task, status: ExitStatus) -> Result<(), ProcEventsError> {
     Ok(())
 }
 
-#[task_watcher(
-    events = fork | exec | uid | gid | sid | comm | ptrace | coredump | exit,
-    priority = -100
-)]
-fn watch(event: &Event<'_>) -> Result<(), ProcEventsError> {
-    let task = event.task();
-    match *event.data() {
-        EventData::Fork { parent, flags } => on_fork(parent, task, flags),
-        EventData::Exec { filename } => on_exec(task, filename),
-        EventData::Uid { old, new } => on_uid(task, old, new),
-        EventData::Gid { old, new } => on_gid(task, old, new),
-        EventData::Sid { sid } => on_sid(task, sid),
-        EventData::Comm { old, new } => on_comm(task, old, new),
-        EventData::Ptrace { tracer } => on_ptrace(task, tracer),
-        EventData::Coredump { signal } => on_coredump(task, signal),
-        EventData::Exit { status } => on_exit(task, status),
-        _ => Ok(()),
-    }
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
+#[task_watcher(events = fork, priority = -100)]
+fn watch_fork(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Fork { parent, flags } = *event.data() else {
+        return Ok(());
+    };
+    on_fork(parent, event.task(), flags)
 }
 
-/// The proc-events watcher, for an explicit table.
+#[task_watcher(events = exec, priority = -100)]
+fn watch_exec(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Exec { filename } = *event.data() else {
+        return Ok(());
+    };
+    on_exec(event.task(), filename)
+}
+
+#[task_watcher(events = uid, priority = -100)]
+fn watch_uid(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Uid { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_uid(event.task(), old, new)
+}
+
+#[task_watcher(events = gid, priority = -100)]
+fn watch_gid(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Gid { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_gid(event.task(), old, new)
+}
+
+#[task_watcher(events = sid, priority = -100)]
+fn watch_sid(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Sid { sid } = *event.data() else {
+        return Ok(());
+    };
+    on_sid(event.task(), sid)
+}
+
+#[task_watcher(events = comm, priority = -100)]
+fn watch_comm(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Comm { old, new } = *event.data() else {
+        return Ok(());
+    };
+    on_comm(event.task(), old, new)
+}
+
+#[task_watcher(events = ptrace, priority = -100)]
+fn watch_ptrace(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Ptrace { tracer } = *event.data() else {
+        return Ok(());
+    };
+    on_ptrace(event.task(), tracer)
+}
+
+#[task_watcher(events = coredump, priority = -100)]
+fn watch_coredump(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Coredump { signal } = *event.data() else {
+        return Ok(());
+    };
+    on_coredump(event.task(), signal)
+}
+
+#[task_watcher(events = exit, priority = -100)]
+fn watch_exit(event: &Event<'_>) -> Result<(), ProcEventsError> {
+    let EventData::Exit { status } = *event.data() else {
+        return Ok(());
+    };
+    on_exit(event.task(), status)
+}
+
+/// The proc-events watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![
+        watcher_record!(watch_fork),
+        watcher_record!(watch_exec),
+        watcher_record!(watch_uid),
+        watcher_record!(watch_gid),
+        watcher_record!(watch_sid),
+        watcher_record!(watch_comm),
+        watcher_record!(watch_ptrace),
+        watcher_record!(watch_coredump),
+        watcher_record!(watch_exit),
+    ]
 }
 
 #[cfg(test)]

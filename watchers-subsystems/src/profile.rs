@@ -18,12 +18,12 @@ use watchers_core::{
     Event, EventData, EventSet, ExitStatus, Pid, Task, Watcher, task_watcher, watcher_record,
 };
 
-/// The events the profile watcher asks for.
-pub const EVENTS: EventSet = watcher_record!(watch).events();
+/// The events the profile watchers ask for.
+pub const EVENTS: EventSet = watcher_record!(watch_exit).events();
 
-/// The profile watcher's priority (`profile_task_exit` is the first thing `do_exit`
+/// The priority all the profile watchers share (`profile_task_exit` is the first thing `do_exit`
 /// does; teardown runs low priorities first).
-pub const PRIORITY: i32 = watcher_record!(watch).priority();
+pub const PRIORITY: i32 = watcher_record!(watch_exit).priority();
 
 /// What went wrong with profiling.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -203,17 +203,21 @@ pub fn on_exit(task: &Task, status: ExitStatus) -> Result<(), ProfileError> {
     failed.map_or(Ok(()), |name| Err(ProfileError::ProfilerPanicked(name)))
 }
 
+// One watcher per event, as v2's `DEFINE_TASK_INITCALL` / `…EXITCALL` / `…FREECALL`
+// (but `fork` and `free`, below): the table calls each only for its own event, so none
+// switches over the payload; a `let … else` only names the event's fields.
 #[task_watcher(events = exit, priority = 20)]
-fn watch(event: &Event<'_>) -> Result<(), ProfileError> {
-    match *event.data() {
-        EventData::Exit { status } => on_exit(event.task(), status),
-        _ => Ok(()),
-    }
+fn watch_exit(event: &Event<'_>) -> Result<(), ProfileError> {
+    let EventData::Exit { status } = *event.data() else {
+        return Ok(());
+    };
+    on_exit(event.task(), status)
 }
 
-/// The profile watcher, for an explicit table.
+/// The profile watchers, one per event (`fork` and `free` together), for an explicit table
+/// (the records `#[task_watcher]` submits).
 pub fn watchers() -> Vec<Watcher> {
-    vec![watcher_record!(watch)]
+    vec![watcher_record!(watch_exit)]
 }
 
 #[cfg(test)]

@@ -194,7 +194,8 @@ impl World {
                 assert!(holds || unbalanced, "unexpected exit error: {error}");
                 let watcher = error.watcher.as_ref();
                 assert!(
-                    watcher.ends_with("lockdep::watch") || watcher.ends_with("irqflags::watch"),
+                    watcher.ends_with("lockdep::watch_exit")
+                        || watcher.ends_with("irqflags::watch_exit"),
                     "{watcher}"
                 );
             }
@@ -508,8 +509,8 @@ fn seeded_workload_keeps_every_invariant() {
     for watcher in table.watchers() {
         let expected = match watcher.name.as_str() {
             "workload::every_13th_fork" => stats.failed_forks,
-            "watchers_subsystems::lockdep::watch" => world.expect.held_at_exit,
-            "watchers_subsystems::irqflags::watch" => world.expect.unbalanced_exits,
+            "watchers_subsystems::lockdep::watch_exit" => world.expect.held_at_exit,
+            "watchers_subsystems::irqflags::watch_exit" => world.expect.unbalanced_exits,
             _ => 0,
         };
         assert_eq!(watcher.errors, expected, "{}", watcher.name);
