@@ -13,7 +13,8 @@ use crate::error::DispatchError;
 use crate::event::{Event, EventKind};
 use crate::local::{self, Reached};
 use crate::runtime::{Called, Callee};
-use crate::table::{Chain, WatcherTable};
+use crate::error::DispatchFailure;
+use crate::table::{Chain, ROUTE_SLOW, WatcherTable};
 use crate::watcher::{BoxError, WatcherFn};
 
 impl WatcherTable {
@@ -47,73 +48,58 @@ impl WatcherTable {
         self.dispatch_with(event, Mode::Notify)
     }
 
-    /// The fast path: an event that no static, runtime or per-task watcher wants costs
-    /// these few loads and branches, and one that only static watchers want goes
-    /// straight to a plain loop over the chain's function pointers.
+    /// The fast path: one load of the table's routing word (ORed with the process-wide
+    /// per-task word) and one test say whether there is anything to do; a second test
+    /// whether the static chain is all, in which case it is walked here, inline, as a
+    /// plain loop over the chain's function pointers.
     #[inline(always)]
     fn dispatch_with(&self, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
         let kind = event.kind();
-        let chain = &self.chains[kind.index()];
-        if self.runtime.wants(kind) || local::may_reach(event) {
-            return self.dispatch_to_some(event, kind, chain, mode);
-        }
-        if chain.funcs.is_empty() {
+        let route = self.route.load(Ordering::Acquire) | local::any_reachable();
+        let bit = 1u32 << kind.index();
+        if route & bit == 0 {
             return Ok(());
         }
-        // Whether this is a fork is decided out of line: tested here, the compiler folds
-        // it into the mapping from the event to its kind, which then becomes a jump
-        // table (an indirect jump on every dispatch) instead of a plain load.
-        match mode {
-            Mode::Dispatch => self.dispatch_statics(event, kind, chain),
-            Mode::Notify => self.notify_statics(event, kind, chain),
+        if route & bit << ROUTE_SLOW != 0 {
+            return self.dispatch_slow(event, kind, mode);
         }
-    }
-
-    /// An event that only static watchers want: a fork or another.
-    #[inline(never)]
-    fn dispatch_statics(
-        &self,
-        event: &Event<'_>,
-        kind: EventKind,
-        chain: &Chain,
-    ) -> Result<(), DispatchError> {
-        if kind == EventKind::Fork {
-            self.dispatch_statics_fork(event, chain)
+        let statics = Statics {
+            table: self,
+            chain: &self.chains[kind.index()],
+        };
+        // The fork test is on the bit rather than the kind: a test of the kind is folded
+        // into the mapping from the event to its kind, which then becomes a jump table.
+        if mode == Mode::Dispatch && bit == 1 << EventKind::Fork.index() {
+            walk_statics_fork(&statics, event)
         } else {
-            self.notify_statics(event, kind, chain)
+            walk_statics_all(&statics, event)
         }
     }
 
-    /// A fork that only static watchers want.
+    /// An event that runtime or per-task watchers may want, or that is counted.
+    #[cold]
     #[inline(never)]
-    fn dispatch_statics_fork(&self, event: &Event<'_>, chain: &Chain) -> Result<(), DispatchError> {
-        self.dispatched.bump(EventKind::Fork);
-        walk_statics_fork(&Statics { table: self, chain }, event)
-    }
-
-    /// An event that only static watchers want, every watcher called (a reported fork
-    /// included).
-    #[inline(never)]
-    fn notify_statics(
+    fn dispatch_slow(
         &self,
         event: &Event<'_>,
         kind: EventKind,
-        chain: &Chain,
-    ) -> Result<(), DispatchError> {
-        self.dispatched.bump(kind);
-        walk_statics_all(&Statics { table: self, chain }, event)
-    }
-
-    /// An event that runtime or per-task watchers may want.
-    #[inline(never)]
-    fn dispatch_to_some(
-        &self,
-        event: &Event<'_>,
-        kind: EventKind,
-        chain: &Chain,
         mode: Mode,
     ) -> Result<(), DispatchError> {
-        self.dispatched.bump(kind);
+        let chain = &self.chains[kind.index()];
+        if !self.runtime.wants(kind) && !local::may_reach(event) {
+            // Only the per-task word of another task, or the counts, brought it here.
+            if chain.funcs.is_empty() {
+                return Ok(());
+            }
+            self.count(kind);
+            let statics = Statics { table: self, chain };
+            return if kind == EventKind::Fork && mode == Mode::Dispatch {
+                walk_statics_fork(&statics, event)
+            } else {
+                walk_statics_all(&statics, event)
+            };
+        }
+        self.count(kind);
         let locals = local::reached_by(event);
         let outcome = self.walk_merged(event, kind, chain, &locals, mode);
         if kind == EventKind::Fork && (outcome.is_ok() || mode == Mode::Notify) {
@@ -282,12 +268,13 @@ fn fork_refused<C: Callees>(
         callees.record_skipped(later);
     }
     rollback(callees, event, i);
-    Err(DispatchError {
+    Err(DispatchFailure {
         watcher: callees.name(i),
         event: EventKind::Fork,
         source,
         failures: 1,
-    })
+    }
+    .into())
 }
 
 /// Sends `free` to the first `succeeded` watchers that asked for it, last first.
@@ -380,12 +367,13 @@ fn walk_all_from<C: Callees>(
     }
     match first {
         None => Ok(()),
-        Some((i, source)) => Err(DispatchError {
+        Some((i, source)) => Err(DispatchFailure {
             watcher: callees.name(i),
             event: event.kind(),
             source,
             failures,
-        }),
+        }
+        .into()),
     }
 }
 

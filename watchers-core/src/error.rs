@@ -48,9 +48,17 @@ fn list_duplicates(duplicates: &[DuplicateName]) -> String {
 }
 
 /// A watcher returned an error (or panicked) during a dispatch.
+///
+/// One pointer wide, so that the `Ok` of a dispatch is a single zero word; its fields
+/// are those of [`DispatchFailure`], read through `Deref` (`error.watcher`).
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DispatchError(Box<DispatchFailure>);
+
+/// What a [`DispatchError`] says.
 #[derive(Debug, thiserror::Error)]
 #[error("task watcher `{watcher}` failed on {event}: {source}")]
-pub struct DispatchError {
+pub struct DispatchFailure {
     /// The name of the (first) watcher that failed.
     pub watcher: Cow<'static, str>,
     /// The event being dispatched.
@@ -60,6 +68,27 @@ pub struct DispatchError {
     pub source: BoxError,
     /// How many watchers failed on this event (the first is reported).
     pub failures: usize,
+}
+
+impl DispatchError {
+    /// The failure, unboxed.
+    pub fn into_failure(self) -> DispatchFailure {
+        *self.0
+    }
+}
+
+impl From<DispatchFailure> for DispatchError {
+    fn from(failure: DispatchFailure) -> DispatchError {
+        DispatchError(Box::new(failure))
+    }
+}
+
+impl std::ops::Deref for DispatchError {
+    type Target = DispatchFailure;
+
+    fn deref(&self) -> &DispatchFailure {
+        &self.0
+    }
 }
 
 /// A fork did not happen.

@@ -6,7 +6,7 @@
 //! closure outside every lock, like unregistering a runtime watcher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, Guard};
@@ -73,9 +73,11 @@ impl Shared {
     fn publish(&self, list: &List) {
         self.published.store(Arc::new(list.clone()));
         if list.is_empty() {
-            self.reach.fetch_and(!ATTACHED, Ordering::Release);
+            let was = self.reach.fetch_and(!ATTACHED, Ordering::Release);
+            reach_changed(was, was & !ATTACHED);
         } else {
-            self.reach.fetch_or(ATTACHED, Ordering::Release);
+            let was = self.reach.fetch_or(ATTACHED, Ordering::Release);
+            reach_changed(was, was | ATTACHED);
         }
     }
 
@@ -85,6 +87,45 @@ impl Shared {
         list.retain(|w| !Arc::ptr_eq(w, watcher));
         self.publish(&list);
     }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        reach_changed(*self.reach.get_mut(), 0);
+    }
+}
+
+/// How many tasks' events may reach a per-task watcher (whose [`Shared::reach`] is not
+/// zero), and [`ANY_REACHABLE`] with it.
+static REACHABLE: Mutex<usize> = Mutex::new(0);
+
+/// Every bit set while some task anywhere has per-task watchers its events may reach,
+/// else zero: the dispatch fast path ORs it into the table's routing word, so that one
+/// test of that word also covers per-task watchers. (Stale only towards "set": the slow
+/// path then looks at the task itself.)
+static ANY_REACHABLE: AtomicU32 = AtomicU32::new(0);
+
+/// Keeps [`REACHABLE`] in step with a task's `reach` going from `was` to `now`.
+///
+/// A task's count changes in the order of its `reach` changes: `ATTACHED` is set and
+/// cleared under the task's writer lock, and `FORKED_BY`, set outside it, is never
+/// cleared, so a task whose `reach` returns to zero was counted under that same lock.
+fn reach_changed(was: u8, now: u8) {
+    let delta: isize = match (was != 0, now != 0) {
+        (false, true) => 1,
+        (true, false) => -1,
+        _ => return,
+    };
+    let mut count = REACHABLE.lock().unwrap_or_else(|e| e.into_inner());
+    *count = count.wrapping_add_signed(delta);
+    let mask = if *count == 0 { 0 } else { u32::MAX };
+    ANY_REACHABLE.store(mask, Ordering::Release);
+}
+
+/// Every bit set while some task's events may reach a per-task watcher, else zero.
+#[inline(always)]
+pub(crate) fn any_reachable() -> u32 {
+    ANY_REACHABLE.load(Ordering::Acquire)
 }
 
 impl LocalWatchers {
@@ -204,7 +245,8 @@ impl Reached<'_> {
         let shared = child.local.shared();
         // A fork is dispatched once; a second dispatch of the same fork keeps the first.
         if shared.forked_by.set(seen).is_ok() {
-            shared.reach.fetch_or(FORKED_BY, Ordering::Release);
+            let was = shared.reach.fetch_or(FORKED_BY, Ordering::Release);
+            reach_changed(was, was | FORKED_BY);
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::cmp::Reverse;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::counter::EventCounters;
@@ -37,11 +37,21 @@ use crate::watcher::{Location, Watcher, WatcherFn};
 /// # Ok::<(), watchers_core::FreezeError>(())
 /// ```
 pub struct WatcherTable {
+    /// The routing word: for the event of index `k`, bit `k` says that a dispatch has
+    /// something to do, bit `ROUTE_SLOW + k` that it has more to do than walk the static
+    /// chain (runtime watchers, dispatch counts). Rebuilt by [`WatcherTable::reroute`].
+    pub(crate) route: AtomicU32,
     pub(crate) entries: Box<[Entry]>,
     pub(crate) chains: [Chain; EventKind::COUNT],
     pub(crate) dispatched: EventCounters,
+    /// Whether dispatches are counted (see [`WatcherTable::without_call_counts`]).
+    counting: bool,
     pub(crate) runtime: Runtime,
 }
+
+/// Where the "more than the static chain" half of [`WatcherTable::route`] starts.
+pub(crate) const ROUTE_SLOW: u32 = 16;
+const _: () = assert!(EventKind::COUNT <= ROUTE_SLOW as usize);
 
 /// One static watcher and the counters that cannot be derived from dispatch counts.
 pub(crate) struct Entry {
@@ -128,12 +138,72 @@ impl WatcherTable {
             })
             .collect();
         let chains = Chain::build_all(&entries);
-        Ok(WatcherTable {
+        let table = WatcherTable {
+            route: AtomicU32::new(0),
             entries,
             chains,
             dispatched: EventCounters::default(),
+            counting: true,
             runtime: Runtime::default(),
-        })
+        };
+        table.reroute(EventSet::EMPTY);
+        Ok(table)
+    }
+
+    /// The table without dispatch counts: [`dispatched`](WatcherTable::dispatched) stays
+    /// 0 and the `calls` that [`watchers`](WatcherTable::watchers) reports for a static
+    /// watcher count only rollback `free` calls (runtime watchers still count theirs).
+    /// A dispatch that only static watchers want then costs no more than loading each
+    /// watcher's function and calling it: counting takes a thread-local shard lookup
+    /// and a store per dispatch, more than the rest of the fixed cost.
+    ///
+    /// ```
+    /// use watchers_core::{Event, EventData, EventKind, EventSet, Task, Watcher, WatcherTable};
+    ///
+    /// fn on_exec(_: &Event<'_>) -> watchers_core::WatcherResult { Ok(()) }
+    ///
+    /// let table = WatcherTable::from_watchers([Watcher::new("w", EventSet::EXEC, on_exec)])?
+    ///     .without_call_counts();
+    /// let task = Task::detached(7);
+    /// table.dispatch(&Event::new(&task, EventData::Exec { filename: "/bin/true" }))?;
+    /// assert_eq!(table.dispatched(EventKind::Exec), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without_call_counts(mut self) -> Self {
+        self.counting = false;
+        let wanted = self.runtime.wanted_events();
+        self.reroute(wanted);
+        self
+    }
+
+    /// Whether this table counts dispatches (true unless built
+    /// [`without_call_counts`](WatcherTable::without_call_counts)).
+    pub fn counts_calls(&self) -> bool {
+        self.counting
+    }
+
+    /// Rebuilds the routing word for the runtime watchers' events `runtime`; called when
+    /// they change, under the registration lock.
+    pub(crate) fn reroute(&self, runtime: EventSet) {
+        let statics = self
+            .chains
+            .iter()
+            .zip(0..)
+            .filter(|(chain, _)| !chain.funcs.is_empty())
+            .fold(0u32, |bits, (_, k)| bits | 1 << k);
+        let runtime = u32::from(runtime.bits());
+        let counted = if self.counting { statics } else { 0 };
+        let slow = runtime | counted;
+        self.route
+            .store(statics | runtime | slow << ROUTE_SLOW, Ordering::Release);
+    }
+
+    /// Counts a dispatch of `kind`, if this table counts.
+    #[inline]
+    pub(crate) fn count(&self, kind: EventKind) {
+        if self.counting {
+            self.dispatched.bump(kind);
+        }
     }
 
     /// Builds a table from every watcher registered with `#[task_watcher]` in the
