@@ -56,20 +56,21 @@ impl WatcherTable {
     fn dispatch_with(&self, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
         let kind = event.kind();
         let route = self.route.load(Ordering::Acquire) | local::any_reachable();
-        let bit = 1u32 << kind.index();
-        if route & bit == 0 {
+        let k = kind.index() as u32;
+        if route & 1 << k == 0 {
             return Ok(());
         }
-        if route & bit << ROUTE_SLOW != 0 {
+        if route & 1 << (k + ROUTE_SLOW) != 0 {
             return self.dispatch_slow(event, kind, mode);
         }
         let statics = Statics {
             table: self,
             chain: &self.chains[kind.index()],
         };
-        // The fork test is on the bit rather than the kind: a test of the kind is folded
-        // into the mapping from the event to its kind, which then becomes a jump table.
-        if mode == Mode::Dispatch && bit == 1 << EventKind::Fork.index() {
+        // The fork test is against a number loaded from the table: a test of the kind
+        // itself is folded into the mapping from the event to its kind, which then
+        // becomes a jump table (an indirect jump on every dispatch) instead of a load.
+        if mode == Mode::Dispatch && k == self.fork_index {
             walk_statics_fork(&statics, event)
         } else {
             walk_statics_all(&statics, event)
@@ -87,7 +88,7 @@ impl WatcherTable {
     ) -> Result<(), DispatchError> {
         let chain = &self.chains[kind.index()];
         if !self.runtime.wants(kind) && !local::may_reach(event) {
-            // Only the per-task word of another task, or the counts, brought it here.
+            // Only the counts, or another task's per-task watchers, brought it here.
             if chain.funcs.is_empty() {
                 return Ok(());
             }
@@ -184,34 +185,51 @@ fn walk<C: Callees>(callees: &C, event: &Event<'_>, mode: Mode) -> Result<(), Di
     }
 }
 
-/// Undoes a fork when dropped before `finished`: by an error or by a panic.
+/// Which watcher a walk is calling: `base + k`, two numbers so that the unrolled walk
+/// of the static chain records its position with one store of a constant per call (and
+/// one per block of eight).
+#[derive(Clone, Copy, Default)]
+struct Progress {
+    base: usize,
+    k: usize,
+}
+
+impl Progress {
+    fn at(i: usize) -> Progress {
+        Progress { base: i, k: 0 }
+    }
+
+    fn index(self) -> usize {
+        self.base + self.k
+    }
+}
+
+/// Undoes a fork when dropped: only by a panic out of watcher `calling` (the walk
+/// forgets it on every other way out), so the normal path pays no check.
 struct ForkWalk<'a, 'e, C: Callees> {
     callees: &'a C,
     event: &'a Event<'e>,
-    /// How many watchers have run successfully.
-    succeeded: usize,
-    finished: bool,
+    /// The watcher being called; the ones before it succeeded.
+    calling: Progress,
 }
 
 impl<C: Callees> Drop for ForkWalk<'_, '_, C> {
     #[inline]
     fn drop(&mut self) {
-        if !self.finished {
-            self.unwound();
-        }
+        self.unwound();
     }
 }
 
 impl<C: Callees> ForkWalk<'_, '_, C> {
-    /// Reached only by unwinding out of watcher `succeeded`.
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        self.callees.record_error(self.succeeded);
-        for i in self.succeeded + 1..self.callees.len() {
+        let panicked = self.calling.index();
+        self.callees.record_error(panicked);
+        for i in panicked + 1..self.callees.len() {
             self.callees.record_skipped(i);
         }
-        rollback(self.callees, self.event, self.succeeded);
+        rollback(self.callees, self.event, panicked);
     }
 }
 
@@ -219,35 +237,30 @@ fn walk_fork<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchE
     let mut fork = ForkWalk {
         callees,
         event,
-        succeeded: 0,
-        finished: false,
+        calling: Progress::default(),
     };
     for i in 0..callees.len() {
-        match callees.call(i, event) {
-            Called::Ran(Ok(())) | Called::Removed => fork.succeeded = i + 1,
-            Called::Ran(Err(source)) => {
-                fork.finished = true;
-                return fork_refused(callees, event, i, source);
-            }
+        fork.calling = Progress::at(i);
+        if let Called::Ran(Err(source)) = callees.call(i, event) {
+            std::mem::forget(fork);
+            return fork_refused(callees, event, i, source);
         }
     }
-    fork.finished = true;
+    std::mem::forget(fork);
     Ok(())
 }
 
 /// [`walk_fork`] over the static chain alone, as a plain loop over its functions.
-#[inline]
+#[inline(always)]
 fn walk_statics_fork(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), DispatchError> {
     let funcs: &[WatcherFn] = &statics.chain.funcs;
     let mut fork = ForkWalk {
         callees: statics,
         event,
-        succeeded: 0,
-        finished: false,
+        calling: Progress::default(),
     };
-    // Watcher `i` is called once the `i` before it have succeeded.
-    let outcome = call_in_order(funcs, event, |i| fork.succeeded = i);
-    fork.finished = true;
+    let outcome = call_in_order(funcs, event, &mut fork.calling);
+    std::mem::forget(fork);
     match outcome {
         Ok(()) => Ok(()),
         Err((i, source)) => fork_refused(statics, event, i, source),
@@ -305,30 +318,30 @@ fn rollback<C: Callees>(callees: &C, fork: &Event<'_>, succeeded: usize) {
     }
 }
 
-/// Runs the rest of the chain when dropped before `next == len`: by a panic.
+/// Runs the rest of the chain when dropped: only by a panic out of watcher `calling`
+/// (the walk forgets it on every other way out).
 struct AllWalk<'a, 'e, C: Callees> {
     callees: &'a C,
     event: &'a Event<'e>,
-    next: usize,
+    calling: Progress,
 }
 
 impl<C: Callees> Drop for AllWalk<'_, '_, C> {
     #[inline]
     fn drop(&mut self) {
-        if self.next < self.callees.len() {
-            self.unwound();
-        }
+        self.unwound();
     }
 }
 
 impl<C: Callees> AllWalk<'_, '_, C> {
-    /// Watcher `next` panicked; the others still get the event (an `exit` or `free`
+    /// Watcher `calling` panicked; the others still get the event (an `exit` or `free`
     /// that some watchers never see would leak their per-task state).
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        self.callees.record_error(self.next);
-        for i in self.next + 1..self.callees.len() {
+        let panicked = self.calling.index();
+        self.callees.record_error(panicked);
+        for i in panicked + 1..self.callees.len() {
             match catch_unwind(AssertUnwindSafe(|| self.callees.call(i, self.event))) {
                 Ok(Called::Ran(Ok(())) | Called::Removed) => {}
                 Ok(Called::Ran(Err(_))) => self.callees.record_error(i),
@@ -353,18 +366,18 @@ fn walk_all_from<C: Callees>(
     let mut all = AllWalk {
         callees,
         event,
-        next,
+        calling: Progress::default(),
     };
     let mut failures = usize::from(first.is_some());
-    while all.next < callees.len() {
-        let i = all.next;
+    for i in next..callees.len() {
+        all.calling = Progress::at(i);
         if let Called::Ran(Err(source)) = callees.call(i, event) {
             callees.record_error(i);
             failures += 1;
             first.get_or_insert((i, source));
         }
-        all.next = i + 1;
     }
+    std::mem::forget(all);
     match first {
         None => Ok(()),
         Some((i, source)) => Err(DispatchFailure {
@@ -379,24 +392,24 @@ fn walk_all_from<C: Callees>(
 
 /// [`walk_all`] over the static chain alone, as a plain loop over its functions; the
 /// first error hands over to [`walk_all_from`].
-#[inline]
+#[inline(always)]
 fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), DispatchError> {
     let funcs: &[WatcherFn] = &statics.chain.funcs;
     let mut all = AllWalk {
         callees: statics,
         event,
-        next: 0,
+        calling: Progress::default(),
     };
-    let outcome = call_in_order(funcs, event, |i| all.next = i);
-    all.next = funcs.len();
+    let outcome = call_in_order(funcs, event, &mut all.calling);
+    std::mem::forget(all);
     match outcome {
         Ok(()) => Ok(()),
         Err((i, source)) => statics_failed(statics, event, i, source),
     }
 }
 
-/// Calls `funcs` in order until one fails, and says which; `before(i)` runs before
-/// call `i` (for the unwinding guards).
+/// Calls `funcs` in order until one fails, and says which; `calling` says which is
+/// being called, for the unwinding guards.
 ///
 /// The loop is unrolled by eight: eight call sites rather than one, each seeing fewer
 /// distinct targets, which the indirect-branch predictor tells apart better (a chain
@@ -407,20 +420,22 @@ fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Disp
 fn call_in_order(
     funcs: &[WatcherFn],
     event: &Event<'_>,
-    mut before: impl FnMut(usize),
+    calling: &mut Progress,
 ) -> Result<(), (usize, BoxError)> {
     const UNROLL: usize = 8;
     let mut chunks = funcs.chunks_exact(UNROLL);
     let mut base = 0;
     for chunk in &mut chunks {
+        calling.base = base;
         for (k, func) in chunk.iter().enumerate() {
-            before(base + k);
+            calling.k = k;
             func(event).map_err(|source| (base + k, source))?;
         }
         base += UNROLL;
     }
+    calling.base = base;
     for (k, func) in chunks.remainder().iter().enumerate() {
-        before(base + k);
+        calling.k = k;
         func(event).map_err(|source| (base + k, source))?;
     }
     Ok(())

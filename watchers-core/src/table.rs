@@ -41,6 +41,8 @@ pub struct WatcherTable {
     /// something to do, bit `ROUTE_SLOW + k` that it has more to do than walk the static
     /// chain (runtime watchers, dispatch counts). Rebuilt by [`WatcherTable::reroute`].
     pub(crate) route: AtomicU32,
+    /// `EventKind::Fork.index()`, read from memory by dispatch (see there).
+    pub(crate) fork_index: u32,
     pub(crate) entries: Box<[Entry]>,
     pub(crate) chains: [Chain; EventKind::COUNT],
     pub(crate) dispatched: EventCounters,
@@ -140,6 +142,7 @@ impl WatcherTable {
         let chains = Chain::build_all(&entries);
         let table = WatcherTable {
             route: AtomicU32::new(0),
+            fork_index: EventKind::Fork.index() as u32,
             entries,
             chains,
             dispatched: EventCounters::default(),
@@ -153,9 +156,9 @@ impl WatcherTable {
     /// The table without dispatch counts: [`dispatched`](WatcherTable::dispatched) stays
     /// 0 and the `calls` that [`watchers`](WatcherTable::watchers) reports for a static
     /// watcher count only rollback `free` calls (runtime watchers still count theirs).
-    /// A dispatch that only static watchers want then costs no more than loading each
-    /// watcher's function and calling it: counting takes a thread-local shard lookup
-    /// and a store per dispatch, more than the rest of the fixed cost.
+    /// A dispatch that only static watchers want then costs little more than calling
+    /// each watcher's function: counting takes a thread-local shard lookup and a store
+    /// per dispatch, more than the rest of the fixed cost.
     ///
     /// ```
     /// use watchers_core::{Event, EventData, EventKind, EventSet, Task, Watcher, WatcherTable};
@@ -171,8 +174,8 @@ impl WatcherTable {
     /// ```
     pub fn without_call_counts(mut self) -> Self {
         self.counting = false;
-        let wanted = self.runtime.wanted_events();
-        self.reroute(wanted);
+        let runtime = self.runtime.wanted_events();
+        self.reroute(runtime);
         self
     }
 
