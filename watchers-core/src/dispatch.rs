@@ -185,22 +185,18 @@ fn walk<C: Callees>(callees: &C, event: &Event<'_>, mode: Mode) -> Result<(), Di
     }
 }
 
-/// Which watcher a walk is calling: `base + k`, two numbers so that the unrolled walk
-/// of the static chain records its position with one store of a constant per call (and
-/// one per block of eight).
-#[derive(Clone, Copy, Default)]
-struct Progress {
-    base: usize,
-    k: usize,
+/// Records, only when the call it spans unwinds, which watcher was being called: a
+/// walk forgets it once the call returns, so the normal path stores nothing (the
+/// landing pad of each unrolled call site knows its own position).
+struct Mark<'w> {
+    calling: &'w mut usize,
+    index: usize,
 }
 
-impl Progress {
-    fn at(i: usize) -> Progress {
-        Progress { base: i, k: 0 }
-    }
-
-    fn index(self) -> usize {
-        self.base + self.k
+impl Drop for Mark<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        *self.calling = self.index;
     }
 }
 
@@ -210,7 +206,7 @@ struct ForkWalk<'a, 'e, C: Callees> {
     callees: &'a C,
     event: &'a Event<'e>,
     /// The watcher being called; the ones before it succeeded.
-    calling: Progress,
+    calling: usize,
 }
 
 impl<C: Callees> Drop for ForkWalk<'_, '_, C> {
@@ -224,7 +220,7 @@ impl<C: Callees> ForkWalk<'_, '_, C> {
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        let panicked = self.calling.index();
+        let panicked = self.calling;
         self.callees.record_error(panicked);
         for i in panicked + 1..self.callees.len() {
             self.callees.record_skipped(i);
@@ -237,10 +233,10 @@ fn walk_fork<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchE
     let mut fork = ForkWalk {
         callees,
         event,
-        calling: Progress::default(),
+        calling: 0,
     };
     for i in 0..callees.len() {
-        fork.calling = Progress::at(i);
+        fork.calling = i;
         if let Called::Ran(Err(source)) = callees.call(i, event) {
             std::mem::forget(fork);
             return fork_refused(callees, event, i, source);
@@ -257,7 +253,7 @@ fn walk_statics_fork(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Dis
     let mut fork = ForkWalk {
         callees: statics,
         event,
-        calling: Progress::default(),
+        calling: 0,
     };
     let outcome = call_in_order(funcs, event, &mut fork.calling);
     std::mem::forget(fork);
@@ -323,7 +319,8 @@ fn rollback<C: Callees>(callees: &C, fork: &Event<'_>, succeeded: usize) {
 struct AllWalk<'a, 'e, C: Callees> {
     callees: &'a C,
     event: &'a Event<'e>,
-    calling: Progress,
+    /// The watcher being called.
+    calling: usize,
 }
 
 impl<C: Callees> Drop for AllWalk<'_, '_, C> {
@@ -339,7 +336,7 @@ impl<C: Callees> AllWalk<'_, '_, C> {
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        let panicked = self.calling.index();
+        let panicked = self.calling;
         self.callees.record_error(panicked);
         for i in panicked + 1..self.callees.len() {
             match catch_unwind(AssertUnwindSafe(|| self.callees.call(i, self.event))) {
@@ -366,11 +363,11 @@ fn walk_all_from<C: Callees>(
     let mut all = AllWalk {
         callees,
         event,
-        calling: Progress::default(),
+        calling: 0,
     };
     let mut failures = usize::from(first.is_some());
     for i in next..callees.len() {
-        all.calling = Progress::at(i);
+        all.calling = i;
         if let Called::Ran(Err(source)) = callees.call(i, event) {
             callees.record_error(i);
             failures += 1;
@@ -398,7 +395,7 @@ fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Disp
     let mut all = AllWalk {
         callees: statics,
         event,
-        calling: Progress::default(),
+        calling: 0,
     };
     let outcome = call_in_order(funcs, event, &mut all.calling);
     std::mem::forget(all);
@@ -408,8 +405,8 @@ fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Disp
     }
 }
 
-/// Calls `funcs` in order until one fails, and says which; `calling` says which is
-/// being called, for the unwinding guards.
+/// Calls `funcs` in order until one fails, and says which; a panic leaves in
+/// `calling` which watcher panicked, for the unwinding guards.
 ///
 /// The loop is unrolled by eight: eight call sites rather than one, each seeing fewer
 /// distinct targets, which the indirect-branch predictor tells apart better (a chain
@@ -420,23 +417,28 @@ fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Disp
 fn call_in_order(
     funcs: &[WatcherFn],
     event: &Event<'_>,
-    calling: &mut Progress,
+    calling: &mut usize,
 ) -> Result<(), (usize, BoxError)> {
     const UNROLL: usize = 8;
+    let mut call = |i: usize, func: &WatcherFn| {
+        let mark = Mark {
+            calling: &mut *calling,
+            index: i,
+        };
+        let result = func(event);
+        std::mem::forget(mark);
+        result.map_err(|source| (i, source))
+    };
     let mut chunks = funcs.chunks_exact(UNROLL);
     let mut base = 0;
     for chunk in &mut chunks {
-        calling.base = base;
         for (k, func) in chunk.iter().enumerate() {
-            calling.k = k;
-            func(event).map_err(|source| (base + k, source))?;
+            call(base + k, func)?;
         }
         base += UNROLL;
     }
-    calling.base = base;
     for (k, func) in chunks.remainder().iter().enumerate() {
-        calling.k = k;
-        func(event).map_err(|source| (base + k, source))?;
+        call(base + k, func)?;
     }
     Ok(())
 }
