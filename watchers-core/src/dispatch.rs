@@ -14,7 +14,8 @@ use crate::event::{Event, EventKind};
 use crate::local::{self, Reached};
 use crate::runtime::{Called, Callee};
 use crate::error::DispatchFailure;
-use crate::table::{Chain, ROUTE_SLOW, WatcherTable};
+use crate::routing::SLOW as ROUTE_SLOW;
+use crate::table::{Chain, WatcherTable};
 use crate::watcher::{BoxError, WatcherFn};
 
 impl WatcherTable {
@@ -48,14 +49,14 @@ impl WatcherTable {
         self.dispatch_with(event, Mode::Notify)
     }
 
-    /// The fast path: one load of the table's routing word (ORed with the process-wide
-    /// per-task word) and one test say whether there is anything to do; a second test
+    /// The fast path: one load of the table's routing word (which also covers per-task
+    /// watchers) and one test say whether there is anything to do; a second test
     /// whether the static chain is all, in which case it is walked here, inline, as a
     /// plain loop over the chain's function pointers.
     #[inline(always)]
     fn dispatch_with(&self, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
         let kind = event.kind();
-        let route = self.route.load(Ordering::Acquire) | local::any_reachable();
+        let route = self.route.word();
         let k = kind.index() as u32;
         if route & 1 << k == 0 {
             return Ok(());

@@ -36,6 +36,7 @@ mod inflight;
 mod local;
 #[cfg(all(target_os = "linux", feature = "proc-connector"))]
 pub mod proc_connector;
+mod routing;
 mod runtime;
 mod slot;
 mod table;

@@ -6,7 +6,7 @@
 //! closure outside every lock, like unregistering a runtime watcher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, Guard};
@@ -14,6 +14,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::event::{Event, EventKind, EventSet};
 use crate::gate::Gate;
 use crate::inflight;
+use crate::routing;
 use crate::runtime::{Callback, Called, UnregisterError, call_gated};
 use crate::task::Task;
 use crate::watcher::IntoWatcherError;
@@ -95,17 +96,7 @@ impl Drop for Shared {
     }
 }
 
-/// How many tasks' events may reach a per-task watcher (whose [`Shared::reach`] is not
-/// zero), and [`ANY_REACHABLE`] with it.
-static REACHABLE: Mutex<usize> = Mutex::new(0);
-
-/// Every bit set while some task anywhere has per-task watchers its events may reach,
-/// else zero: the dispatch fast path ORs it into the table's routing word, so that one
-/// test of that word also covers per-task watchers. (Stale only towards "set": the slow
-/// path then looks at the task itself.)
-static ANY_REACHABLE: AtomicU32 = AtomicU32::new(0);
-
-/// Keeps [`REACHABLE`] in step with a task's `reach` going from `was` to `now`.
+/// Reports a task's `reach` going from `was` to `now` to the routing words.
 ///
 /// A task's count changes in the order of its `reach` changes: `ATTACHED` is set and
 /// cleared under the task's writer lock, and `FORKED_BY`, set outside it, is never
@@ -116,16 +107,7 @@ fn reach_changed(was: u8, now: u8) {
         (true, false) => -1,
         _ => return,
     };
-    let mut count = REACHABLE.lock().unwrap_or_else(|e| e.into_inner());
-    *count = count.wrapping_add_signed(delta);
-    let mask = if *count == 0 { 0 } else { u32::MAX };
-    ANY_REACHABLE.store(mask, Ordering::Release);
-}
-
-/// Every bit set while some task's events may reach a per-task watcher, else zero.
-#[inline(always)]
-pub(crate) fn any_reachable() -> u32 {
-    ANY_REACHABLE.load(Ordering::Acquire)
+    routing::reachable_changed(delta);
 }
 
 impl LocalWatchers {

@@ -3,12 +3,13 @@
 
 use std::cmp::Reverse;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::counter::EventCounters;
 use crate::error::{DuplicateName, FreezeError};
 use crate::event::{EventKind, EventSet};
+use crate::routing::{Routing, SLOW as ROUTE_SLOW};
 use crate::runtime::Runtime;
 use crate::watcher::{Location, Watcher, WatcherFn};
 
@@ -37,10 +38,9 @@ use crate::watcher::{Location, Watcher, WatcherFn};
 /// # Ok::<(), watchers_core::FreezeError>(())
 /// ```
 pub struct WatcherTable {
-    /// The routing word: for the event of index `k`, bit `k` says that a dispatch has
-    /// something to do, bit `ROUTE_SLOW + k` that it has more to do than walk the static
-    /// chain (runtime watchers, dispatch counts). Rebuilt by [`WatcherTable::reroute`].
-    pub(crate) route: AtomicU32,
+    /// The routing word (see [`routing`](crate::routing)): its own part is rebuilt by
+    /// [`WatcherTable::reroute`].
+    pub(crate) route: Arc<Routing>,
     /// `EventKind::Fork.index()`, read from memory by dispatch (see there).
     pub(crate) fork_index: u32,
     pub(crate) entries: Box<[Entry]>,
@@ -51,8 +51,6 @@ pub struct WatcherTable {
     pub(crate) runtime: Runtime,
 }
 
-/// Where the "more than the static chain" half of [`WatcherTable::route`] starts.
-pub(crate) const ROUTE_SLOW: u32 = 16;
 const _: () = assert!(EventKind::COUNT <= ROUTE_SLOW as usize);
 
 /// One static watcher and the counters that cannot be derived from dispatch counts.
@@ -141,7 +139,7 @@ impl WatcherTable {
             .collect();
         let chains = Chain::build_all(&entries);
         let table = WatcherTable {
-            route: AtomicU32::new(0),
+            route: Routing::registered(0),
             fork_index: EventKind::Fork.index() as u32,
             entries,
             chains,
@@ -197,8 +195,7 @@ impl WatcherTable {
         let runtime = u32::from(runtime.bits());
         let counted = if self.counting { statics } else { 0 };
         let slow = runtime | counted;
-        self.route
-            .store(statics | runtime | slow << ROUTE_SLOW, Ordering::Release);
+        self.route.set_own(statics | runtime | slow << ROUTE_SLOW);
     }
 
     /// Counts a dispatch of `kind`, if this table counts.
