@@ -10,11 +10,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::Ordering;
 
 use crate::error::DispatchError;
+use crate::error::DispatchFailure;
 use crate::event::{Event, EventKind};
 use crate::local::{self, Reached};
-use crate::runtime::{Called, Callee};
-use crate::error::DispatchFailure;
 use crate::routing::SLOW as ROUTE_SLOW;
+use crate::runtime::{Called, Callee};
 use crate::table::{Chain, WatcherTable};
 use crate::watcher::{BoxError, WatcherFn};
 

@@ -359,15 +359,7 @@ fn per_task_watchers_are_reached_through_every_routing_word() {
         Ok::<(), std::convert::Infallible>(())
     });
     let after = WatcherTable::from_watchers([]).expect("empty table");
-    let comm = |task| {
-        Event::new(
-            task,
-            EventData::Comm {
-                old: "a",
-                new: "b",
-            },
-        )
-    };
+    let comm = |task| Event::new(task, EventData::Comm { old: "a", new: "b" });
     for table in [&before, &uncounted, &after] {
         table.dispatch(&comm(&task)).expect("no failure");
         // Another task's event goes the slow way and reaches nothing.
