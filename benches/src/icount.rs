@@ -512,9 +512,9 @@ impl Gate {
             };
             let _ = writeln!(
                 out,
-                "{figure:<24} now {:>10} ceiling {:>10.1} {status:<4}  target {} ({})",
-                now.map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
-                c.ceiling,
+                "{figure:<28} now {:>10} ceiling {:>10} {status:<4}  target {} ({})",
+                now.map_or_else(|| "-".to_owned(), number),
+                number(c.ceiling),
                 c.target,
                 if c.met { "met" } else { "unmet" }
             );
@@ -550,6 +550,15 @@ impl Gate {
             }
         }
         all
+    }
+}
+
+/// A figure as text: ratios with four decimals, counts with one.
+fn number(x: f64) -> String {
+    if x < 10.0 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.1}")
     }
 }
 
@@ -601,6 +610,32 @@ mod tests {
         for subject in subjects() {
             run_subject(subject, 2).unwrap();
         }
+    }
+
+    #[test]
+    fn a_figure_over_its_ceiling_fails_the_gate() {
+        let gate = Gate::parse(
+            r#"[ceilings]
+"dispatch/table/8" = { measured = 237, ceiling = 237, met = false, target = "t" }
+"fork-ratio/10" = { measured = 1.02, ceiling = 1.03, met = false, target = "t" }
+"#,
+        )
+        .unwrap();
+        let mut counts = Counts::default();
+        let table8 = Subject::Dispatch {
+            via: Via::Table,
+            n: 8,
+        };
+        let fork = |variant| Subject::Fork { row: 10, variant };
+        counts.0.insert(table8.arg(), 237.0);
+        counts.0.insert(fork(Variant::Direct).arg(), 1000.0);
+        counts.0.insert(fork(Variant::Table).arg(), 1030.0);
+        assert!(gate.check(&counts).is_empty());
+        counts.0.insert(table8.arg(), 238.0);
+        counts.0.insert(fork(Variant::Table).arg(), 1031.0);
+        let over: Vec<String> = gate.check(&counts).into_iter().map(|b| b.figure).collect();
+        assert_eq!(over, ["dispatch/table/8", "fork-ratio/10"]);
+        assert!(Gate::parse("[ceilings]\nx = { measured = 1 }").is_err());
     }
 
     #[test]

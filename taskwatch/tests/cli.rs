@@ -77,3 +77,26 @@ fn a_bad_argument_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("invalid value 'many'"), "{stderr}");
 }
+
+#[test]
+fn bench_icount_run_runs_one_subject_and_refuses_bad_ones() {
+    // What `bench --instructions` runs under callgrind, without callgrind.
+    for subject in ["dispatch/table/8", "unwanted", "fork/direct/10"] {
+        let ok = taskwatch(&["bench", "--icount-run", subject, "3"]);
+        assert!(ok.status.success(), "{subject}: {ok:?}");
+    }
+    for (subject, reps, message) in [
+        ("dispatch/table/7", "3", "unknown instruction-count subject"),
+        ("fork/table/2", "many", "is not a repetition count"),
+    ] {
+        let bad = taskwatch(&["bench", "--icount-run", subject, reps]);
+        assert!(!bad.status.success());
+        let stderr = String::from_utf8_lossy(&bad.stderr);
+        assert!(stderr.contains(message), "{stderr}");
+    }
+    let help = stdout(&taskwatch(&["bench", "--help"]));
+    assert!(
+        help.contains("--instructions") && help.contains("callgrind"),
+        "{help}"
+    );
+}
