@@ -27,7 +27,8 @@ impl WatcherTable {
     /// * every other event: every watcher runs; errors are counted per watcher and the
     ///   first is returned. A panic lets the remaining watchers run, then keeps unwinding.
     ///
-    /// An event that no watcher wants costs a few loads and a branch.
+    /// An event that no watcher wants costs the load of the table's routing word and a
+    /// branch.
     ///
     /// # Errors
     /// The first watcher error, as a [`DispatchError`].

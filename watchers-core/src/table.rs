@@ -266,13 +266,16 @@ impl WatcherTable {
             })
     }
 
-    /// How many times `kind` was dispatched to at least one watcher.
+    /// How many times `kind` was dispatched to at least one watcher (always 0 for a
+    /// table built [`without_call_counts`](WatcherTable::without_call_counts)).
     pub fn dispatched(&self, kind: EventKind) -> u64 {
         self.dispatched.get(kind)
     }
 
     /// Every watcher, static and runtime, in `fork` order (priority, then name), with
-    /// its call and error counts.
+    /// its call and error counts (a static watcher's calls are derived from the dispatch
+    /// counts, which a table built
+    /// [`without_call_counts`](WatcherTable::without_call_counts) does not keep).
     pub fn watchers(&self) -> Vec<WatcherStats> {
         let mut all = self.static_watchers();
         all.extend(self.runtime.registered().iter().map(|w| WatcherStats {
