@@ -10,8 +10,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::Ordering;
 
 use crate::error::DispatchError;
+use crate::error::DispatchFailure;
 use crate::event::{Event, EventKind};
 use crate::local::{self, Reached};
+use crate::routing::SLOW as ROUTE_SLOW;
 use crate::runtime::{Called, Callee};
 use crate::table::{Chain, WatcherTable};
 use crate::watcher::{BoxError, WatcherFn};
@@ -25,7 +27,8 @@ impl WatcherTable {
     /// * every other event: every watcher runs; errors are counted per watcher and the
     ///   first is returned. A panic lets the remaining watchers run, then keeps unwinding.
     ///
-    /// An event that no watcher wants costs a few loads and a branch.
+    /// An event that no watcher wants costs the load of the table's routing word and a
+    /// branch.
     ///
     /// # Errors
     /// The first watcher error, as a [`DispatchError`].
@@ -47,73 +50,59 @@ impl WatcherTable {
         self.dispatch_with(event, Mode::Notify)
     }
 
-    /// The fast path: an event that no static, runtime or per-task watcher wants costs
-    /// these few loads and branches, and one that only static watchers want goes
-    /// straight to a plain loop over the chain's function pointers.
+    /// The fast path: one load of the table's routing word (which also covers per-task
+    /// watchers) and one test say whether there is anything to do; a second test
+    /// whether the static chain is all, in which case it is walked here, inline, as a
+    /// plain loop over the chain's function pointers.
     #[inline(always)]
     fn dispatch_with(&self, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
         let kind = event.kind();
-        let chain = &self.chains[kind.index()];
-        if self.runtime.wants(kind) || local::may_reach(event) {
-            return self.dispatch_to_some(event, kind, chain, mode);
-        }
-        if chain.funcs.is_empty() {
+        let route = self.route.word();
+        let k = kind.index() as u32;
+        if route & 1 << k == 0 {
             return Ok(());
         }
-        // Whether this is a fork is decided out of line: tested here, the compiler folds
-        // it into the mapping from the event to its kind, which then becomes a jump
-        // table (an indirect jump on every dispatch) instead of a plain load.
-        match mode {
-            Mode::Dispatch => self.dispatch_statics(event, kind, chain),
-            Mode::Notify => self.notify_statics(event, kind, chain),
+        if route & 1 << (k + ROUTE_SLOW) != 0 {
+            return self.dispatch_slow(event, kind, mode);
         }
-    }
-
-    /// An event that only static watchers want: a fork or another.
-    #[inline(never)]
-    fn dispatch_statics(
-        &self,
-        event: &Event<'_>,
-        kind: EventKind,
-        chain: &Chain,
-    ) -> Result<(), DispatchError> {
-        if kind == EventKind::Fork {
-            self.dispatch_statics_fork(event, chain)
+        let statics = Statics {
+            table: self,
+            chain: &self.chains[kind.index()],
+        };
+        // The fork test is against a number loaded from the table: a test of the kind
+        // itself is folded into the mapping from the event to its kind, which then
+        // becomes a jump table (an indirect jump on every dispatch) instead of a load.
+        if mode == Mode::Dispatch && k == self.fork_index {
+            walk_statics_fork(&statics, event)
         } else {
-            self.notify_statics(event, kind, chain)
+            walk_statics_all(&statics, event)
         }
     }
 
-    /// A fork that only static watchers want.
+    /// An event that runtime or per-task watchers may want, or that is counted.
+    #[cold]
     #[inline(never)]
-    fn dispatch_statics_fork(&self, event: &Event<'_>, chain: &Chain) -> Result<(), DispatchError> {
-        self.dispatched.bump(EventKind::Fork);
-        walk_statics_fork(&Statics { table: self, chain }, event)
-    }
-
-    /// An event that only static watchers want, every watcher called (a reported fork
-    /// included).
-    #[inline(never)]
-    fn notify_statics(
+    fn dispatch_slow(
         &self,
         event: &Event<'_>,
         kind: EventKind,
-        chain: &Chain,
-    ) -> Result<(), DispatchError> {
-        self.dispatched.bump(kind);
-        walk_statics_all(&Statics { table: self, chain }, event)
-    }
-
-    /// An event that runtime or per-task watchers may want.
-    #[inline(never)]
-    fn dispatch_to_some(
-        &self,
-        event: &Event<'_>,
-        kind: EventKind,
-        chain: &Chain,
         mode: Mode,
     ) -> Result<(), DispatchError> {
-        self.dispatched.bump(kind);
+        let chain = &self.chains[kind.index()];
+        if !self.runtime.wants(kind) && !local::may_reach(event) {
+            // Only the counts, or another task's per-task watchers, brought it here.
+            if chain.funcs.is_empty() {
+                return Ok(());
+            }
+            self.count(kind);
+            let statics = Statics { table: self, chain };
+            return if kind == EventKind::Fork && mode == Mode::Dispatch {
+                walk_statics_fork(&statics, event)
+            } else {
+                walk_statics_all(&statics, event)
+            };
+        }
+        self.count(kind);
         let locals = local::reached_by(event);
         let outcome = self.walk_merged(event, kind, chain, &locals, mode);
         if kind == EventKind::Fork && (outcome.is_ok() || mode == Mode::Notify) {
@@ -198,34 +187,47 @@ fn walk<C: Callees>(callees: &C, event: &Event<'_>, mode: Mode) -> Result<(), Di
     }
 }
 
-/// Undoes a fork when dropped before `finished`: by an error or by a panic.
+/// Records, only when the call it spans unwinds, which watcher was being called: a
+/// walk forgets it once the call returns, so the normal path stores nothing (the
+/// landing pad of each unrolled call site knows its own position).
+struct Mark<'w> {
+    calling: &'w mut usize,
+    index: usize,
+}
+
+impl Drop for Mark<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        *self.calling = self.index;
+    }
+}
+
+/// Undoes a fork when dropped: only by a panic out of watcher `calling` (the walk
+/// forgets it on every other way out), so the normal path pays no check.
 struct ForkWalk<'a, 'e, C: Callees> {
     callees: &'a C,
     event: &'a Event<'e>,
-    /// How many watchers have run successfully.
-    succeeded: usize,
-    finished: bool,
+    /// The watcher being called; the ones before it succeeded.
+    calling: usize,
 }
 
 impl<C: Callees> Drop for ForkWalk<'_, '_, C> {
     #[inline]
     fn drop(&mut self) {
-        if !self.finished {
-            self.unwound();
-        }
+        self.unwound();
     }
 }
 
 impl<C: Callees> ForkWalk<'_, '_, C> {
-    /// Reached only by unwinding out of watcher `succeeded`.
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        self.callees.record_error(self.succeeded);
-        for i in self.succeeded + 1..self.callees.len() {
+        let panicked = self.calling;
+        self.callees.record_error(panicked);
+        for i in panicked + 1..self.callees.len() {
             self.callees.record_skipped(i);
         }
-        rollback(self.callees, self.event, self.succeeded);
+        rollback(self.callees, self.event, panicked);
     }
 }
 
@@ -233,35 +235,30 @@ fn walk_fork<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchE
     let mut fork = ForkWalk {
         callees,
         event,
-        succeeded: 0,
-        finished: false,
+        calling: 0,
     };
     for i in 0..callees.len() {
-        match callees.call(i, event) {
-            Called::Ran(Ok(())) | Called::Removed => fork.succeeded = i + 1,
-            Called::Ran(Err(source)) => {
-                fork.finished = true;
-                return fork_refused(callees, event, i, source);
-            }
+        fork.calling = i;
+        if let Called::Ran(Err(source)) = callees.call(i, event) {
+            std::mem::forget(fork);
+            return fork_refused(callees, event, i, source);
         }
     }
-    fork.finished = true;
+    std::mem::forget(fork);
     Ok(())
 }
 
 /// [`walk_fork`] over the static chain alone, as a plain loop over its functions.
-#[inline]
+#[inline(always)]
 fn walk_statics_fork(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), DispatchError> {
     let funcs: &[WatcherFn] = &statics.chain.funcs;
     let mut fork = ForkWalk {
         callees: statics,
         event,
-        succeeded: 0,
-        finished: false,
+        calling: 0,
     };
-    // Watcher `i` is called once the `i` before it have succeeded.
-    let outcome = call_in_order(funcs, event, |i| fork.succeeded = i);
-    fork.finished = true;
+    let outcome = call_in_order(funcs, event, &mut fork.calling);
+    std::mem::forget(fork);
     match outcome {
         Ok(()) => Ok(()),
         Err((i, source)) => fork_refused(statics, event, i, source),
@@ -282,12 +279,13 @@ fn fork_refused<C: Callees>(
         callees.record_skipped(later);
     }
     rollback(callees, event, i);
-    Err(DispatchError {
+    Err(DispatchFailure {
         watcher: callees.name(i),
         event: EventKind::Fork,
         source,
         failures: 1,
-    })
+    }
+    .into())
 }
 
 /// Sends `free` to the first `succeeded` watchers that asked for it, last first.
@@ -318,30 +316,31 @@ fn rollback<C: Callees>(callees: &C, fork: &Event<'_>, succeeded: usize) {
     }
 }
 
-/// Runs the rest of the chain when dropped before `next == len`: by a panic.
+/// Runs the rest of the chain when dropped: only by a panic out of watcher `calling`
+/// (the walk forgets it on every other way out).
 struct AllWalk<'a, 'e, C: Callees> {
     callees: &'a C,
     event: &'a Event<'e>,
-    next: usize,
+    /// The watcher being called.
+    calling: usize,
 }
 
 impl<C: Callees> Drop for AllWalk<'_, '_, C> {
     #[inline]
     fn drop(&mut self) {
-        if self.next < self.callees.len() {
-            self.unwound();
-        }
+        self.unwound();
     }
 }
 
 impl<C: Callees> AllWalk<'_, '_, C> {
-    /// Watcher `next` panicked; the others still get the event (an `exit` or `free`
+    /// Watcher `calling` panicked; the others still get the event (an `exit` or `free`
     /// that some watchers never see would leak their per-task state).
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        self.callees.record_error(self.next);
-        for i in self.next + 1..self.callees.len() {
+        let panicked = self.calling;
+        self.callees.record_error(panicked);
+        for i in panicked + 1..self.callees.len() {
             match catch_unwind(AssertUnwindSafe(|| self.callees.call(i, self.event))) {
                 Ok(Called::Ran(Ok(())) | Called::Removed) => {}
                 Ok(Called::Ran(Err(_))) => self.callees.record_error(i),
@@ -366,49 +365,50 @@ fn walk_all_from<C: Callees>(
     let mut all = AllWalk {
         callees,
         event,
-        next,
+        calling: 0,
     };
     let mut failures = usize::from(first.is_some());
-    while all.next < callees.len() {
-        let i = all.next;
+    for i in next..callees.len() {
+        all.calling = i;
         if let Called::Ran(Err(source)) = callees.call(i, event) {
             callees.record_error(i);
             failures += 1;
             first.get_or_insert((i, source));
         }
-        all.next = i + 1;
     }
+    std::mem::forget(all);
     match first {
         None => Ok(()),
-        Some((i, source)) => Err(DispatchError {
+        Some((i, source)) => Err(DispatchFailure {
             watcher: callees.name(i),
             event: event.kind(),
             source,
             failures,
-        }),
+        }
+        .into()),
     }
 }
 
 /// [`walk_all`] over the static chain alone, as a plain loop over its functions; the
 /// first error hands over to [`walk_all_from`].
-#[inline]
+#[inline(always)]
 fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), DispatchError> {
     let funcs: &[WatcherFn] = &statics.chain.funcs;
     let mut all = AllWalk {
         callees: statics,
         event,
-        next: 0,
+        calling: 0,
     };
-    let outcome = call_in_order(funcs, event, |i| all.next = i);
-    all.next = funcs.len();
+    let outcome = call_in_order(funcs, event, &mut all.calling);
+    std::mem::forget(all);
     match outcome {
         Ok(()) => Ok(()),
         Err((i, source)) => statics_failed(statics, event, i, source),
     }
 }
 
-/// Calls `funcs` in order until one fails, and says which; `before(i)` runs before
-/// call `i` (for the unwinding guards).
+/// Calls `funcs` in order until one fails, and says which; a panic leaves in
+/// `calling` which watcher panicked, for the unwinding guards.
 ///
 /// The loop is unrolled by eight: eight call sites rather than one, each seeing fewer
 /// distinct targets, which the indirect-branch predictor tells apart better (a chain
@@ -419,21 +419,28 @@ fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Disp
 fn call_in_order(
     funcs: &[WatcherFn],
     event: &Event<'_>,
-    mut before: impl FnMut(usize),
+    calling: &mut usize,
 ) -> Result<(), (usize, BoxError)> {
     const UNROLL: usize = 8;
+    let mut call = |i: usize, func: &WatcherFn| {
+        let mark = Mark {
+            calling: &mut *calling,
+            index: i,
+        };
+        let result = func(event);
+        std::mem::forget(mark);
+        result.map_err(|source| (i, source))
+    };
     let mut chunks = funcs.chunks_exact(UNROLL);
     let mut base = 0;
     for chunk in &mut chunks {
         for (k, func) in chunk.iter().enumerate() {
-            before(base + k);
-            func(event).map_err(|source| (base + k, source))?;
+            call(base + k, func)?;
         }
         base += UNROLL;
     }
     for (k, func) in chunks.remainder().iter().enumerate() {
-        before(base + k);
-        func(event).map_err(|source| (base + k, source))?;
+        call(base + k, func)?;
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ mod event;
 mod gate;
 mod inflight;
 mod local;
+mod routing;
 mod runtime;
 mod slot;
 mod table;
@@ -40,7 +41,7 @@ mod task;
 mod task_table;
 mod watcher;
 
-pub use error::{DispatchError, DuplicateName, ForkError, FreezeError, TaskError};
+pub use error::{DispatchError, DispatchFailure, DuplicateName, ForkError, FreezeError, TaskError};
 pub use event::{Event, EventData, EventKind, EventSet, ExitStatus, UnknownEvent};
 pub use local::TaskWatch;
 pub use runtime::{RegisterError, Registration, RuntimeBuilder, UnregisterError};

@@ -14,6 +14,7 @@ use arc_swap::{ArcSwap, Guard};
 use crate::event::{Event, EventKind, EventSet};
 use crate::gate::Gate;
 use crate::inflight;
+use crate::routing;
 use crate::runtime::{Callback, Called, UnregisterError, call_gated};
 use crate::task::Task;
 use crate::watcher::IntoWatcherError;
@@ -73,9 +74,11 @@ impl Shared {
     fn publish(&self, list: &List) {
         self.published.store(Arc::new(list.clone()));
         if list.is_empty() {
-            self.reach.fetch_and(!ATTACHED, Ordering::Release);
+            let was = self.reach.fetch_and(!ATTACHED, Ordering::Release);
+            reach_changed(was, was & !ATTACHED);
         } else {
-            self.reach.fetch_or(ATTACHED, Ordering::Release);
+            let was = self.reach.fetch_or(ATTACHED, Ordering::Release);
+            reach_changed(was, was | ATTACHED);
         }
     }
 
@@ -85,6 +88,26 @@ impl Shared {
         list.retain(|w| !Arc::ptr_eq(w, watcher));
         self.publish(&list);
     }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        reach_changed(*self.reach.get_mut(), 0);
+    }
+}
+
+/// Reports a task's `reach` going from `was` to `now` to the routing words.
+///
+/// A task's count changes in the order of its `reach` changes: `ATTACHED` is set and
+/// cleared under the task's writer lock, and `FORKED_BY`, set outside it, is never
+/// cleared, so a task whose `reach` returns to zero was counted under that same lock.
+fn reach_changed(was: u8, now: u8) {
+    let delta: isize = match (was != 0, now != 0) {
+        (false, true) => 1,
+        (true, false) => -1,
+        _ => return,
+    };
+    routing::reachable_changed(delta);
 }
 
 impl LocalWatchers {
@@ -204,7 +227,8 @@ impl Reached<'_> {
         let shared = child.local.shared();
         // A fork is dispatched once; a second dispatch of the same fork keeps the first.
         if shared.forked_by.set(seen).is_ok() {
-            shared.reach.fetch_or(FORKED_BY, Ordering::Release);
+            let was = shared.reach.fetch_or(FORKED_BY, Ordering::Release);
+            reach_changed(was, was | FORKED_BY);
         }
     }
 }

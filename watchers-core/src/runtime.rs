@@ -274,6 +274,7 @@ fn publish(table: &WatcherTable, registered: &Registered) {
             .store(Some(Arc::new(Snapshot { chains, epoch })));
     }
     table.runtime.wanted.store(wanted.bits(), Ordering::Release);
+    table.reroute(wanted);
 }
 
 fn merged_chain(

@@ -9,6 +9,7 @@ use std::sync::{Arc, OnceLock};
 use crate::counter::EventCounters;
 use crate::error::{DuplicateName, FreezeError};
 use crate::event::{EventKind, EventSet};
+use crate::routing::{Routing, SLOW as ROUTE_SLOW};
 use crate::runtime::Runtime;
 use crate::watcher::{Location, Watcher, WatcherFn};
 
@@ -37,11 +38,20 @@ use crate::watcher::{Location, Watcher, WatcherFn};
 /// # Ok::<(), watchers_core::FreezeError>(())
 /// ```
 pub struct WatcherTable {
+    /// The routing word (see [`routing`](crate::routing)): its own part is rebuilt by
+    /// [`WatcherTable::reroute`].
+    pub(crate) route: Arc<Routing>,
+    /// `EventKind::Fork.index()`, read from memory by dispatch (see there).
+    pub(crate) fork_index: u32,
     pub(crate) entries: Box<[Entry]>,
     pub(crate) chains: [Chain; EventKind::COUNT],
     pub(crate) dispatched: EventCounters,
+    /// Whether dispatches are counted (see [`WatcherTable::without_call_counts`]).
+    counting: bool,
     pub(crate) runtime: Runtime,
 }
+
+const _: () = assert!(EventKind::COUNT <= ROUTE_SLOW as usize);
 
 /// One static watcher and the counters that cannot be derived from dispatch counts.
 pub(crate) struct Entry {
@@ -128,12 +138,72 @@ impl WatcherTable {
             })
             .collect();
         let chains = Chain::build_all(&entries);
-        Ok(WatcherTable {
+        let table = WatcherTable {
+            route: Routing::registered(0),
+            fork_index: EventKind::Fork.index() as u32,
             entries,
             chains,
             dispatched: EventCounters::default(),
+            counting: true,
             runtime: Runtime::default(),
-        })
+        };
+        table.reroute(EventSet::EMPTY);
+        Ok(table)
+    }
+
+    /// The table without dispatch counts: [`dispatched`](WatcherTable::dispatched) stays
+    /// 0 and the `calls` that [`watchers`](WatcherTable::watchers) reports for a static
+    /// watcher count only rollback `free` calls (runtime watchers still count theirs).
+    /// A dispatch that only static watchers want then costs little more than calling
+    /// each watcher's function: counting takes a thread-local shard lookup and a store
+    /// per dispatch, more than the rest of the fixed cost.
+    ///
+    /// ```
+    /// use watchers_core::{Event, EventData, EventKind, EventSet, Task, Watcher, WatcherTable};
+    ///
+    /// fn on_exec(_: &Event<'_>) -> watchers_core::WatcherResult { Ok(()) }
+    ///
+    /// let table = WatcherTable::from_watchers([Watcher::new("w", EventSet::EXEC, on_exec)])?
+    ///     .without_call_counts();
+    /// let task = Task::detached(7);
+    /// table.dispatch(&Event::new(&task, EventData::Exec { filename: "/bin/true" }))?;
+    /// assert_eq!(table.dispatched(EventKind::Exec), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn without_call_counts(mut self) -> Self {
+        self.counting = false;
+        let runtime = self.runtime.wanted_events();
+        self.reroute(runtime);
+        self
+    }
+
+    /// Whether this table counts dispatches (true unless built
+    /// [`without_call_counts`](WatcherTable::without_call_counts)).
+    pub fn counts_calls(&self) -> bool {
+        self.counting
+    }
+
+    /// Rebuilds the routing word for the runtime watchers' events `runtime`; called when
+    /// they change, under the registration lock.
+    pub(crate) fn reroute(&self, runtime: EventSet) {
+        let statics = self
+            .chains
+            .iter()
+            .zip(0..)
+            .filter(|(chain, _)| !chain.funcs.is_empty())
+            .fold(0u32, |bits, (_, k)| bits | 1 << k);
+        let runtime = u32::from(runtime.bits());
+        let counted = if self.counting { statics } else { 0 };
+        let slow = runtime | counted;
+        self.route.set_own(statics | runtime | slow << ROUTE_SLOW);
+    }
+
+    /// Counts a dispatch of `kind`, if this table counts.
+    #[inline]
+    pub(crate) fn count(&self, kind: EventKind) {
+        if self.counting {
+            self.dispatched.bump(kind);
+        }
     }
 
     /// Builds a table from every watcher registered with `#[task_watcher]` in the
@@ -196,13 +266,16 @@ impl WatcherTable {
             })
     }
 
-    /// How many times `kind` was dispatched to at least one watcher.
+    /// How many times `kind` was dispatched to at least one watcher (always 0 for a
+    /// table built [`without_call_counts`](WatcherTable::without_call_counts)).
     pub fn dispatched(&self, kind: EventKind) -> u64 {
         self.dispatched.get(kind)
     }
 
     /// Every watcher, static and runtime, in `fork` order (priority, then name), with
-    /// its call and error counts.
+    /// its call and error counts (a static watcher's calls are derived from the dispatch
+    /// counts, which a table built
+    /// [`without_call_counts`](WatcherTable::without_call_counts) does not keep).
     pub fn watchers(&self) -> Vec<WatcherStats> {
         let mut all = self.static_watchers();
         all.extend(self.runtime.registered().iter().map(|w| WatcherStats {

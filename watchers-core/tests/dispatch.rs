@@ -326,3 +326,47 @@ fn exit_status_round_trips_through_the_event() {
     assert_eq!(child.exit_status(), Some(ExitStatus::exited(3)));
     assert_eq!(child.exit_status().and_then(ExitStatus::code), Some(3));
 }
+
+/// The `Ok` of a dispatch is one zero word (the error is boxed).
+#[test]
+fn dispatch_result_is_one_word() {
+    use watchers_core::DispatchError;
+    assert_eq!(
+        size_of::<Result<(), DispatchError>>(),
+        size_of::<usize>(),
+        "Result<(), DispatchError> grew past one word"
+    );
+}
+
+/// The routing word of a table covers per-task watchers attached after the table was
+/// built, and a table built while one is attached, for an event that no static or
+/// runtime watcher wants; a table without dispatch counts routes the same way.
+#[test]
+fn per_task_watchers_are_reached_through_every_routing_word() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let before = WatcherTable::from_watchers([]).expect("empty table");
+    let uncounted = WatcherTable::from_watchers([])
+        .expect("empty table")
+        .without_call_counts();
+    let task = Task::detached(40);
+    let other = Task::detached(41);
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    let watch = task.watch(EventSet::COMM, move |_| {
+        count.fetch_add(1, Ordering::SeqCst);
+        Ok::<(), std::convert::Infallible>(())
+    });
+    let after = WatcherTable::from_watchers([]).expect("empty table");
+    let comm = |task| Event::new(task, EventData::Comm { old: "a", new: "b" });
+    for table in [&before, &uncounted, &after] {
+        table.dispatch(&comm(&task)).expect("no failure");
+        // Another task's event goes the slow way and reaches nothing.
+        table.dispatch(&comm(&other)).expect("no failure");
+    }
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    watch.remove().expect("not in flight");
+    before.dispatch(&comm(&task)).expect("no failure");
+    assert_eq!(seen.load(Ordering::SeqCst), 3, "detached");
+}
