@@ -1,6 +1,7 @@
 //! The task model: a process table that sends every lifecycle event through a
 //! [`WatcherTable`].
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,12 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 ///   may re-enter it, or because another thread holds it), it finds the task again by
 ///   identity, never by pid. So a reused pid never makes the table free, reparent or
 ///   fork under the wrong task; [`Task::serial`] is that identity for users.
+/// * `free` is sent once no other event of the task that this table sends is in flight.
+///   If the task is reaped while one still runs its watchers (another thread's `exec`,
+///   or a watcher that exits and reaps its own task), the task stays a zombie holding
+///   its pid, the reap returns at once, and the thread whose event ends last sends
+///   `free` (a `free` watcher's error is then returned to no caller). Nothing waits, so
+///   a watcher may re-enter the table on its own task.
 /// * A thread (`CloneFlags::THREAD`) joins its parent's thread group, has its parent's
 ///   parent, and is reaped by itself when it exits.
 /// * Any thread may call any method; watchers run without the table's lock held.
@@ -209,8 +216,12 @@ impl TaskTable {
         }
     }
 
-    fn running(&self, pid: Pid, operation: &'static str) -> Result<Arc<Task>, TaskError> {
-        self.lock().in_state(pid, TaskState::Running, operation)
+    /// The running task with this pid, its event counted as in flight until the
+    /// returned guard is dropped (so that its `free` waits for that event).
+    fn running(&self, pid: Pid, operation: &'static str) -> Result<InFlight<'_>, TaskError> {
+        let task = self.lock().in_state(pid, TaskState::Running, operation)?;
+        task.enter_event();
+        Ok(InFlight { table: self, task })
     }
 
     fn send(&self, task: &Task, data: EventData<'_>) -> Result<(), DispatchError> {
@@ -374,8 +385,9 @@ impl TaskTable {
                 .map(|node| node.task.clone())
                 .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting))
                 .unwrap_or_else(|| self.init.clone());
+            // An embryo, invisible, until every `fork` watcher has heard of it: nobody
+            // can exit it (and send its `free`) before its `fork` has been sent.
             let task = Arc::new(Task::new(init));
-            task.set_state(TaskState::Running);
             inner.nodes.insert(
                 task.pid(),
                 Node {
@@ -383,15 +395,8 @@ impl TaskTable {
                     children: HashSet::new(),
                 },
             );
-            if !task.is_thread() {
-                task.set_parent(parent.pid());
-                if let Some(node) = inner.node_of_mut(&parent) {
-                    node.children.insert(task.pid());
-                }
-            }
             (task, parent)
         };
-        self.stats.forks.fetch_add(1, Ordering::Relaxed);
         let event = Event::new(
             &task,
             EventData::Fork {
@@ -399,8 +404,35 @@ impl TaskTable {
                 flags,
             },
         );
-        self.watchers.notify(&event).map_err(TaskError::Watcher)?;
-        Ok(task)
+        // The task exists for real: it enters the table even if a watcher panics.
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.watchers.notify(&event)));
+        {
+            let mut inner = self.lock();
+            task.set_state(TaskState::Running);
+            if !task.is_thread() {
+                // The parent may have exited while the watchers ran: then init adopts.
+                let adopter = Some(&parent)
+                    .filter(|parent| {
+                        matches!(parent.state(), TaskState::Running | TaskState::Exiting)
+                    })
+                    .and_then(|parent| inner.node_of_mut(parent));
+                match adopter {
+                    Some(node) => {
+                        node.children.insert(task.pid());
+                        task.set_parent(parent.pid());
+                    }
+                    None => {
+                        inner.init_node().children.insert(task.pid());
+                        task.set_parent(Pid::INIT);
+                    }
+                }
+            }
+        }
+        self.stats.forks.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(result) => result.map_err(TaskError::Watcher).map(|()| task),
+            Err(payload) => resume_unwind(payload),
+        }
     }
 
     /// `execve`: the task runs `filename` (its name becomes the file's base name, as in
@@ -413,8 +445,7 @@ impl TaskTable {
         let task = self.running(pid, "exec")?;
         let base = filename.rsplit('/').next().unwrap_or(filename);
         task.replace_comm(base);
-        self.send(&task, EventData::Exec { filename })
-            .map_err(TaskError::Watcher)
+        task.send(EventData::Exec { filename })
     }
 
     /// `setresuid`: each id that is `Some` is set; the filesystem id follows the
@@ -496,7 +527,7 @@ impl TaskTable {
                 EventData::Gid { old, new }
             }
         };
-        self.send(&task, data).map_err(TaskError::Watcher)
+        task.send(data)
     }
 
     /// `setgid`: every group id becomes `gid`.
@@ -526,8 +557,7 @@ impl TaskTable {
             return Err(TaskError::GroupLeader(pid));
         }
         task.set_session(pid, pid);
-        self.send(&task, EventData::Sid { sid: pid })
-            .map_err(TaskError::Watcher)?;
+        task.send(EventData::Sid { sid: pid })?;
         Ok(pid)
     }
 
@@ -539,14 +569,10 @@ impl TaskTable {
         let task = self.running(pid, "set_comm")?;
         let old = task.replace_comm(comm);
         let new = task.comm();
-        self.send(
-            &task,
-            EventData::Comm {
-                old: &old,
-                new: &new,
-            },
-        )
-        .map_err(TaskError::Watcher)
+        task.send(EventData::Comm {
+            old: &old,
+            new: &new,
+        })
     }
 
     /// `ptrace(PTRACE_ATTACH)` by `tracer`, or a detach when `tracer` is `None`.
@@ -556,8 +582,7 @@ impl TaskTable {
     pub fn ptrace(&self, pid: Pid, tracer: Option<Pid>) -> Result<(), TaskError> {
         let task = self.running(pid, "ptrace")?;
         task.set_tracer(tracer);
-        self.send(&task, EventData::Ptrace { tracer })
-            .map_err(TaskError::Watcher)
+        task.send(EventData::Ptrace { tracer })
     }
 
     /// The task dumps core after `signal` (it keeps running until it exits).
@@ -566,8 +591,7 @@ impl TaskTable {
     /// As [`exec`](TaskTable::exec).
     pub fn coredump(&self, pid: Pid, signal: i32) -> Result<(), TaskError> {
         let task = self.running(pid, "dump core")?;
-        self.send(&task, EventData::Coredump { signal })
-            .map_err(TaskError::Watcher)
+        task.send(EventData::Coredump { signal })
     }
 
     /// `exit(code)`: see [`exit_with`](TaskTable::exit_with).
@@ -636,43 +660,48 @@ impl TaskTable {
         };
         self.stats.exits.fetch_add(1, Ordering::Relaxed);
 
-        let mut first = match outcome {
-            Ok(result) => result.err(),
-            Err(payload) => {
-                // Finish what the panic interrupted, then let it continue.
-                self.settle_after_exit(&task, &orphans, reap_self);
-                resume_unwind(payload);
-            }
+        // Finish what a panic interrupted, then let the first panic continue.
+        let (mut first, mut panic) = match outcome {
+            Ok(result) => (result.err(), None),
+            Err(payload) => (None, Some(payload)),
         };
-        if let Some(error) = self.settle_after_exit(&task, &orphans, reap_self) {
+        let (error, later_panic) = self.settle_after_exit(&task, &orphans, reap_self);
+        if let Some(error) = error {
             first.get_or_insert(error);
+        }
+        if let Some(payload) = panic.take().or(later_panic) {
+            resume_unwind(payload);
         }
         first.map_or(Ok(()), |error| Err(TaskError::Watcher(error)))
     }
 
-    /// Reaps what init or the thread itself reaps after an exit; returns the first
-    /// `free` watcher error.
+    /// Reaps what init or the thread itself reaps after an exit, every one of them even
+    /// if a `free` watcher panics; returns the first `free` watcher error and the first
+    /// panic.
     fn settle_after_exit(
         &self,
         task: &Arc<Task>,
         orphans: &[Arc<Task>],
         reap_self: bool,
-    ) -> Option<DispatchError> {
+    ) -> (Option<DispatchError>, Option<Box<dyn Any + Send>>) {
         let mut first = None;
-        for orphan in orphans {
-            if let Err(TaskError::Watcher(error)) = self.release(orphan) {
-                first.get_or_insert(error);
+        let mut panic = None;
+        // Whoever else may reap the task itself (a `wait` on init) claims it by
+        // identity too, so it is freed once, and a task that has its pid now is never
+        // touched.
+        let reap_task = reap_self && (task.is_thread() || task.parent() == Pid::INIT);
+        for zombie in orphans.iter().chain(reap_task.then_some(task)) {
+            match catch_unwind(AssertUnwindSafe(|| self.release(zombie))) {
+                Ok(Err(TaskError::Watcher(error))) => {
+                    first.get_or_insert(error);
+                }
+                Ok(_) => {}
+                Err(payload) => {
+                    panic.get_or_insert(payload);
+                }
             }
         }
-        // Whoever else may reap it (a `wait` on init) claims it by identity too, so it
-        // is freed once, and a task that has its pid now is never touched.
-        if reap_self
-            && (task.is_thread() || task.parent() == Pid::INIT)
-            && let Err(TaskError::Watcher(error)) = self.release(task)
-        {
-            first.get_or_insert(error);
-        }
-        first
+        (first, panic)
     }
 
     /// Reaps `child`, a zombie child of `parent`: the `free` watchers run, the task's
@@ -685,7 +714,7 @@ impl TaskTable {
     pub fn reap(&self, parent: Pid, child: Pid) -> Result<ExitStatus, TaskError> {
         // The check and the claim share one lock: between them the child could be
         // reaped by another thread and its pid reused.
-        let task = {
+        let (task, now) = {
             let inner = self.lock();
             let is_child = inner
                 .nodes
@@ -699,11 +728,17 @@ impl TaskTable {
                 });
             }
             let task = inner.in_state(child, TaskState::Zombie, "be reaped")?;
-            task.set_state(TaskState::Dead);
-            task
+            let now = task.claim_free().ok_or(TaskError::WrongState {
+                pid: child,
+                state: TaskState::Zombie,
+                operation: "be reaped: it is being freed",
+            })?;
+            (task, now)
         };
         let status = task.exit_status();
-        self.free_claimed(task)?;
+        if now {
+            self.free_claimed(task)?;
+        }
         Ok(status.unwrap_or(ExitStatus(0)))
     }
 
@@ -725,20 +760,19 @@ impl TaskTable {
                 .iter()
                 .filter_map(|child| inner.nodes.get(child))
                 .map(|node| &node.task)
-                .filter(|task| task.state() == TaskState::Zombie)
+                .filter(|task| task.state() == TaskState::Zombie && !task.free_is_claimed())
                 .min_by_key(|task| task.pid())
                 .cloned();
-            if let Some(task) = &zombie {
-                task.set_state(TaskState::Dead);
-            }
-            zombie
+            zombie.and_then(|task| task.claim_free().map(|now| (task, now)))
         };
-        let Some(task) = zombie else {
+        let Some((task, now)) = zombie else {
             return Ok(None);
         };
         let status = task.exit_status().unwrap_or(ExitStatus(0));
         let pid = task.pid();
-        self.free_claimed(task)?;
+        if now {
+            self.free_claimed(task)?;
+        }
         Ok(Some((pid, status)))
     }
 
@@ -747,26 +781,30 @@ impl TaskTable {
         if task.pid() == Pid::INIT {
             return Err(TaskError::Init("be reaped"));
         }
-        {
+        let now = {
             let inner = self.lock();
             if inner.node_of(task).is_none() {
                 return Err(TaskError::NoSuchTask(task.pid()));
             }
-            if task.state() != TaskState::Zombie {
-                return Err(TaskError::WrongState {
-                    pid: task.pid(),
-                    state: task.state(),
-                    operation: "be reaped",
-                });
-            }
-            task.set_state(TaskState::Dead);
+            let claim = (task.state() == TaskState::Zombie)
+                .then(|| task.claim_free())
+                .flatten();
+            claim.ok_or(TaskError::WrongState {
+                pid: task.pid(),
+                state: task.state(),
+                operation: "be reaped",
+            })?
+        };
+        if now {
+            self.free_claimed(task.clone())?;
         }
-        self.free_claimed(task.clone())
+        Ok(())
     }
 
-    /// Frees a task claimed (made [`TaskState::Dead`]) under the lock: sends `free`,
-    /// then forgets it. Its node keeps the pid taken until then.
+    /// Frees a task whose `free` is claimed and no longer has an event in flight:
+    /// sends `free`, then forgets it. Its node keeps the pid taken until then.
     fn free_claimed(&self, task: Arc<Task>) -> Result<(), TaskError> {
+        task.set_state(TaskState::Dead);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
         {
             let mut inner = self.lock();
@@ -801,6 +839,47 @@ impl std::fmt::Debug for TaskTable {
             .field("tasks", &self.len())
             .field("pid_max", &self.pid_max)
             .finish_non_exhaustive()
+    }
+}
+
+/// An event of a running task in flight: while it lives, the task's `free` is not
+/// sent; if the task was claimed for `free` meanwhile, dropping the last such guard
+/// sends it (a hand-off: nobody waits, so a watcher may exit and reap its own task).
+struct InFlight<'a> {
+    table: &'a TaskTable,
+    task: Arc<Task>,
+}
+
+impl InFlight<'_> {
+    /// Sends the event, then ends it.
+    fn send(self, data: EventData<'_>) -> Result<(), TaskError> {
+        self.table
+            .send(&self.task, data)
+            .map_err(TaskError::Watcher)
+    }
+}
+
+impl std::ops::Deref for InFlight<'_> {
+    type Target = Arc<Task>;
+
+    fn deref(&self) -> &Arc<Task> {
+        &self.task
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.task.leave_event() {
+            return;
+        }
+        // The `free` handed over has no caller to report a watcher's error to. While
+        // this thread unwinds, a panicking `free` watcher must not abort the process.
+        let task = self.task.clone();
+        if std::thread::panicking() {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.table.free_claimed(task)));
+        } else {
+            let _ = self.table.free_claimed(task);
+        }
     }
 }
 
