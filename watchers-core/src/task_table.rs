@@ -5,7 +5,7 @@ use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::error::{DispatchError, ForkError, TaskError};
 use crate::event::{Event, EventData, ExitStatus};
@@ -36,7 +36,10 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 ///   `free` (a `free` watcher's error is then returned to no caller). Nothing waits, so
 ///   a watcher may re-enter the table on its own task.
 /// * A thread (`CloneFlags::THREAD`) joins its parent's thread group, has its parent's
-///   parent, and is reaped by itself when it exits.
+///   parent, and is reaped by itself when it exits. The table holds every task's parent
+///   by identity, a thread's too: when the parent exits, its threads go to init with
+///   its children, so a `CLONE_PARENT` fork from a thread never reaches a task that
+///   took a freed parent's pid.
 /// * Any thread may call any method; watchers run without the table's lock held.
 ///
 /// ```
@@ -68,8 +71,26 @@ struct Inner {
 
 struct Node {
     task: Arc<Task>,
+    /// The task whose child this one is, by identity: [`Task::parent`] is only its pid,
+    /// which may name another task once that one is freed. Empty for init and embryos.
+    parent: Weak<Task>,
     /// Processes whose parent this task is (threads are not waited for).
     children: HashSet<Pid>,
+    /// Threads whose parent this task is: handed to init with the children when it
+    /// exits, so that their parent never names a freed task.
+    threads: HashSet<Pid>,
+}
+
+impl Node {
+    /// A task's node, linked to no parent yet.
+    fn new(task: Arc<Task>) -> Node {
+        Node {
+            task,
+            parent: Weak::new(),
+            children: HashSet::new(),
+            threads: HashSet::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -128,13 +149,7 @@ impl TaskTable {
         }));
         init.set_state(TaskState::Running);
         let mut nodes = HashMap::new();
-        nodes.insert(
-            Pid::INIT,
-            Node {
-                task: init.clone(),
-                children: HashSet::new(),
-            },
-        );
+        nodes.insert(Pid::INIT, Node::new(init.clone()));
         TaskTable {
             watchers,
             init,
@@ -281,10 +296,10 @@ impl TaskTable {
             };
             // The task whose child process this will be, held by identity: its pid
             // may name another task by the time the fork watchers have run.
-            let real_parent = if thread {
-                None
-            } else if flags.contains(CloneFlags::PARENT) {
-                inner.visible(parent.parent()).cloned()
+            let real_parent = if thread || flags.contains(CloneFlags::PARENT) {
+                inner
+                    .node_of(&parent)
+                    .and_then(|node| node.parent.upgrade())
             } else {
                 Some(parent.clone())
             };
@@ -304,13 +319,7 @@ impl TaskTable {
                 comm: parent.comm(),
             }));
             // The embryo holds its pid, invisible to `get`, until the fork is decided.
-            inner.nodes.insert(
-                pid,
-                Node {
-                    task: child.clone(),
-                    children: HashSet::new(),
-                },
-            );
+            inner.nodes.insert(pid, Node::new(child.clone()));
             (parent, real_parent, child)
         };
 
@@ -336,22 +345,10 @@ impl TaskTable {
 
         let mut inner = self.lock();
         child.set_state(TaskState::Running);
-        if !thread {
-            let adopter = real_parent
-                .filter(|parent| parent.state() == TaskState::Running)
-                .and_then(|parent| inner.node_of_mut(&parent));
-            match adopter {
-                Some(node) => {
-                    node.children.insert(child.pid());
-                }
-                None => {
-                    // The parent exited (and its pid may be another task's now) while
-                    // the child was being forked.
-                    child.set_parent(Pid::INIT);
-                    inner.init_node().children.insert(child.pid());
-                }
-            }
-        }
+        // If the parent exited (and its pid may be another task's now) while the child
+        // was being forked, init adopts it.
+        let real_parent = real_parent.filter(|parent| parent.state() == TaskState::Running);
+        inner.link(&child, real_parent.as_ref());
         drop(inner);
         self.stats.forks.fetch_add(1, Ordering::Relaxed);
         Ok(child)
@@ -361,8 +358,8 @@ impl TaskTable {
     /// one the kernel just forked) into the table, running, and announces it to the
     /// `fork` watchers with [`WatcherTable::notify`]: they cannot refuse it, and it will
     /// get `exit` and `free` like any other task. Its parent is `init.parent` if that is
-    /// in the table and has not finished exiting, else init (a thread keeps
-    /// `init.parent` as its parent and is nobody's child).
+    /// in the table and has not finished exiting, else init (a thread too,
+    /// though nobody waits for it).
     ///
     /// # Errors
     /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
@@ -388,13 +385,7 @@ impl TaskTable {
             // An embryo, invisible, until every `fork` watcher has heard of it: nobody
             // can exit it (and send its `free`) before its `fork` has been sent.
             let task = Arc::new(Task::new(init));
-            inner.nodes.insert(
-                task.pid(),
-                Node {
-                    task: task.clone(),
-                    children: HashSet::new(),
-                },
-            );
+            inner.nodes.insert(task.pid(), Node::new(task.clone()));
             (task, parent)
         };
         let event = Event::new(
@@ -409,24 +400,10 @@ impl TaskTable {
         {
             let mut inner = self.lock();
             task.set_state(TaskState::Running);
-            if !task.is_thread() {
-                // The parent may have exited while the watchers ran: then init adopts.
-                let adopter = Some(&parent)
-                    .filter(|parent| {
-                        matches!(parent.state(), TaskState::Running | TaskState::Exiting)
-                    })
-                    .and_then(|parent| inner.node_of_mut(parent));
-                match adopter {
-                    Some(node) => {
-                        node.children.insert(task.pid());
-                        task.set_parent(parent.pid());
-                    }
-                    None => {
-                        inner.init_node().children.insert(task.pid());
-                        task.set_parent(Pid::INIT);
-                    }
-                }
-            }
+            // The parent may have exited while the watchers ran: then init adopts.
+            let adopter = Some(&parent)
+                .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting));
+            inner.link(&task, adopter);
         }
         self.stats.forks.fetch_add(1, Ordering::Relaxed);
         match outcome {
@@ -637,25 +614,35 @@ impl TaskTable {
         let orphans = {
             let mut inner = self.lock();
             task.set_state(TaskState::Zombie);
-            let children = inner
+            let (children, threads) = inner
                 .node_of_mut(&task)
-                .map(|node| std::mem::take(&mut node.children))
+                .map(|node| {
+                    (
+                        std::mem::take(&mut node.children),
+                        std::mem::take(&mut node.threads),
+                    )
+                })
                 .unwrap_or_default();
-            // Zombie children are reaped by init at once; the others become its children.
-            // Both are held by identity from here on.
+            // Zombie children are reaped by init at once; the other children, and the
+            // threads, become init's. The zombies are held by identity from here on.
             let mut orphans = Vec::new();
-            let mut adopted = Vec::new();
-            for child in children {
-                if let Some(node) = inner.nodes.get(&child) {
+            let init = Arc::downgrade(&self.init);
+            for pid in children.iter().chain(&threads) {
+                if let Some(node) = inner.nodes.get_mut(pid) {
                     node.task.set_parent(Pid::INIT);
-                    if node.task.state() == TaskState::Zombie {
+                    node.parent = init.clone();
+                    if node.task.state() == TaskState::Zombie && children.contains(pid) {
                         orphans.push(node.task.clone());
-                    } else {
-                        adopted.push(child);
                     }
                 }
             }
-            inner.init_node().children.extend(adopted);
+            let init = inner.init_node();
+            init.children.extend(
+                children
+                    .iter()
+                    .filter(|pid| !orphans.iter().any(|orphan| orphan.pid() == **pid)),
+            );
+            init.threads.extend(threads);
             orphans
         };
         self.stats.exits.fetch_add(1, Ordering::Relaxed);
@@ -808,11 +795,10 @@ impl TaskTable {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
         {
             let mut inner = self.lock();
-            inner.forget(&task);
-            // Its parent cannot have changed pid owner: a parent hands its children to
-            // init (and sets their parent) under this lock before it can be freed.
-            if let Some(node) = inner.nodes.get_mut(&task.parent()) {
+            let parent = inner.forget(&task).and_then(|node| node.parent.upgrade());
+            if let Some(node) = parent.and_then(|parent| inner.node_of_mut(&parent)) {
                 node.children.remove(&task.pid());
+                node.threads.remove(&task.pid());
             }
         }
         task.slots.clear();
@@ -897,7 +883,7 @@ impl Drop for Embryo<'_> {
             return;
         }
         let task = self.task;
-        if self.table.lock().forget(task) {
+        if self.table.lock().forget(task).is_some() {
             task.set_state(TaskState::Dead);
             task.slots.clear();
             task.local.clear();
@@ -925,13 +911,30 @@ impl Inner {
             .unwrap_or_else(|| unreachable!("init is never removed"))
     }
 
-    /// Removes this very task's node; whether it was there.
-    fn forget(&mut self, task: &Arc<Task>) -> bool {
-        let ours = self.node_of(task).is_some();
-        if ours {
-            self.nodes.remove(&task.pid());
+    /// Removes this very task's node, if it was there.
+    fn forget(&mut self, task: &Arc<Task>) -> Option<Node> {
+        self.node_of(task)?;
+        self.nodes.remove(&task.pid())
+    }
+
+    /// Makes `task` (a thread, or a process) the child of `parent`, or of init if
+    /// `parent` is `None` or no longer in the table.
+    fn link(&mut self, task: &Arc<Task>, parent: Option<&Arc<Task>>) {
+        let parent = match parent {
+            Some(parent) if self.node_of(parent).is_some() => parent.clone(),
+            _ => self.init_node().task.clone(),
+        };
+        if let Some(node) = self.node_of_mut(&parent) {
+            if task.is_thread() {
+                node.threads.insert(task.pid());
+            } else {
+                node.children.insert(task.pid());
+            }
         }
-        ours
+        task.set_parent(parent.pid());
+        if let Some(node) = self.node_of_mut(task) {
+            node.parent = Arc::downgrade(&parent);
+        }
     }
 
     /// The task with this pid, unless it is still being forked.

@@ -563,3 +563,27 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
     );
     assert_eq!(done.load(Ordering::SeqCst), THREADS);
 }
+
+/// G → P → thread T. G exits (freed: init's child) and X takes G's pid. T's parent is
+/// init now, so a `CLONE_PARENT` fork from T gives the child to init, not to X.
+#[test]
+fn clone_parent_from_a_thread_whose_parent_was_freed_goes_to_init() {
+    let tasks = table(100);
+    let g = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let p = tasks.fork(g.pid(), CloneFlags::empty()).unwrap();
+    let t = tasks.fork(p.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(t.parent(), g.pid());
+    tasks.exit(g.pid(), 0).unwrap();
+    assert_eq!(g.state(), TaskState::Dead);
+    assert_eq!((p.parent(), t.parent()), (Pid::INIT, Pid::INIT));
+    let x = tasks
+        .fork_with_pid(Pid::INIT, g.pid(), CloneFlags::empty())
+        .unwrap();
+    let child = tasks.fork(t.pid(), CloneFlags::PARENT).unwrap();
+    assert_eq!(child.parent(), Pid::INIT);
+    assert!(tasks.children(Pid::INIT).contains(&child.pid()));
+    assert!(tasks.children(x.pid()).is_empty());
+    // A thread of T, forked now, has init as its parent too.
+    let thread = tasks.fork(t.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(thread.parent(), Pid::INIT);
+}
