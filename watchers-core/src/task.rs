@@ -337,16 +337,16 @@ impl Task {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    /// Records a new parent. Dispatches nothing: for event sources that mirror tasks
-    /// changed outside this model (the kernel connector); the task model itself
-    /// reparents through [`TaskTable`](crate::TaskTable).
-    pub fn set_parent(&self, parent: Pid) {
+    /// Records a new parent. Dispatches nothing: the table's children lists must agree,
+    /// so only the table calls it (event sources use
+    /// [`TaskTable::record`](crate::TaskTable::record)).
+    pub(crate) fn set_parent(&self, parent: Pid) {
         self.parent.store(parent.0, Ordering::Release);
     }
 
     /// Records a new session and process group. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn set_session(&self, sid: Pid, pgid: Pid) {
+    pub(crate) fn set_session(&self, sid: Pid, pgid: Pid) {
         self.sid.store(sid.0, Ordering::Release);
         self.pgid.store(pgid.0, Ordering::Release);
     }
@@ -382,26 +382,26 @@ impl Task {
 
     /// Records the tracer (`None`: detached). Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn set_tracer(&self, tracer: Option<Pid>) {
+    pub(crate) fn set_tracer(&self, tracer: Option<Pid>) {
         self.tracer
             .store(tracer.map_or(0, |pid| pid.0), Ordering::Release);
     }
 
     /// Replaces the user ids, returning the old ones. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn replace_uids(&self, uids: Ids) -> Ids {
+    pub(crate) fn replace_uids(&self, uids: Ids) -> Ids {
         std::mem::replace(&mut self.lock_creds().uids, uids)
     }
 
     /// Replaces the group ids, returning the old ones. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn replace_gids(&self, gids: Ids) -> Ids {
+    pub(crate) fn replace_gids(&self, gids: Ids) -> Ids {
         std::mem::replace(&mut self.lock_creds().gids, gids)
     }
 
     /// Replaces the name (cut to [`COMM_MAX`] bytes), returning the old one.
     /// Dispatches nothing (see [`set_parent`](Self::set_parent)).
-    pub fn replace_comm(&self, comm: &str) -> String {
+    pub(crate) fn replace_comm(&self, comm: &str) -> String {
         let mut guard = self.comm.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *guard, truncate_comm(comm).to_owned())
     }

@@ -14,6 +14,8 @@ use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
 
 mod source;
 
+pub use source::Recorded;
+
 /// The default highest pid, as the kernel's classic `pid_max`.
 pub const DEFAULT_PID_MAX: u32 = 32_768;
 
@@ -357,15 +359,17 @@ impl TaskTable {
     /// Puts a task that already exists elsewhere (a real process found in `/proc`, or
     /// one the kernel just forked) into the table, running, and announces it to the
     /// `fork` watchers with [`WatcherTable::notify`]: they cannot refuse it, and it will
-    /// get `exit` and `free` like any other task. Its parent is `init.parent` if that is
-    /// in the table and has not finished exiting, else init (a thread too,
-    /// though nobody waits for it).
+    /// get `exit` and `free` like any other task. `init.parent` names the task that
+    /// created it (the `fork` event's parent) if that is in the table and has not
+    /// finished exiting, else init. As with [`fork`](TaskTable::fork), that task is its
+    /// parent, or with [`CloneFlags::THREAD`] or [`CloneFlags::PARENT`] that task's own
+    /// parent; `init.parent` is replaced accordingly (init if there is none).
     ///
     /// # Errors
     /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
     /// [`TaskError::Watcher`] if a `fork` watcher failed (the task was added).
     pub fn adopt(&self, init: TaskInit, flags: CloneFlags) -> Result<Arc<Task>, TaskError> {
-        let (task, parent) = {
+        let (task, parent, real_parent) = {
             let mut inner = self.lock();
             if let Some(node) = inner.nodes.get(&init.pid) {
                 return Err(TaskError::WrongState {
@@ -384,9 +388,16 @@ impl TaskTable {
                 .unwrap_or_else(|| self.init.clone());
             // An embryo, invisible, until every `fork` watcher has heard of it: nobody
             // can exit it (and send its `free`) before its `fork` has been sent.
+            let real_parent = if flags.intersects(CloneFlags::THREAD | CloneFlags::PARENT) {
+                inner
+                    .node_of(&parent)
+                    .and_then(|node| node.parent.upgrade())
+            } else {
+                Some(parent.clone())
+            };
             let task = Arc::new(Task::new(init));
             inner.nodes.insert(task.pid(), Node::new(task.clone()));
-            (task, parent)
+            (task, parent, real_parent)
         };
         let event = Event::new(
             &task,
@@ -401,7 +412,8 @@ impl TaskTable {
             let mut inner = self.lock();
             task.set_state(TaskState::Running);
             // The parent may have exited while the watchers ran: then init adopts.
-            let adopter = Some(&parent)
+            let adopter = real_parent
+                .as_ref()
                 .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting));
             inner.link(&task, adopter);
         }

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 
 use watchers_core::{
-    CloneFlags, EventKind, EventSet, Ids, Pid, TaskInit, TaskState, TaskTable, WatcherTable,
+    CloneFlags, EventKind, EventSet, Ids, Pid, Recorded, TaskError, TaskInit, TaskState, TaskTable,
+    WatcherTable,
 };
 
 /// A table whose runtime watchers the test registers.
@@ -192,4 +193,24 @@ fn an_adopted_task_cannot_be_freed_before_its_fork_is_announced() {
     assert_eq!(tasks.children(Pid::INIT), [Pid(77)]);
     tasks.exit(task.pid(), 0).unwrap();
     assert_eq!(*log.lock().unwrap(), [EventKind::Fork, EventKind::Free]);
+}
+
+/// An event source records a change through the table, by identity: a task whose pid
+/// was freed and reused is refused, and the newcomer is untouched.
+#[test]
+fn recorded_changes_reach_only_the_running_task_itself() {
+    let (_, tasks) = tables();
+    let old = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exit(old.pid(), 0).unwrap();
+    let new = tasks
+        .fork_with_pid(Pid::INIT, old.pid(), CloneFlags::empty())
+        .unwrap();
+    let refused = tasks.record(&old, Recorded::Comm("stale"));
+    assert!(
+        matches!(refused, Err(TaskError::NoSuchTask(_))),
+        "{refused:?}"
+    );
+    assert_ne!(new.comm(), "stale");
+    tasks.record(&new, Recorded::Setsid).unwrap();
+    assert_eq!((new.sid(), new.pgid()), (new.pid(), new.pid()));
 }
