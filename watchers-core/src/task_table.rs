@@ -916,6 +916,21 @@ impl Inner {
         Arc::ptr_eq(&node.task, task).then_some(node)
     }
 
+    /// Whether this very task (not another that has its pid now) is running here.
+    fn check_running(&self, task: &Arc<Task>, operation: &'static str) -> Result<(), TaskError> {
+        if self.node_of(task).is_none() {
+            return Err(TaskError::NoSuchTask(task.pid()));
+        }
+        if task.state() != TaskState::Running {
+            return Err(TaskError::WrongState {
+                pid: task.pid(),
+                state: task.state(),
+                operation,
+            });
+        }
+        Ok(())
+    }
+
     /// Init's node, which is never removed.
     fn init_node(&mut self) -> &mut Node {
         self.nodes

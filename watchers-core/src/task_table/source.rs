@@ -135,16 +135,7 @@ impl TaskTable {
         {
             // Found by identity: the pid may name another task by now.
             let inner = self.lock();
-            if inner.node_of(task).is_none() {
-                return Err(TaskError::NoSuchTask(task.pid()));
-            }
-            if task.state() != TaskState::Running {
-                return Err(TaskError::WrongState {
-                    pid: task.pid(),
-                    state: task.state(),
-                    operation: "abort its fork",
-                });
-            }
+            inner.check_running(task, "abort its fork")?;
             task.set_state(TaskState::Zombie);
         }
         self.release(task)
@@ -218,16 +209,7 @@ impl TaskTable {
     pub fn record(&self, task: &Arc<Task>, change: Recorded<'_>) -> Result<(), TaskError> {
         let task = {
             let inner = self.lock();
-            if inner.node_of(task).is_none() {
-                return Err(TaskError::NoSuchTask(task.pid()));
-            }
-            if task.state() != TaskState::Running {
-                return Err(TaskError::WrongState {
-                    pid: task.pid(),
-                    state: task.state(),
-                    operation: "record a change",
-                });
-            }
+            inner.check_running(task, "record a change")?;
             task.enter_event();
             InFlight {
                 table: self,
