@@ -48,7 +48,7 @@ pub use runtime::{RegisterError, Registration, RuntimeBuilder, UnregisterError};
 pub use slot::TaskSlot;
 pub use table::{TableRef, WatcherStats, WatcherTable, freeze};
 pub use task::{COMM_MAX, CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
-pub use task_table::{DEFAULT_PID_MAX, TaskStats, TaskTable};
+pub use task_table::{DEFAULT_PID_MAX, Recorded, TaskStats, TaskTable};
 pub use watcher::{
     BoxError, IntoWatcherError, IntoWatcherResult, Location, Watcher, WatcherFn, WatcherResult,
 };

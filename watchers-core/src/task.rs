@@ -148,6 +148,10 @@ pub struct Task {
     creds: Mutex<Credentials>,
     comm: Mutex<String>,
     started: Instant,
+    /// Events of this task in flight through its table (the low bits), and whether
+    /// its `free` has been claimed ([`FREE_CLAIMED`]): whoever brings the count to zero
+    /// with the claim set sends `free`.
+    inflight: AtomicU32,
     pub(crate) slots: SlotStorage,
     pub(crate) local: LocalWatchers,
 }
@@ -179,6 +183,9 @@ pub struct TaskInit {
     pub comm: String,
 }
 
+/// The bit of [`Task::inflight`] that says the task's `free` is claimed.
+const FREE_CLAIMED: u32 = 1 << 31;
+
 /// The next task's serial; see [`Task::serial`].
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
@@ -203,6 +210,7 @@ impl Task {
             }),
             comm: Mutex::new(truncated(init.comm)),
             started: Instant::now(),
+            inflight: AtomicU32::new(0),
             slots: SlotStorage::default(),
             local: LocalWatchers::default(),
         }
@@ -329,18 +337,43 @@ impl Task {
         self.state.store(state as u8, Ordering::Release);
     }
 
-    /// Records a new parent. Dispatches nothing: for event sources that mirror tasks
-    /// changed outside this model (the kernel connector); the task model itself
-    /// reparents through [`TaskTable`](crate::TaskTable).
-    pub fn set_parent(&self, parent: Pid) {
+    /// Records a new parent. Dispatches nothing: the table's children lists must agree,
+    /// so only the table calls it (event sources use
+    /// [`TaskTable::record`](crate::TaskTable::record)).
+    pub(crate) fn set_parent(&self, parent: Pid) {
         self.parent.store(parent.0, Ordering::Release);
     }
 
     /// Records a new session and process group. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn set_session(&self, sid: Pid, pgid: Pid) {
+    pub(crate) fn set_session(&self, sid: Pid, pgid: Pid) {
         self.sid.store(sid.0, Ordering::Release);
         self.pgid.store(pgid.0, Ordering::Release);
+    }
+
+    /// Counts an event of this task as in flight. Called under the table's lock while
+    /// the task is running, so never after its `free` was claimed.
+    pub(crate) fn enter_event(&self) {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends an event in flight; true if it was the last one and `free` is owed, which
+    /// the caller must then send.
+    pub(crate) fn leave_event(&self) -> bool {
+        self.inflight.fetch_sub(1, Ordering::AcqRel) == FREE_CLAIMED | 1
+    }
+
+    /// Claims the task's `free` (under the table's lock, once it is a zombie): `None`
+    /// if someone has already claimed it, `Some(true)` if the caller sends it now,
+    /// `Some(false)` if events are still in flight and the last of them sends it.
+    pub(crate) fn claim_free(&self) -> Option<bool> {
+        let prev = self.inflight.fetch_or(FREE_CLAIMED, Ordering::AcqRel);
+        (prev & FREE_CLAIMED == 0).then_some(prev == 0)
+    }
+
+    /// Whether the task's `free` has been claimed (sent, or owed by an event in flight).
+    pub(crate) fn free_is_claimed(&self) -> bool {
+        self.inflight.load(Ordering::Acquire) & FREE_CLAIMED != 0
     }
 
     pub(crate) fn set_exit_status(&self, status: ExitStatus) {
@@ -349,26 +382,26 @@ impl Task {
 
     /// Records the tracer (`None`: detached). Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn set_tracer(&self, tracer: Option<Pid>) {
+    pub(crate) fn set_tracer(&self, tracer: Option<Pid>) {
         self.tracer
             .store(tracer.map_or(0, |pid| pid.0), Ordering::Release);
     }
 
     /// Replaces the user ids, returning the old ones. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn replace_uids(&self, uids: Ids) -> Ids {
+    pub(crate) fn replace_uids(&self, uids: Ids) -> Ids {
         std::mem::replace(&mut self.lock_creds().uids, uids)
     }
 
     /// Replaces the group ids, returning the old ones. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
-    pub fn replace_gids(&self, gids: Ids) -> Ids {
+    pub(crate) fn replace_gids(&self, gids: Ids) -> Ids {
         std::mem::replace(&mut self.lock_creds().gids, gids)
     }
 
     /// Replaces the name (cut to [`COMM_MAX`] bytes), returning the old one.
     /// Dispatches nothing (see [`set_parent`](Self::set_parent)).
-    pub fn replace_comm(&self, comm: &str) -> String {
+    pub(crate) fn replace_comm(&self, comm: &str) -> String {
         let mut guard = self.comm.lock().unwrap_or_else(|e| e.into_inner());
         std::mem::replace(&mut *guard, truncate_comm(comm).to_owned())
     }

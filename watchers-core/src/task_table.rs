@@ -1,10 +1,11 @@
 //! The task model: a process table that sends every lifecycle event through a
 //! [`WatcherTable`].
 
+use std::any::Any;
 use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::error::{DispatchError, ForkError, TaskError};
 use crate::event::{Event, EventData, ExitStatus};
@@ -12,6 +13,8 @@ use crate::table::{TableRef, WatcherTable};
 use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
 
 mod source;
+
+pub use source::Recorded;
 
 /// The default highest pid, as the kernel's classic `pid_max`.
 pub const DEFAULT_PID_MAX: u32 = 32_768;
@@ -28,8 +31,17 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 ///   may re-enter it, or because another thread holds it), it finds the task again by
 ///   identity, never by pid. So a reused pid never makes the table free, reparent or
 ///   fork under the wrong task; [`Task::serial`] is that identity for users.
+/// * `free` is sent once no other event of the task that this table sends is in flight.
+///   If the task is reaped while one still runs its watchers (another thread's `exec`,
+///   or a watcher that exits and reaps its own task), the task stays a zombie holding
+///   its pid, the reap returns at once, and the thread whose event ends last sends
+///   `free` (a `free` watcher's error is then returned to no caller). Nothing waits, so
+///   a watcher may re-enter the table on its own task.
 /// * A thread (`CloneFlags::THREAD`) joins its parent's thread group, has its parent's
-///   parent, and is reaped by itself when it exits.
+///   parent, and is reaped by itself when it exits. The table holds every task's parent
+///   by identity, a thread's too: when the parent exits, its threads go to init with
+///   its children, so a `CLONE_PARENT` fork from a thread never reaches a task that
+///   took a freed parent's pid.
 /// * Any thread may call any method; watchers run without the table's lock held.
 ///
 /// ```
@@ -61,8 +73,26 @@ struct Inner {
 
 struct Node {
     task: Arc<Task>,
+    /// The task whose child this one is, by identity: [`Task::parent`] is only its pid,
+    /// which may name another task once that one is freed. Empty for init and embryos.
+    parent: Weak<Task>,
     /// Processes whose parent this task is (threads are not waited for).
     children: HashSet<Pid>,
+    /// Threads whose parent this task is: handed to init with the children when it
+    /// exits, so that their parent never names a freed task.
+    threads: HashSet<Pid>,
+}
+
+impl Node {
+    /// A task's node, linked to no parent yet.
+    fn new(task: Arc<Task>) -> Node {
+        Node {
+            task,
+            parent: Weak::new(),
+            children: HashSet::new(),
+            threads: HashSet::new(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -121,13 +151,7 @@ impl TaskTable {
         }));
         init.set_state(TaskState::Running);
         let mut nodes = HashMap::new();
-        nodes.insert(
-            Pid::INIT,
-            Node {
-                task: init.clone(),
-                children: HashSet::new(),
-            },
-        );
+        nodes.insert(Pid::INIT, Node::new(init.clone()));
         TaskTable {
             watchers,
             init,
@@ -209,8 +233,12 @@ impl TaskTable {
         }
     }
 
-    fn running(&self, pid: Pid, operation: &'static str) -> Result<Arc<Task>, TaskError> {
-        self.lock().in_state(pid, TaskState::Running, operation)
+    /// The running task with this pid, its event counted as in flight until the
+    /// returned guard is dropped (so that its `free` waits for that event).
+    fn running(&self, pid: Pid, operation: &'static str) -> Result<InFlight<'_>, TaskError> {
+        let task = self.lock().in_state(pid, TaskState::Running, operation)?;
+        task.enter_event();
+        Ok(InFlight { table: self, task })
     }
 
     fn send(&self, task: &Task, data: EventData<'_>) -> Result<(), DispatchError> {
@@ -270,10 +298,10 @@ impl TaskTable {
             };
             // The task whose child process this will be, held by identity: its pid
             // may name another task by the time the fork watchers have run.
-            let real_parent = if thread {
-                None
-            } else if flags.contains(CloneFlags::PARENT) {
-                inner.visible(parent.parent()).cloned()
+            let real_parent = if thread || flags.contains(CloneFlags::PARENT) {
+                inner
+                    .node_of(&parent)
+                    .and_then(|node| node.parent.upgrade())
             } else {
                 Some(parent.clone())
             };
@@ -293,13 +321,7 @@ impl TaskTable {
                 comm: parent.comm(),
             }));
             // The embryo holds its pid, invisible to `get`, until the fork is decided.
-            inner.nodes.insert(
-                pid,
-                Node {
-                    task: child.clone(),
-                    children: HashSet::new(),
-                },
-            );
+            inner.nodes.insert(pid, Node::new(child.clone()));
             (parent, real_parent, child)
         };
 
@@ -325,22 +347,10 @@ impl TaskTable {
 
         let mut inner = self.lock();
         child.set_state(TaskState::Running);
-        if !thread {
-            let adopter = real_parent
-                .filter(|parent| parent.state() == TaskState::Running)
-                .and_then(|parent| inner.node_of_mut(&parent));
-            match adopter {
-                Some(node) => {
-                    node.children.insert(child.pid());
-                }
-                None => {
-                    // The parent exited (and its pid may be another task's now) while
-                    // the child was being forked.
-                    child.set_parent(Pid::INIT);
-                    inner.init_node().children.insert(child.pid());
-                }
-            }
-        }
+        // If the parent exited (and its pid may be another task's now) while the child
+        // was being forked, init adopts it.
+        let real_parent = real_parent.filter(|parent| parent.state() == TaskState::Running);
+        inner.link(&child, real_parent.as_ref());
         drop(inner);
         self.stats.forks.fetch_add(1, Ordering::Relaxed);
         Ok(child)
@@ -349,15 +359,17 @@ impl TaskTable {
     /// Puts a task that already exists elsewhere (a real process found in `/proc`, or
     /// one the kernel just forked) into the table, running, and announces it to the
     /// `fork` watchers with [`WatcherTable::notify`]: they cannot refuse it, and it will
-    /// get `exit` and `free` like any other task. Its parent is `init.parent` if that is
-    /// in the table and has not finished exiting, else init (a thread keeps
-    /// `init.parent` as its parent and is nobody's child).
+    /// get `exit` and `free` like any other task. `init.parent` names the task that
+    /// created it (the `fork` event's parent) if that is in the table and has not
+    /// finished exiting, else init. As with [`fork`](TaskTable::fork), that task is its
+    /// parent, or with [`CloneFlags::THREAD`] or [`CloneFlags::PARENT`] that task's own
+    /// parent; `init.parent` is replaced accordingly (init if there is none).
     ///
     /// # Errors
     /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
     /// [`TaskError::Watcher`] if a `fork` watcher failed (the task was added).
     pub fn adopt(&self, init: TaskInit, flags: CloneFlags) -> Result<Arc<Task>, TaskError> {
-        let (task, parent) = {
+        let (task, parent, real_parent) = {
             let mut inner = self.lock();
             if let Some(node) = inner.nodes.get(&init.pid) {
                 return Err(TaskError::WrongState {
@@ -374,24 +386,19 @@ impl TaskTable {
                 .map(|node| node.task.clone())
                 .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting))
                 .unwrap_or_else(|| self.init.clone());
+            // An embryo, invisible, until every `fork` watcher has heard of it: nobody
+            // can exit it (and send its `free`) before its `fork` has been sent.
+            let real_parent = if flags.intersects(CloneFlags::THREAD | CloneFlags::PARENT) {
+                inner
+                    .node_of(&parent)
+                    .and_then(|node| node.parent.upgrade())
+            } else {
+                Some(parent.clone())
+            };
             let task = Arc::new(Task::new(init));
-            task.set_state(TaskState::Running);
-            inner.nodes.insert(
-                task.pid(),
-                Node {
-                    task: task.clone(),
-                    children: HashSet::new(),
-                },
-            );
-            if !task.is_thread() {
-                task.set_parent(parent.pid());
-                if let Some(node) = inner.node_of_mut(&parent) {
-                    node.children.insert(task.pid());
-                }
-            }
-            (task, parent)
+            inner.nodes.insert(task.pid(), Node::new(task.clone()));
+            (task, parent, real_parent)
         };
-        self.stats.forks.fetch_add(1, Ordering::Relaxed);
         let event = Event::new(
             &task,
             EventData::Fork {
@@ -399,8 +406,22 @@ impl TaskTable {
                 flags,
             },
         );
-        self.watchers.notify(&event).map_err(TaskError::Watcher)?;
-        Ok(task)
+        // The task exists for real: it enters the table even if a watcher panics.
+        let outcome = catch_unwind(AssertUnwindSafe(|| self.watchers.notify(&event)));
+        {
+            let mut inner = self.lock();
+            task.set_state(TaskState::Running);
+            // The parent may have exited while the watchers ran: then init adopts.
+            let adopter = real_parent
+                .as_ref()
+                .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting));
+            inner.link(&task, adopter);
+        }
+        self.stats.forks.fetch_add(1, Ordering::Relaxed);
+        match outcome {
+            Ok(result) => result.map_err(TaskError::Watcher).map(|()| task),
+            Err(payload) => resume_unwind(payload),
+        }
     }
 
     /// `execve`: the task runs `filename` (its name becomes the file's base name, as in
@@ -413,8 +434,7 @@ impl TaskTable {
         let task = self.running(pid, "exec")?;
         let base = filename.rsplit('/').next().unwrap_or(filename);
         task.replace_comm(base);
-        self.send(&task, EventData::Exec { filename })
-            .map_err(TaskError::Watcher)
+        task.send(EventData::Exec { filename })
     }
 
     /// `setresuid`: each id that is `Some` is set; the filesystem id follows the
@@ -496,7 +516,7 @@ impl TaskTable {
                 EventData::Gid { old, new }
             }
         };
-        self.send(&task, data).map_err(TaskError::Watcher)
+        task.send(data)
     }
 
     /// `setgid`: every group id becomes `gid`.
@@ -526,8 +546,7 @@ impl TaskTable {
             return Err(TaskError::GroupLeader(pid));
         }
         task.set_session(pid, pid);
-        self.send(&task, EventData::Sid { sid: pid })
-            .map_err(TaskError::Watcher)?;
+        task.send(EventData::Sid { sid: pid })?;
         Ok(pid)
     }
 
@@ -539,14 +558,10 @@ impl TaskTable {
         let task = self.running(pid, "set_comm")?;
         let old = task.replace_comm(comm);
         let new = task.comm();
-        self.send(
-            &task,
-            EventData::Comm {
-                old: &old,
-                new: &new,
-            },
-        )
-        .map_err(TaskError::Watcher)
+        task.send(EventData::Comm {
+            old: &old,
+            new: &new,
+        })
     }
 
     /// `ptrace(PTRACE_ATTACH)` by `tracer`, or a detach when `tracer` is `None`.
@@ -556,8 +571,7 @@ impl TaskTable {
     pub fn ptrace(&self, pid: Pid, tracer: Option<Pid>) -> Result<(), TaskError> {
         let task = self.running(pid, "ptrace")?;
         task.set_tracer(tracer);
-        self.send(&task, EventData::Ptrace { tracer })
-            .map_err(TaskError::Watcher)
+        task.send(EventData::Ptrace { tracer })
     }
 
     /// The task dumps core after `signal` (it keeps running until it exits).
@@ -566,8 +580,7 @@ impl TaskTable {
     /// As [`exec`](TaskTable::exec).
     pub fn coredump(&self, pid: Pid, signal: i32) -> Result<(), TaskError> {
         let task = self.running(pid, "dump core")?;
-        self.send(&task, EventData::Coredump { signal })
-            .map_err(TaskError::Watcher)
+        task.send(EventData::Coredump { signal })
     }
 
     /// `exit(code)`: see [`exit_with`](TaskTable::exit_with).
@@ -613,66 +626,81 @@ impl TaskTable {
         let orphans = {
             let mut inner = self.lock();
             task.set_state(TaskState::Zombie);
-            let children = inner
+            let (children, threads) = inner
                 .node_of_mut(&task)
-                .map(|node| std::mem::take(&mut node.children))
+                .map(|node| {
+                    (
+                        std::mem::take(&mut node.children),
+                        std::mem::take(&mut node.threads),
+                    )
+                })
                 .unwrap_or_default();
-            // Zombie children are reaped by init at once; the others become its children.
-            // Both are held by identity from here on.
+            // Zombie children are reaped by init at once; the other children, and the
+            // threads, become init's. The zombies are held by identity from here on.
             let mut orphans = Vec::new();
-            let mut adopted = Vec::new();
-            for child in children {
-                if let Some(node) = inner.nodes.get(&child) {
+            let init = Arc::downgrade(&self.init);
+            for pid in children.iter().chain(&threads) {
+                if let Some(node) = inner.nodes.get_mut(pid) {
                     node.task.set_parent(Pid::INIT);
-                    if node.task.state() == TaskState::Zombie {
+                    node.parent = init.clone();
+                    if node.task.state() == TaskState::Zombie && children.contains(pid) {
                         orphans.push(node.task.clone());
-                    } else {
-                        adopted.push(child);
                     }
                 }
             }
-            inner.init_node().children.extend(adopted);
+            let init = inner.init_node();
+            init.children.extend(
+                children
+                    .iter()
+                    .filter(|pid| !orphans.iter().any(|orphan| orphan.pid() == **pid)),
+            );
+            init.threads.extend(threads);
             orphans
         };
         self.stats.exits.fetch_add(1, Ordering::Relaxed);
 
-        let mut first = match outcome {
-            Ok(result) => result.err(),
-            Err(payload) => {
-                // Finish what the panic interrupted, then let it continue.
-                self.settle_after_exit(&task, &orphans, reap_self);
-                resume_unwind(payload);
-            }
+        // Finish what a panic interrupted, then let the first panic continue.
+        let (mut first, mut panic) = match outcome {
+            Ok(result) => (result.err(), None),
+            Err(payload) => (None, Some(payload)),
         };
-        if let Some(error) = self.settle_after_exit(&task, &orphans, reap_self) {
+        let (error, later_panic) = self.settle_after_exit(&task, &orphans, reap_self);
+        if let Some(error) = error {
             first.get_or_insert(error);
+        }
+        if let Some(payload) = panic.take().or(later_panic) {
+            resume_unwind(payload);
         }
         first.map_or(Ok(()), |error| Err(TaskError::Watcher(error)))
     }
 
-    /// Reaps what init or the thread itself reaps after an exit; returns the first
-    /// `free` watcher error.
+    /// Reaps what init or the thread itself reaps after an exit, every one of them even
+    /// if a `free` watcher panics; returns the first `free` watcher error and the first
+    /// panic.
     fn settle_after_exit(
         &self,
         task: &Arc<Task>,
         orphans: &[Arc<Task>],
         reap_self: bool,
-    ) -> Option<DispatchError> {
+    ) -> (Option<DispatchError>, Option<Box<dyn Any + Send>>) {
         let mut first = None;
-        for orphan in orphans {
-            if let Err(TaskError::Watcher(error)) = self.release(orphan) {
-                first.get_or_insert(error);
+        let mut panic = None;
+        // Whoever else may reap the task itself (a `wait` on init) claims it by
+        // identity too, so it is freed once, and a task that has its pid now is never
+        // touched.
+        let reap_task = reap_self && (task.is_thread() || task.parent() == Pid::INIT);
+        for zombie in orphans.iter().chain(reap_task.then_some(task)) {
+            match catch_unwind(AssertUnwindSafe(|| self.release(zombie))) {
+                Ok(Err(TaskError::Watcher(error))) => {
+                    first.get_or_insert(error);
+                }
+                Ok(_) => {}
+                Err(payload) => {
+                    panic.get_or_insert(payload);
+                }
             }
         }
-        // Whoever else may reap it (a `wait` on init) claims it by identity too, so it
-        // is freed once, and a task that has its pid now is never touched.
-        if reap_self
-            && (task.is_thread() || task.parent() == Pid::INIT)
-            && let Err(TaskError::Watcher(error)) = self.release(task)
-        {
-            first.get_or_insert(error);
-        }
-        first
+        (first, panic)
     }
 
     /// Reaps `child`, a zombie child of `parent`: the `free` watchers run, the task's
@@ -685,7 +713,7 @@ impl TaskTable {
     pub fn reap(&self, parent: Pid, child: Pid) -> Result<ExitStatus, TaskError> {
         // The check and the claim share one lock: between them the child could be
         // reaped by another thread and its pid reused.
-        let task = {
+        let (task, now) = {
             let inner = self.lock();
             let is_child = inner
                 .nodes
@@ -699,11 +727,17 @@ impl TaskTable {
                 });
             }
             let task = inner.in_state(child, TaskState::Zombie, "be reaped")?;
-            task.set_state(TaskState::Dead);
-            task
+            let now = task.claim_free().ok_or(TaskError::WrongState {
+                pid: child,
+                state: TaskState::Zombie,
+                operation: "be reaped: it is being freed",
+            })?;
+            (task, now)
         };
         let status = task.exit_status();
-        self.free_claimed(task)?;
+        if now {
+            self.free_claimed(task)?;
+        }
         Ok(status.unwrap_or(ExitStatus(0)))
     }
 
@@ -725,20 +759,19 @@ impl TaskTable {
                 .iter()
                 .filter_map(|child| inner.nodes.get(child))
                 .map(|node| &node.task)
-                .filter(|task| task.state() == TaskState::Zombie)
+                .filter(|task| task.state() == TaskState::Zombie && !task.free_is_claimed())
                 .min_by_key(|task| task.pid())
                 .cloned();
-            if let Some(task) = &zombie {
-                task.set_state(TaskState::Dead);
-            }
-            zombie
+            zombie.and_then(|task| task.claim_free().map(|now| (task, now)))
         };
-        let Some(task) = zombie else {
+        let Some((task, now)) = zombie else {
             return Ok(None);
         };
         let status = task.exit_status().unwrap_or(ExitStatus(0));
         let pid = task.pid();
-        self.free_claimed(task)?;
+        if now {
+            self.free_claimed(task)?;
+        }
         Ok(Some((pid, status)))
     }
 
@@ -747,34 +780,37 @@ impl TaskTable {
         if task.pid() == Pid::INIT {
             return Err(TaskError::Init("be reaped"));
         }
-        {
+        let now = {
             let inner = self.lock();
             if inner.node_of(task).is_none() {
                 return Err(TaskError::NoSuchTask(task.pid()));
             }
-            if task.state() != TaskState::Zombie {
-                return Err(TaskError::WrongState {
-                    pid: task.pid(),
-                    state: task.state(),
-                    operation: "be reaped",
-                });
-            }
-            task.set_state(TaskState::Dead);
+            let claim = (task.state() == TaskState::Zombie)
+                .then(|| task.claim_free())
+                .flatten();
+            claim.ok_or(TaskError::WrongState {
+                pid: task.pid(),
+                state: task.state(),
+                operation: "be reaped",
+            })?
+        };
+        if now {
+            self.free_claimed(task.clone())?;
         }
-        self.free_claimed(task.clone())
+        Ok(())
     }
 
-    /// Frees a task claimed (made [`TaskState::Dead`]) under the lock: sends `free`,
-    /// then forgets it. Its node keeps the pid taken until then.
+    /// Frees a task whose `free` is claimed and no longer has an event in flight:
+    /// sends `free`, then forgets it. Its node keeps the pid taken until then.
     fn free_claimed(&self, task: Arc<Task>) -> Result<(), TaskError> {
+        task.set_state(TaskState::Dead);
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
         {
             let mut inner = self.lock();
-            inner.forget(&task);
-            // Its parent cannot have changed pid owner: a parent hands its children to
-            // init (and sets their parent) under this lock before it can be freed.
-            if let Some(node) = inner.nodes.get_mut(&task.parent()) {
+            let parent = inner.forget(&task).and_then(|node| node.parent.upgrade());
+            if let Some(node) = parent.and_then(|parent| inner.node_of_mut(&parent)) {
                 node.children.remove(&task.pid());
+                node.threads.remove(&task.pid());
             }
         }
         task.slots.clear();
@@ -804,6 +840,47 @@ impl std::fmt::Debug for TaskTable {
     }
 }
 
+/// An event of a running task in flight: while it lives, the task's `free` is not
+/// sent; if the task was claimed for `free` meanwhile, dropping the last such guard
+/// sends it (a hand-off: nobody waits, so a watcher may exit and reap its own task).
+struct InFlight<'a> {
+    table: &'a TaskTable,
+    task: Arc<Task>,
+}
+
+impl InFlight<'_> {
+    /// Sends the event, then ends it.
+    fn send(self, data: EventData<'_>) -> Result<(), TaskError> {
+        self.table
+            .send(&self.task, data)
+            .map_err(TaskError::Watcher)
+    }
+}
+
+impl std::ops::Deref for InFlight<'_> {
+    type Target = Arc<Task>;
+
+    fn deref(&self) -> &Arc<Task> {
+        &self.task
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.task.leave_event() {
+            return;
+        }
+        // The `free` handed over has no caller to report a watcher's error to. While
+        // this thread unwinds, a panicking `free` watcher must not abort the process.
+        let task = self.task.clone();
+        if std::thread::panicking() {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.table.free_claimed(task)));
+        } else {
+            let _ = self.table.free_claimed(task);
+        }
+    }
+}
+
 /// Takes an embryo out of the table unless its fork succeeded: on a watcher error and
 /// when a watcher panics.
 struct Embryo<'a> {
@@ -818,7 +895,7 @@ impl Drop for Embryo<'_> {
             return;
         }
         let task = self.task;
-        if self.table.lock().forget(task) {
+        if self.table.lock().forget(task).is_some() {
             task.set_state(TaskState::Dead);
             task.slots.clear();
             task.local.clear();
@@ -839,6 +916,21 @@ impl Inner {
         Arc::ptr_eq(&node.task, task).then_some(node)
     }
 
+    /// Whether this very task (not another that has its pid now) is running here.
+    fn check_running(&self, task: &Arc<Task>, operation: &'static str) -> Result<(), TaskError> {
+        if self.node_of(task).is_none() {
+            return Err(TaskError::NoSuchTask(task.pid()));
+        }
+        if task.state() != TaskState::Running {
+            return Err(TaskError::WrongState {
+                pid: task.pid(),
+                state: task.state(),
+                operation,
+            });
+        }
+        Ok(())
+    }
+
     /// Init's node, which is never removed.
     fn init_node(&mut self) -> &mut Node {
         self.nodes
@@ -846,13 +938,30 @@ impl Inner {
             .unwrap_or_else(|| unreachable!("init is never removed"))
     }
 
-    /// Removes this very task's node; whether it was there.
-    fn forget(&mut self, task: &Arc<Task>) -> bool {
-        let ours = self.node_of(task).is_some();
-        if ours {
-            self.nodes.remove(&task.pid());
+    /// Removes this very task's node, if it was there.
+    fn forget(&mut self, task: &Arc<Task>) -> Option<Node> {
+        self.node_of(task)?;
+        self.nodes.remove(&task.pid())
+    }
+
+    /// Makes `task` (a thread, or a process) the child of `parent`, or of init if
+    /// `parent` is `None` or no longer in the table.
+    fn link(&mut self, task: &Arc<Task>, parent: Option<&Arc<Task>>) {
+        let parent = match parent {
+            Some(parent) if self.node_of(parent).is_some() => parent.clone(),
+            _ => self.init_node().task.clone(),
+        };
+        if let Some(node) = self.node_of_mut(&parent) {
+            if task.is_thread() {
+                node.threads.insert(task.pid());
+            } else {
+                node.children.insert(task.pid());
+            }
         }
-        ours
+        task.set_parent(parent.pid());
+        if let Some(node) = self.node_of_mut(task) {
+            node.parent = Arc::downgrade(&parent);
+        }
     }
 
     /// The task with this pid, unless it is still being forked.

@@ -309,6 +309,9 @@ impl Rng {
 thread_local! {
     /// The pids this thread is waiting on, innermost last.
     static WAITING_ON: std::cell::RefCell<Vec<Pid>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The serial of the task whose `exec` or `setsid` this thread is sending: a reap
+    /// during it hands that task's `free` to this thread.
+    static SENDING: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// `wait`, noting for the `free` watcher whose children this thread is reaping.
@@ -319,17 +322,50 @@ fn wait_noted(tasks: &TaskTable, parent: Pid) -> Option<(Pid, ExitStatus)> {
     result.ok().flatten()
 }
 
-/// Many threads fork, exit and wait at once over 63 pids, with watchers that re-enter
-/// the table; `free` must reach every task exactly once, after its `exit`, and only
-/// through its parent (or init) reaping it.
+/// Many threads fork (processes, threads, `CLONE_PARENT`), adopt, exec, setsid, exit and
+/// wait at once over 63 pids, with watchers that re-enter the table; `free` must reach
+/// every task exactly once, after its `exit` and after every other event of it, and
+/// only through its parent (or init) reaping it, or itself for a thread.
 #[test]
 fn threads_forking_exiting_and_waiting_over_few_pids() {
     const THREADS: usize = 4;
     const MIN_OPS: usize = 4_000;
     const MIN_OVERLAPS: u64 = 200;
     const POOL_MAX: usize = 24;
+    const MIN_ALONGSIDE: u64 = 20;
     let tasks = table(64);
     let ledger = Ledger::watch(&tasks);
+    // An `exec` or `setsid` watcher must never see its task freed (`Dead`), even while
+    // another thread exits it; `alongside` counts the times it saw that exit happen.
+    let (late, alongside) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // The serial of a task an `exec` or `setsid` watcher is in, which exits then prefer.
+    let busy = Arc::new(AtomicU64::new(0));
+    let (late_in, alongside_in, busy_in) = (late.clone(), alongside.clone(), busy.clone());
+    reenter(
+        &tasks,
+        "alongside_exit",
+        EventSet::EXEC | EventSet::SID,
+        move |_, event| {
+            let task = event.task();
+            let before = task.state();
+            busy_in.store(task.serial(), Ordering::SeqCst);
+            for _ in 0..50 {
+                std::thread::yield_now();
+                if task.state() != TaskState::Running {
+                    break;
+                }
+            }
+            let _ = busy_in.compare_exchange(task.serial(), 0, Ordering::SeqCst, Ordering::SeqCst);
+            let after = task.state();
+            if before == TaskState::Dead || after == TaskState::Dead {
+                late_in.fetch_add(1, Ordering::Relaxed);
+            }
+            if before == TaskState::Running && after != TaskState::Running {
+                alongside_in.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    );
+    let kinds: [AtomicU64; 3] = Default::default();
     let reentered = Arc::new(AtomicU64::new(0));
     let stolen = Arc::new(Mutex::new(Vec::<String>::new()));
     let inside = Arc::new(AtomicUsize::new(0));
@@ -382,7 +418,11 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
             let task = event.task();
             // Nobody but its parent reaps a process whose parent is not init.
             let parent = task.parent();
-            if parent != Pid::INIT && !WAITING_ON.with(|w| w.borrow().contains(&parent)) {
+            if !task.is_thread()
+                && parent != Pid::INIT
+                && SENDING.get() != task.serial()
+                && !WAITING_ON.with(|w| w.borrow().contains(&parent))
+            {
                 stolen_in.lock().unwrap().push(format!(
                     "task {} (serial {}) freed without its parent {parent} reaping it",
                     task.pid(),
@@ -408,14 +448,18 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
     std::thread::scope(|scope| {
         for seed in 0..THREADS {
             let (tasks, pool, errors, done, overlaps) = (&tasks, &pool, &errors, &done, &overlaps);
-            let (pid_users, ledger) = (&pid_users, &ledger);
+            let (pid_users, ledger, alongside, kinds) = (&pid_users, &ledger, &alongside, &kinds);
+            let busy = &busy;
             scope.spawn(move || {
                 let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((seed as u64 + 1) * 0x1234_5678));
                 let mut ops = 0;
                 let mut finished = false;
                 // Run until this thread did its share and the threads were seen inside
                 // the watchers together often enough.
-                while ops < MIN_OPS || overlaps.load(Ordering::Relaxed) < MIN_OVERLAPS {
+                while ops < MIN_OPS
+                    || overlaps.load(Ordering::Relaxed) < MIN_OVERLAPS
+                    || alongside.load(Ordering::Relaxed) < MIN_ALONGSIDE
+                {
                     ops += 1;
                     if ops == MIN_OPS {
                         done.fetch_add(1, Ordering::SeqCst);
@@ -435,20 +479,52 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
                             pool[i].clone()
                         })
                     };
-                    match rng.below(6) {
-                        0 | 1 => {
-                            let parent = pick(&mut pool.lock().unwrap(), &mut rng, false)
-                                .map_or(Pid::INIT, |p| p.pid());
+                    match rng.below(8) {
+                        0 | 1 | 6 => {
+                            let parent = pick(&mut pool.lock().unwrap(), &mut rng, false);
                             if pool.lock().unwrap().len() >= POOL_MAX {
                                 continue;
                             }
-                            if let Ok(child) = tasks.fork(parent, CloneFlags::empty()) {
+                            let kind = rng.below(4).saturating_sub(1);
+                            let flags =
+                                [CloneFlags::empty(), CloneFlags::THREAD, CloneFlags::PARENT][kind];
+                            let child = match &parent {
+                                // Adopted under a task that may be exiting meanwhile.
+                                Some(parent) if ops % 3 == 0 => tasks
+                                    .adopt_running(parent, flags, "adopted")
+                                    .map(|(child, _)| child),
+                                _ => tasks.fork(parent.map_or(Pid::INIT, |p| p.pid()), flags),
+                            };
+                            if let Ok(child) = child {
+                                kinds[kind].fetch_add(1, Ordering::Relaxed);
                                 *pid_users.lock().unwrap().entry(child.pid()).or_default() += 1;
                                 pool.lock().unwrap().push(child);
                             }
                         }
+                        5 => {
+                            // Another thread may be exiting this very task.
+                            // (The pool's lock is released before the exec.)
+                            let task = pick(&mut pool.lock().unwrap(), &mut rng, false);
+                            if let Some(task) = task {
+                                SENDING.set(task.serial());
+                                let _ = if ops % 2 == 0 {
+                                    tasks.exec(task.pid(), "/bin/x")
+                                } else {
+                                    tasks.setsid(task.pid()).map(drop)
+                                };
+                                SENDING.set(0);
+                            }
+                        }
                         2 | 3 => {
-                            let Some(task) = pick(&mut pool.lock().unwrap(), &mut rng, true) else {
+                            let task = {
+                                let mut pool = pool.lock().unwrap();
+                                let serial = busy.load(Ordering::SeqCst);
+                                match pool.iter().position(|task| task.serial() == serial) {
+                                    Some(i) => Some(pool.swap_remove(i)),
+                                    None => pick(&mut pool, &mut rng, true),
+                                }
+                            };
+                            let Some(task) = task else {
                                 continue;
                             };
                             // Only this thread exits it: it must still be running.
@@ -515,6 +591,11 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
     );
     assert_eq!(tasks.len(), 1, "only init is left: {:?}", tasks.tasks());
 
+    assert_eq!(
+        late.load(Ordering::Relaxed),
+        0,
+        "an exec or setsid watcher saw its task freed"
+    );
     let all = ledger.all();
     let stats = tasks.stats();
     assert_eq!(all.len() as u64, stats.forks);
@@ -534,7 +615,15 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
         handed_on.load(Ordering::Relaxed),
         overlaps.load(Ordering::Relaxed)
     );
-    // The premise: pids were reused, watchers re-entered, threads overlapped.
+    // The premise: pids were reused, watchers re-entered, threads overlapped, every kind
+    // of fork happened, and exits ran alongside exec and setsid watchers of their task.
+    let kinds = kinds.map(|kind| kind.into_inner());
+    eprintln!(
+        "processes, threads, CLONE_PARENT: {kinds:?}; {} exits alongside exec or setsid",
+        alongside.load(Ordering::Relaxed)
+    );
+    assert!(kinds.iter().all(|&n| n > 100), "{kinds:?}");
+    assert!(alongside.load(Ordering::Relaxed) >= MIN_ALONGSIDE);
     let max_reuse = pid_users
         .lock()
         .unwrap()
@@ -562,4 +651,28 @@ fn threads_forking_exiting_and_waiting_over_few_pids() {
         overlaps.load(Ordering::Relaxed)
     );
     assert_eq!(done.load(Ordering::SeqCst), THREADS);
+}
+
+/// G → P → thread T. G exits (freed: init's child) and X takes G's pid. T's parent is
+/// init now, so a `CLONE_PARENT` fork from T gives the child to init, not to X.
+#[test]
+fn clone_parent_from_a_thread_whose_parent_was_freed_goes_to_init() {
+    let tasks = table(100);
+    let g = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let p = tasks.fork(g.pid(), CloneFlags::empty()).unwrap();
+    let t = tasks.fork(p.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(t.parent(), g.pid());
+    tasks.exit(g.pid(), 0).unwrap();
+    assert_eq!(g.state(), TaskState::Dead);
+    assert_eq!((p.parent(), t.parent()), (Pid::INIT, Pid::INIT));
+    let x = tasks
+        .fork_with_pid(Pid::INIT, g.pid(), CloneFlags::empty())
+        .unwrap();
+    let child = tasks.fork(t.pid(), CloneFlags::PARENT).unwrap();
+    assert_eq!(child.parent(), Pid::INIT);
+    assert!(tasks.children(Pid::INIT).contains(&child.pid()));
+    assert!(tasks.children(x.pid()).is_empty());
+    // A thread of T, forked now, has init as its parent too.
+    let thread = tasks.fork(t.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(thread.parent(), Pid::INIT);
 }

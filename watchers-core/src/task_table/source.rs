@@ -7,10 +7,41 @@
 use std::sync::Arc;
 
 use crate::error::{DispatchError, ForkError, TaskError};
-use crate::event::ExitStatus;
-use crate::task::{CloneFlags, Pid, Task, TaskInit, TaskState};
+use crate::event::{EventData, ExitStatus};
+use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
 
-use super::TaskTable;
+use super::{InFlight, TaskTable};
+
+/// A change the OS made to a real task, which a mirror of it records with
+/// [`TaskTable::record`]: the table takes the values as they are (the OS already
+/// checked them), where its own methods such as [`setsid`](TaskTable::setsid) model
+/// the checks and the derived values.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub enum Recorded<'a> {
+    /// `execve` of `filename`; the task's name becomes `comm` if it is known.
+    Exec {
+        /// The program (or command line) the task runs now.
+        filename: &'a str,
+        /// Its new name, if known.
+        comm: Option<&'a str>,
+    },
+    /// The task's user ids are these now.
+    Uids(Ids),
+    /// The task's group ids are these now.
+    Gids(Ids),
+    /// `setsid`: the task leads a session and a process group of its own.
+    Setsid,
+    /// The task's name is this now (cut to [`COMM_MAX`](crate::COMM_MAX) bytes).
+    Comm(&'a str),
+    /// A tracer attached (`Some`) or detached (`None`).
+    Ptrace(Option<Pid>),
+    /// The task dumped core after `signal` (0 if unknown).
+    Coredump {
+        /// The signal, or 0.
+        signal: i32,
+    },
+}
 
 impl TaskTable {
     /// Puts a task that already runs into the table, as [`fork`](TaskTable::fork) of
@@ -54,11 +85,8 @@ impl TaskTable {
             let init = TaskInit {
                 pid,
                 tgid: if thread { parent.tgid() } else { pid },
-                parent: if thread || flags.contains(CloneFlags::PARENT) {
-                    parent.parent()
-                } else {
-                    parent.pid()
-                },
+                // `adopt` finds the parent's parent by identity, for a thread too.
+                parent: parent.pid(),
                 sid: parent.sid(),
                 pgid: parent.pgid(),
                 uids,
@@ -108,16 +136,7 @@ impl TaskTable {
         {
             // Found by identity: the pid may name another task by now.
             let inner = self.lock();
-            if inner.node_of(task).is_none() {
-                return Err(TaskError::NoSuchTask(task.pid()));
-            }
-            if task.state() != TaskState::Running {
-                return Err(TaskError::WrongState {
-                    pid: task.pid(),
-                    state: task.state(),
-                    operation: "abort its fork",
-                });
-            }
+            inner.check_running(task, "abort its fork")?;
             task.set_state(TaskState::Zombie);
         }
         self.release(task)
@@ -167,7 +186,7 @@ impl ForkError {
     /// ```
     /// use watchers_core::{CloneFlags, Pid, TaskTable, WatcherTable};
     ///
-    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?.leak());
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
     /// let error = tasks.fork(Pid(77), CloneFlags::empty()).unwrap_err();
     /// assert_eq!(error.watcher(), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -176,6 +195,81 @@ impl ForkError {
         match self {
             ForkError::Watcher(error) => Some(&error.watcher),
             _ => None,
+        }
+    }
+}
+
+impl TaskTable {
+    /// Records a change the OS made to `task` (found by identity: its pid may name
+    /// another task by now) and sends its event, as the method of the table that makes
+    /// that change would: counted in flight, so that the task's `free` comes after it.
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, Ids, Recorded, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
+    /// let task = tasks.fork(tasks.init().pid(), CloneFlags::empty())?;
+    /// let uids = Ids { real: 1000, effective: 0, saved: 1000, fs: 1000 };
+    /// tasks.record(&task, Recorded::Uids(uids))?;
+    /// tasks.record(&task, Recorded::Exec { filename: "/bin/sh -c x", comm: Some("sh") })?;
+    /// assert_eq!((task.uids(), task.comm().as_str()), (uids, "sh"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// A task's parent, session, ids, name and tracer change only through the table, so
+    /// that its children lists always agree with [`Task::parent`]:
+    ///
+    /// ```compile_fail
+    /// watchers_core::Task::detached(2).set_parent(watchers_core::Pid(1));
+    /// ```
+    ///
+    /// # Errors
+    /// [`TaskError::NoSuchTask`] or [`TaskError::WrongState`] unless the task is running
+    /// in this table (nothing is changed); [`TaskError::Watcher`] if a watcher failed
+    /// (the change was made).
+    pub fn record(&self, task: &Arc<Task>, change: Recorded<'_>) -> Result<(), TaskError> {
+        let task = {
+            let inner = self.lock();
+            inner.check_running(task, "record a change")?;
+            task.enter_event();
+            InFlight {
+                table: self,
+                task: task.clone(),
+            }
+        };
+        match change {
+            Recorded::Exec { filename, comm } => {
+                if let Some(comm) = comm {
+                    task.replace_comm(comm);
+                }
+                task.send(EventData::Exec { filename })
+            }
+            Recorded::Uids(new) => {
+                let old = task.replace_uids(new);
+                task.send(EventData::Uid { old, new })
+            }
+            Recorded::Gids(new) => {
+                let old = task.replace_gids(new);
+                task.send(EventData::Gid { old, new })
+            }
+            Recorded::Setsid => {
+                let pid = task.pid();
+                task.set_session(pid, pid);
+                task.send(EventData::Sid { sid: pid })
+            }
+            Recorded::Comm(comm) => {
+                let old = task.replace_comm(comm);
+                let new = task.comm();
+                task.send(EventData::Comm {
+                    old: &old,
+                    new: &new,
+                })
+            }
+            Recorded::Ptrace(tracer) => {
+                task.set_tracer(tracer);
+                task.send(EventData::Ptrace { tracer })
+            }
+            Recorded::Coredump { signal } => task.send(EventData::Coredump { signal }),
         }
     }
 }

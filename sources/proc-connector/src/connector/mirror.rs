@@ -13,10 +13,10 @@ use super::procfs::{self, ProcTask};
 use super::sys::{clock_ticks_per_second, monotonic_ns, suspended_ns};
 use super::{Applied, AtomicCounters, Change, Disposition, Report, Resync, WatcherFailure};
 use crate::cn_proc::{ProcEvent, ProcMessage, comm_str};
-use watchers_core::TaskTable;
 use watchers_core::{CloneFlags, Ids, Pid, Task, TaskState};
 use watchers_core::{DispatchError, TaskError};
-use watchers_core::{Event, EventData, EventKind, ExitStatus};
+use watchers_core::{EventKind, ExitStatus};
+use watchers_core::{Recorded, TaskTable};
 
 /// The clone flags `pthread_create` uses: what a thread shares with its group.
 const THREAD_FLAGS: CloneFlags = CloneFlags::VM
@@ -162,13 +162,6 @@ impl Mirror {
         }));
     }
 
-    fn dispatch(&self, task: &Task, data: EventData<'_>) -> Result<(), TaskError> {
-        self.tasks
-            .watchers()
-            .dispatch(&Event::new(task, data))
-            .map_err(TaskError::Watcher)
-    }
-
     /// Remembers that `pid` exited at `ts` (for [`died_already`](Self::died_already)).
     fn bury(&mut self, pid: u32, ts: u64) {
         self.tombstones.insert(pid, ts);
@@ -205,7 +198,8 @@ impl Mirror {
     /// Puts a task read from `/proc` (or described by a fork event) into the mirror and
     /// announces it to the `fork` watchers (who cannot refuse it). For a thread, the
     /// fork event names its group leader as the parent (the task that created it, as
-    /// in [`TaskTable::fork`]); afterwards its parent is the leader's, like any thread.
+    /// in [`TaskTable::fork`]); the table makes its parent the leader's, like any
+    /// thread's.
     fn adopt(
         &mut self,
         info: &ProcTask,
@@ -216,11 +210,10 @@ impl Mirror {
             return self.tasks.get(Pid(info.pid));
         }
         let thread = info.pid != info.tgid;
-        let (init, flags, later_parent) = if thread {
+        let (init, flags) = if thread {
             let leader = self.tasks.get(Pid(info.tgid));
             let parent = leader.as_ref().map_or(Pid::INIT, |l| l.pid());
-            let later = leader.as_ref().map_or(Pid(info.ppid), |l| l.parent());
-            (info.init(parent), THREAD_FLAGS, Some(later))
+            (info.init(parent), THREAD_FLAGS)
         } else {
             let parent = Pid(info.ppid);
             let parent = if self.tasks.get(parent).is_some() {
@@ -228,7 +221,7 @@ impl Mirror {
             } else {
                 Pid::INIT
             };
-            (info.init(parent), CloneFlags::empty(), None)
+            (info.init(parent), CloneFlags::empty())
         };
         let tasks = Arc::clone(&self.tasks);
         let result = self.guarded(EventKind::Fork, info.pid, sink, || {
@@ -239,8 +232,7 @@ impl Mirror {
             return self.tasks.get(Pid(info.pid));
         }
         let task = self.tasks.get(Pid(info.pid))?;
-        if let Some(parent) = later_parent {
-            task.set_parent(parent);
+        if thread {
             self.threads.entry(info.tgid).or_default().insert(info.pid);
         }
         self.origin.insert(info.pid, origin_ns);
@@ -641,9 +633,7 @@ impl Mirror {
                         self.remove(thread, ExitStatus::signaled(9), sink);
                     }
                 }
-                if let Some(comm) = procfs::comm(pid) {
-                    task.replace_comm(&comm);
-                }
+                let comm = procfs::comm(pid);
                 let line: Option<Arc<[u8]>> = if self.read_cmdline {
                     procfs::cmdline(pid).map(Into::into)
                 } else {
@@ -656,10 +646,11 @@ impl Mirror {
                 let filename = line.as_deref().map(joined).unwrap_or_default();
                 applied.command_line = line;
                 self.guarded(kind, pid, sink, || {
-                    self.dispatch(
+                    self.tasks.record(
                         task,
-                        EventData::Exec {
+                        Recorded::Exec {
                             filename: &filename,
+                            comm: comm.as_deref(),
                         },
                     )
                 })
@@ -667,40 +658,28 @@ impl Mirror {
             ProcEvent::Uid { ruid, euid, .. } => {
                 let old = task.uids();
                 let new = fresh_ids(pid, ruid, euid, old, |t| t.uids);
-                task.replace_uids(new);
                 applied.change = Some(Change::Uids { old, new });
                 self.guarded(kind, pid, sink, || {
-                    self.dispatch(task, EventData::Uid { old, new })
+                    self.tasks.record(task, Recorded::Uids(new))
                 })
             }
             ProcEvent::Gid { rgid, egid, .. } => {
                 let old = task.gids();
                 let new = fresh_ids(pid, rgid, egid, old, |t| t.gids);
-                task.replace_gids(new);
                 applied.change = Some(Change::Gids { old, new });
                 self.guarded(kind, pid, sink, || {
-                    self.dispatch(task, EventData::Gid { old, new })
+                    self.tasks.record(task, Recorded::Gids(new))
                 })
             }
-            ProcEvent::Sid { .. } => {
-                task.set_session(Pid(pid), Pid(pid));
-                self.guarded(kind, pid, sink, || {
-                    self.dispatch(task, EventData::Sid { sid: Pid(pid) })
-                })
-            }
+            ProcEvent::Sid { .. } => self.guarded(kind, pid, sink, || {
+                self.tasks.record(task, Recorded::Setsid)
+            }),
             ProcEvent::Comm { comm, .. } => {
-                let new = comm_str(&comm);
-                let old = task.replace_comm(&new);
-                let new = task.comm();
+                let old = task.comm();
                 let result = self.guarded(kind, pid, sink, || {
-                    self.dispatch(
-                        task,
-                        EventData::Comm {
-                            old: &old,
-                            new: &new,
-                        },
-                    )
+                    self.tasks.record(task, Recorded::Comm(&comm_str(&comm)))
                 });
+                let new = task.comm();
                 applied.change = Some(Change::Comm { old, new });
                 result
             }
@@ -714,21 +693,22 @@ impl Mirror {
                 } else {
                     pid_of(tracer_tgid).map(Pid)
                 };
-                task.set_tracer(tracer);
                 self.guarded(kind, pid, sink, || {
-                    self.dispatch(task, EventData::Ptrace { tracer })
+                    self.tasks.record(task, Recorded::Ptrace(tracer))
                 })
             }
             ProcEvent::Coredump { .. } => {
                 // The event does not carry the signal; the exit status that follows does.
                 self.guarded(kind, pid, sink, || {
-                    self.dispatch(task, EventData::Coredump { signal: 0 })
+                    self.tasks.record(task, Recorded::Coredump { signal: 0 })
                 })
             }
             ProcEvent::Ack { .. } | ProcEvent::Fork { .. } | ProcEvent::Exit { .. } => Ok(()),
         };
-        // Direct dispatches return only watcher errors, which `guarded` consumed.
-        debug_assert!(result.is_ok());
+        // `guarded` consumed watcher errors; any other means the task is no longer
+        // running in the table (nothing was changed or sent), which the events that
+        // end it account for.
+        let _ = result;
     }
 }
 
