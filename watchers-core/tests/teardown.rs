@@ -635,6 +635,51 @@ fn free_goes_to_the_per_task_watchers_that_saw_the_fork() {
     );
 }
 
+/// A kept `fork | free` watcher of a parent gets the `free` of a child that outlives the
+/// parent, and its closure is dropped by that last `free`, not by the parent's.
+#[test]
+fn a_kept_fork_free_watcher_gets_the_free_of_a_child_that_outlives_its_task() {
+    within(30, || {
+        let tasks = TaskTable::with_table(empty_table());
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let log: Arc<Mutex<Vec<(EventKind, Pid)>>> = Arc::default();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (seen, owned) = (log.clone(), Drops(drops.clone()));
+        parent
+            .watch(EventSet::FORK | EventSet::FREE, move |event| {
+                let _owned = &owned;
+                let kind = event.kind();
+                seen.lock().unwrap().push((kind, event.task().pid()));
+                Ok::<(), String>(())
+            })
+            .keep();
+        let (first, second) = (
+            tasks.fork(parent.pid(), CloneFlags::empty()).unwrap(),
+            tasks.fork(parent.pid(), CloneFlags::empty()).unwrap(),
+        );
+        tasks.exit(first.pid(), 0).unwrap();
+        tasks.wait(parent.pid()).unwrap();
+        // The parent goes first (its parent is init); the second child outlives it.
+        tasks.exit(parent.pid(), 0).unwrap();
+        assert_eq!(parent.state(), watchers_core::TaskState::Dead);
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "still owed a free");
+        // Now init's child: freed at its exit.
+        tasks.exit(second.pid(), 0).unwrap();
+        assert_eq!(second.state(), watchers_core::TaskState::Dead);
+        let (f, s) = (first.pid(), second.pid());
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                (EventKind::Fork, f),
+                (EventKind::Fork, s),
+                (EventKind::Free, f),
+                (EventKind::Free, s)
+            ]
+        );
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped by the last free");
+    });
+}
+
 /// Runtime watchers of `fork | free` come and go while other threads fork and exit. A
 /// watcher gets a `free` only for a task whose `fork` it saw; and once the workers have
 /// stopped (every task they forked is freed), each watcher still registered has had the
