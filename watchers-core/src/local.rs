@@ -351,11 +351,13 @@ impl Task {
 /// attached until the task is freed.
 ///
 /// **Once the drop (or `remove`) returns, the closure has been called for the last time
-/// on every thread and has been dropped**, with the same two exceptions as
+/// on every thread and has been dropped** (here, or by the task's `free` on another
+/// thread, whose drop of it this waits for), with the same two exceptions as
 /// [`Registration`](crate::Registration): detached from inside its own call, it is
 /// dropped when the outermost call of it on this thread returns; and when waiting for a
-/// call on another thread would never end (that thread waits for a closure this thread
-/// is running), the wait is given up and the last call in flight drops it.
+/// call, or for the `free`'s drop of it, on another thread would never end (that thread
+/// waits for a closure this thread is running), the wait is given up and the last party
+/// drops it.
 #[must_use = "dropping a TaskWatch detaches the closure at once; call `keep` to keep it"]
 pub struct TaskWatch {
     task: Weak<Shared>,
