@@ -17,6 +17,11 @@
 //!   waiting);
 //! * otherwise the last admitted call, when it leaves (unregistering from inside the
 //!   closure itself, or after a wait that would never end was given up).
+//!
+//! A gate can have two closers (a per-task watcher's handle and its task's `free`), and
+//! the count reaches zero before the last call has dropped the value. So a fourth bit,
+//! "dropped", is set once the value's `Drop` has finished: a closer that did not drop the
+//! value itself waits for that bit, not for the count, before it may say "dropped".
 
 #[cfg(loom)]
 use loom::cell::UnsafeCell;
@@ -27,7 +32,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const CLOSED: usize = 1 << (usize::BITS - 1);
 const HANDOFF: usize = 1 << (usize::BITS - 2);
-const COUNT: usize = !(CLOSED | HANDOFF);
+const DROPPED: usize = 1 << (usize::BITS - 3);
+const COUNT: usize = !(CLOSED | HANDOFF | DROPPED);
 
 /// Owns a value that calls borrow while the gate is open, and that is dropped once the
 /// gate is closed, released and no call is left.
@@ -87,15 +93,18 @@ impl<T> Gate<T> {
     /// Waits (after [`close`](Gate::close)) until at most `own` calls are in flight: the
     /// calls the waiting thread is itself inside of, which cannot finish first.
     pub(crate) fn wait(&self, own: usize) {
-        let mut spins = 0u32;
-        while self.in_flight() > own {
-            spins = spins.saturating_add(1);
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                yield_now();
-            }
-        }
+        spin_until(|| self.in_flight() <= own);
+    }
+
+    /// Whether the value's `Drop` has finished (or unwound).
+    pub(crate) fn is_dropped(&self) -> bool {
+        self.state.load(Ordering::Acquire) & DROPPED != 0
+    }
+
+    /// Waits (after [`release`](Gate::release), with no call of it left on this thread)
+    /// until whichever party drops the value has finished dropping it.
+    pub(crate) fn wait_dropped(&self) {
+        spin_until(|| self.is_dropped());
     }
 
     /// This gate's identity while it lives (its address).
@@ -130,6 +139,8 @@ impl<T> Gate<T> {
         // pass exists); the hand-off bit lets exactly one party get here: the closer if
         // it saw a zero count when setting it, else the pass whose leaving made it zero.
         let value = unsafe { self.value.with_mut(|value| (*value).take()) };
+        // Set also when the value's `Drop` unwinds, or a closer would wait for ever.
+        let _dropped = SetDropped(&self.state);
         drop(value);
     }
 }
@@ -150,6 +161,37 @@ impl<T> Drop for Pass<'_, T> {
         if before == CLOSED | HANDOFF | 1 {
             self.0.drop_value();
         }
+    }
+}
+
+/// Sets [`DROPPED`] when dropped: after the value's `Drop` returned or unwound.
+struct SetDropped<'a>(&'a AtomicUsize);
+
+impl Drop for SetDropped<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_or(DROPPED, Ordering::Release);
+    }
+}
+
+#[cfg(not(loom))]
+fn spin_until(mut done: impl FnMut() -> bool) {
+    let mut spins = 0u32;
+    while !done() {
+        spins = spins.saturating_add(1);
+        if spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            yield_now();
+        }
+    }
+}
+
+/// Under the model every failed check yields, so that it explores other threads
+/// instead of interleavings of a spinning one.
+#[cfg(loom)]
+fn spin_until(mut done: impl FnMut() -> bool) {
+    while !done() {
+        yield_now();
     }
 }
 
@@ -274,6 +316,62 @@ mod loom_model {
                 assert!(dropped.load(Ordering::SeqCst), "dropped when the call left");
             }
             other.join().unwrap();
+        });
+    }
+
+    /// What a closer that is not inside a call does (`inflight::shut`): close, wait for
+    /// the calls, release, and unless it dropped the value itself wait until whoever
+    /// did has finished. Checks the promise: when it returns, the value is dropped.
+    fn close_from_outside(gate: &Gate<Closure>, dropped: &AtomicBool) {
+        gate.close();
+        gate.wait(0);
+        if !gate.release() {
+            gate.wait_dropped();
+        }
+        assert!(
+            dropped.load(Ordering::SeqCst),
+            "closer returned before the drop"
+        );
+    }
+
+    /// Two closers (a per-task watcher's handle and its task's `free`): neither returns
+    /// before the value has been dropped, by either of them. (With a caller as a third
+    /// thread the model runs for minutes; the next model has the call.)
+    #[test]
+    fn two_closers_both_return_only_after_the_value_is_dropped() {
+        loom::model(|| {
+            let (gate, dropped) = gate();
+            let other = {
+                let (gate, dropped) = (gate.clone(), dropped.clone());
+                loom::thread::spawn(move || close_from_outside(&gate, &dropped))
+            };
+            close_from_outside(&gate, &dropped);
+            other.join().unwrap();
+        });
+    }
+
+    /// One closer inside a call (it hands the value to its pass) and one outside: the
+    /// outside closer does not return between the pass giving up its count and the
+    /// value's drop.
+    #[test]
+    fn a_closer_outside_waits_for_the_drop_handed_to_a_call() {
+        loom::model(|| {
+            let (gate, dropped) = gate();
+            let other = {
+                let (gate, dropped) = (gate.clone(), dropped.clone());
+                loom::thread::spawn(move || close_from_outside(&gate, &dropped))
+            };
+            if let Some(pass) = gate.enter() {
+                pass.with(|closure| {
+                    closure.call();
+                    gate.close();
+                    gate.wait(1);
+                    gate.release();
+                });
+                drop(pass);
+            }
+            other.join().unwrap();
+            assert!(dropped.load(Ordering::SeqCst));
         });
     }
 

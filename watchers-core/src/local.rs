@@ -6,7 +6,7 @@
 //! closure outside every lock, like unregistering a runtime watcher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, Guard};
@@ -24,12 +24,36 @@ pub(crate) struct LocalWatcher {
     events: EventSet,
     gate: Gate<Box<Callback>>,
     pub(crate) errors: AtomicU64,
+    /// For a watcher of `fork` and `free`: [`OWNER_FREED`] once its task is freed, and
+    /// the count of children whose `fork` it saw and that are not freed yet. It is shut
+    /// when both are true: freed owner, no child owed a `free`.
+    owed: AtomicUsize,
 }
+
+/// [`LocalWatcher::owed`]: the watcher's own task has been freed.
+const OWNER_FREED: usize = 1 << (usize::BITS - 1);
 
 impl LocalWatcher {
     /// Whether it wants the `free` of each child whose `fork` it saw.
     fn pairs_fork_with_free(&self) -> bool {
         self.events.contains(EventKind::Fork) && self.events.contains(EventKind::Free)
+    }
+
+    /// Its task was freed: shuts it unless a child whose `fork` it saw is still to be
+    /// freed (then the last such child's `free` shuts it).
+    fn owner_freed(&self) {
+        let before = self.owed.fetch_or(OWNER_FREED, Ordering::AcqRel);
+        if before & !OWNER_FREED == 0 {
+            // A wait that would never end is given up; the last call drops the closure.
+            let _ = inflight::shut(&self.gate);
+        }
+    }
+
+    /// A child whose `fork` it saw has been freed (its `free` sent).
+    fn child_freed(&self) {
+        if self.owed.fetch_sub(1, Ordering::AcqRel) == OWNER_FREED | 1 {
+            let _ = inflight::shut(&self.gate);
+        }
     }
 }
 
@@ -125,10 +149,18 @@ impl LocalWatchers {
 
     /// Detaches every watcher and drops the closures (at the task's `free`), outside the
     /// lock; one whose call is in flight on this thread is dropped when that call ends.
+    /// A watcher of `fork` and `free` stays until every child whose `fork` it saw has
+    /// been freed; the watchers of the parent that saw this task's `fork` are told.
     pub(crate) fn clear(&self) {
         let Some(shared) = self.shared.get() else {
             return;
         };
+        // Once: the bit is set only after `forked_by` was.
+        if shared.reach.fetch_and(!FORKED_BY, Ordering::AcqRel) & FORKED_BY != 0 {
+            for watcher in shared.forked_by.get().into_iter().flatten() {
+                watcher.child_freed();
+            }
+        }
         let list = {
             let mut list = shared.lock();
             let taken = std::mem::take(&mut *list);
@@ -136,8 +168,12 @@ impl LocalWatchers {
             taken
         };
         for watcher in &list {
-            // A wait that would never end is given up; the last call drops the closure.
-            let _ = inflight::shut(&watcher.gate);
+            if watcher.pairs_fork_with_free() {
+                watcher.owner_freed();
+            } else {
+                // A wait that would never end is given up; the last call drops it.
+                let _ = inflight::shut(&watcher.gate);
+            }
         }
     }
 
@@ -224,11 +260,17 @@ impl Reached<'_> {
         if seen.is_empty() {
             return;
         }
+        for watcher in &seen {
+            watcher.owed.fetch_add(1, Ordering::AcqRel);
+        }
         let shared = child.local.shared();
         // A fork is dispatched once; a second dispatch of the same fork keeps the first.
-        if shared.forked_by.set(seen).is_ok() {
-            let was = shared.reach.fetch_or(FORKED_BY, Ordering::Release);
-            reach_changed(was, was | FORKED_BY);
+        match shared.forked_by.set(seen) {
+            Ok(()) => {
+                let was = shared.reach.fetch_or(FORKED_BY, Ordering::Release);
+                reach_changed(was, was | FORKED_BY);
+            }
+            Err(seen) => seen.iter().for_each(|watcher| watcher.child_freed()),
         }
     }
 }
@@ -276,7 +318,10 @@ impl Task {
     ///
     /// The closure stays until the task is freed or the returned handle is dropped or
     /// [`removed`](TaskWatch::remove); it is dropped then, outside every lock, so its
-    /// `Drop` may use the task (attach another watcher, read a slot).
+    /// `Drop` may use the task (attach another watcher, read a slot). A watcher of `fork`
+    /// and `free` is owed the `free` of children that may outlive the task: it stays
+    /// (unless its handle is dropped) until the task and each child whose `fork` it saw
+    /// have been freed, and is dropped by the last of those frees.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -308,6 +353,7 @@ impl Task {
             events,
             gate: Gate::new(callback),
             errors: AtomicU64::new(0),
+            owed: AtomicUsize::new(0),
         });
         let shared = self.local.shared();
         {
@@ -329,11 +375,13 @@ impl Task {
 /// attached until the task is freed.
 ///
 /// **Once the drop (or `remove`) returns, the closure has been called for the last time
-/// on every thread and has been dropped**, with the same two exceptions as
+/// on every thread and has been dropped** (here, or by the task's `free` on another
+/// thread, whose drop of it this waits for), with the same two exceptions as
 /// [`Registration`](crate::Registration): detached from inside its own call, it is
 /// dropped when the outermost call of it on this thread returns; and when waiting for a
-/// call on another thread would never end (that thread waits for a closure this thread
-/// is running), the wait is given up and the last call in flight drops it.
+/// call, or for the `free`'s drop of it, on another thread would never end (that thread
+/// waits for a closure this thread is running), the wait is given up and the last party
+/// drops it.
 #[must_use = "dropping a TaskWatch detaches the closure at once; call `keep` to keep it"]
 pub struct TaskWatch {
     task: Weak<Shared>,
@@ -352,12 +400,15 @@ impl TaskWatch {
         self.detach()
     }
 
-    /// Leaves the closure attached until the task is freed.
+    /// Leaves the closure attached until the task is freed (a watcher of `fork` and
+    /// `free`: until the task and every child whose `fork` it saw are freed).
     pub fn keep(mut self) {
         self.keep = true;
     }
 
-    /// Whether the closure is still attached (false once the task was freed).
+    /// Whether the closure can still be called: false once it was removed, or once the
+    /// task was freed (for a watcher of `fork` and `free`: the task and every child
+    /// whose `fork` it saw).
     pub fn is_attached(&self) -> bool {
         !self.watcher.gate.is_closed()
     }

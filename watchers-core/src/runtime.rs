@@ -16,7 +16,7 @@ use arc_swap::ArcSwapOption;
 
 use crate::event::{Event, EventKind, EventSet};
 use crate::gate::Gate;
-use crate::inflight::{self, Frame};
+use crate::inflight;
 use crate::table::WatcherTable;
 use crate::watcher::{IntoWatcherError, WatcherResult};
 
@@ -47,12 +47,7 @@ pub(crate) enum Called {
 /// Calls the closure in `gate` unless it is shut, recording on this thread's stack that
 /// it runs (so that shutting it from inside does not wait for itself).
 pub(crate) fn call_gated(gate: &Gate<Box<Callback>>, event: &Event<'_>) -> Called {
-    let Some(pass) = gate.enter() else {
-        return Called::Removed;
-    };
-    let frame = Frame::new(gate);
-    let _inside = frame.enter();
-    match pass.with(|callback| callback(event)) {
+    match inflight::call(gate, |callback| callback(event)) {
         Some(result) => Called::Ran(result),
         None => Called::Removed,
     }

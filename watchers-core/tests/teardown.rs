@@ -231,6 +231,84 @@ fn a_task_watch_dropped_during_a_call_on_another_thread_waits_then_drops_the_clo
     });
 }
 
+/// Drops a closure slowly: says it started, then finishes only when told to.
+struct SlowDrop {
+    started: Mutex<mpsc::Sender<()>>,
+    finish: Mutex<mpsc::Receiver<()>>,
+    drops: Arc<AtomicUsize>,
+}
+
+impl SlowDrop {
+    /// The value, a receiver of "its drop started" and a sender of "finish the drop".
+    fn new(drops: &Arc<AtomicUsize>) -> (SlowDrop, mpsc::Receiver<()>, mpsc::Sender<()>) {
+        let (started, on_start) = mpsc::channel();
+        let (finish, on_finish) = mpsc::channel();
+        let value = SlowDrop {
+            started: Mutex::new(started),
+            finish: Mutex::new(on_finish),
+            drops: drops.clone(),
+        };
+        (value, on_start, finish)
+    }
+}
+
+impl Drop for SlowDrop {
+    fn drop(&mut self) {
+        let _ = self.started.lock().unwrap().send(());
+        let _ = self
+            .finish
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(10));
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A per-task watcher has two closers: the task's `free` and the handle. The `free` (on
+/// another thread) is dropping the closure when the handle is dropped: the handle's drop
+/// returns only once that drop has finished.
+#[test]
+fn a_task_watch_dropped_while_its_tasks_free_drops_the_closure_waits_for_that_drop() {
+    within(30, || {
+        let tasks = Arc::new(TaskTable::with_table(empty_table()));
+        let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (owned, drop_started, finish_drop) = SlowDrop::new(&drops);
+        let watch = task.watch(EventSet::EXEC, move |_| {
+            let _owned = &owned;
+            Ok::<(), String>(())
+        });
+        let exiter = {
+            let (tasks, pid) = (tasks.clone(), task.pid());
+            // The parent is init: the exit frees the task, which drops the closure.
+            std::thread::spawn(move || tasks.exit(pid, 0))
+        };
+        drop_started.recv().unwrap();
+        let dropper = {
+            let drops = drops.clone();
+            std::thread::spawn(move || {
+                drop(watch);
+                drops.load(Ordering::SeqCst)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // The premise: the handle is dropped while the free's drop is in progress.
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert!(
+            !dropper.is_finished(),
+            "the handle's drop waits for the free's drop of the closure"
+        );
+        finish_drop.send(()).unwrap();
+        assert_eq!(
+            dropper.join().unwrap(),
+            1,
+            "the closure was dropped when the handle's drop returned"
+        );
+        exiter.join().unwrap().unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped once");
+    });
+}
+
 /// Once `unregister` returns the closure has been dropped, even though a dispatcher in
 /// the middle of another watcher still holds a snapshot that lists it.
 #[test]
@@ -557,8 +635,55 @@ fn free_goes_to_the_per_task_watchers_that_saw_the_fork() {
     );
 }
 
-/// Forks and frees on several threads while watchers of `fork` and `free` come and go:
-/// every `free` a watcher gets is of a task whose `fork` it saw, and never twice.
+/// A kept `fork | free` watcher of a parent gets the `free` of a child that outlives the
+/// parent, and its closure is dropped by that last `free`, not by the parent's.
+#[test]
+fn a_kept_fork_free_watcher_gets_the_free_of_a_child_that_outlives_its_task() {
+    within(30, || {
+        let tasks = TaskTable::with_table(empty_table());
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let log: Arc<Mutex<Vec<(EventKind, Pid)>>> = Arc::default();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (seen, owned) = (log.clone(), Drops(drops.clone()));
+        parent
+            .watch(EventSet::FORK | EventSet::FREE, move |event| {
+                let _owned = &owned;
+                let kind = event.kind();
+                seen.lock().unwrap().push((kind, event.task().pid()));
+                Ok::<(), String>(())
+            })
+            .keep();
+        let (first, second) = (
+            tasks.fork(parent.pid(), CloneFlags::empty()).unwrap(),
+            tasks.fork(parent.pid(), CloneFlags::empty()).unwrap(),
+        );
+        tasks.exit(first.pid(), 0).unwrap();
+        tasks.wait(parent.pid()).unwrap();
+        // The parent goes first (its parent is init); the second child outlives it.
+        tasks.exit(parent.pid(), 0).unwrap();
+        assert_eq!(parent.state(), watchers_core::TaskState::Dead);
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "still owed a free");
+        // Now init's child: freed at its exit.
+        tasks.exit(second.pid(), 0).unwrap();
+        assert_eq!(second.state(), watchers_core::TaskState::Dead);
+        let (f, s) = (first.pid(), second.pid());
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                (EventKind::Fork, f),
+                (EventKind::Fork, s),
+                (EventKind::Free, f),
+                (EventKind::Free, s)
+            ]
+        );
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped by the last free");
+    });
+}
+
+/// Runtime watchers of `fork | free` come and go while other threads fork and exit. A
+/// watcher gets a `free` only for a task whose `fork` it saw; and once the workers have
+/// stopped (every task they forked is freed), each watcher still registered has had the
+/// `free` of every fork it saw: none is missed.
 #[test]
 fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
@@ -567,10 +692,20 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
         ID.set(event.task(), NEXT_ID.fetch_add(1, Ordering::Relaxed));
         Ok(())
     }
+    /// What one watcher saw: the tasks whose fork it saw and whose free it has not, and
+    /// how many forks it saw.
+    #[derive(Default)]
+    struct Seen {
+        open: HashSet<u64>,
+        forks: u64,
+    }
+    type Live = (Registration<'static>, Arc<Mutex<Seen>>);
     const WORKERS: usize = 2;
-    const MIN_FREES: u64 = 5_000;
-    const MIN_REGISTRATIONS: u64 = 200;
-    const MIN_PAIRED: u64 = 1_000;
+    /// Watchers registered at once; the oldest is unregistered when one more comes.
+    const LIVE: usize = 4;
+    const ROUNDS: usize = 20;
+    const MIN_FREES: u64 = 300;
+    const MIN_REGISTRATIONS: u64 = 10;
     within(240, || {
         let table = WatcherTable::from_watchers([
             Watcher::new("id", EventSet::FORK, identify).with_priority(i32::MAX)
@@ -578,66 +713,100 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
         .unwrap()
         .leak();
         let tasks = TaskTable::with_table(table);
-        let stop = AtomicBool::new(false);
         let violations = Arc::new(AtomicU64::new(0));
-        let (paired, registrations) = (Arc::new(AtomicU64::new(0)), AtomicU64::new(0));
-        std::thread::scope(|scope| {
-            for _ in 0..WORKERS {
-                scope.spawn(|| {
-                    while !stop.load(Ordering::Relaxed) {
-                        let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-                        tasks.exit(child.pid(), 0).unwrap();
-                    }
-                });
-            }
-            let (stop_ref, violations, pairs, registered) =
-                (&stop, violations.clone(), paired.clone(), &registrations);
-            scope.spawn(move || {
-                let mut round = 0;
-                while !stop_ref.load(Ordering::Relaxed) {
-                    round += 1;
-                    let seen: Arc<Mutex<HashSet<u64>>> = Arc::default();
-                    let (bad, ok) = (violations.clone(), pairs.clone());
-                    let registration = table
-                        .watcher(format!("pairs-{round}"), EventSet::FORK | EventSet::FREE)
-                        .register(move |event: &Event<'_>| {
-                            let id = ID.get(event.task()).map_or(0, |id| *id);
-                            let mut seen = seen.lock().unwrap();
-                            if event.kind() == EventKind::Fork {
-                                seen.insert(id);
-                            } else if seen.remove(&id) {
-                                ok.fetch_add(1, Ordering::Relaxed);
-                            } else {
-                                bad.fetch_add(1, Ordering::Relaxed);
+        let paired = Arc::new(AtomicU64::new(0));
+        let (mut registrations, mut checked, mut checked_forks) = (0u64, 0usize, 0u64);
+        let mut owed_at_stop = 0usize;
+        let mut name = 0u64;
+        for _ in 0..ROUNDS {
+            let stop = AtomicBool::new(false);
+            let round_registrations = AtomicU64::new(0);
+            let frees_before = tasks.stats().frees;
+            let live = std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..WORKERS)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            while !stop.load(Ordering::Relaxed) {
+                                let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+                                tasks.exit(child.pid(), 0).unwrap();
                             }
-                            Ok::<(), String>(())
                         })
-                        .unwrap();
-                    registered.fetch_add(1, Ordering::Relaxed);
-                    std::thread::yield_now();
-                    registration.unregister().unwrap();
+                    })
+                    .collect();
+                let (stop_ref, registered) = (&stop, &round_registrations);
+                let (violations, paired, name) = (&violations, &paired, &mut name);
+                let registrar = scope.spawn(move || {
+                    let mut live = std::collections::VecDeque::<Live>::new();
+                    while !stop_ref.load(Ordering::Relaxed) {
+                        *name += 1;
+                        let seen: Arc<Mutex<Seen>> = Arc::default();
+                        let (bad, ok, log) = (violations.clone(), paired.clone(), seen.clone());
+                        let registration = table
+                            .watcher(format!("pairs-{name}"), EventSet::FORK | EventSet::FREE)
+                            .register(move |event: &Event<'_>| {
+                                let id = ID.get(event.task()).map_or(0, |id| *id);
+                                let mut seen = log.lock().unwrap();
+                                if event.kind() == EventKind::Fork {
+                                    seen.open.insert(id);
+                                    seen.forks += 1;
+                                } else if seen.open.remove(&id) {
+                                    ok.fetch_add(1, Ordering::Relaxed);
+                                } else {
+                                    bad.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Ok::<(), String>(())
+                            })
+                            .unwrap();
+                        registered.fetch_add(1, Ordering::Relaxed);
+                        live.push_back((registration, seen));
+                        if live.len() > LIVE {
+                            let (oldest, _) = live.pop_front().unwrap();
+                            oldest.unregister().unwrap();
+                        }
+                        std::thread::yield_now();
+                    }
+                    live
+                });
+                // Run until the premise holds: frees and registrations overlapping.
+                while tasks.stats().frees - frees_before < MIN_FREES
+                    || round_registrations.load(Ordering::Relaxed) < MIN_REGISTRATIONS
+                {
+                    std::thread::sleep(Duration::from_millis(1));
                 }
+                stop.store(true, Ordering::Relaxed);
+                for worker in workers {
+                    worker.join().unwrap();
+                }
+                registrar.join().unwrap()
             });
-            // Run until the premise holds: frees, registrations, and frees paired with a
-            // fork that a watcher saw while others were registering.
-            while tasks.stats().frees < MIN_FREES
-                || registrations.load(Ordering::Relaxed) < MIN_REGISTRATIONS
-                || paired.load(Ordering::Relaxed) < MIN_PAIRED
-            {
-                std::thread::sleep(Duration::from_millis(1));
+            // Every task the workers forked has been freed: a watcher still registered
+            // must have had the free of each fork it saw.
+            for (registration, seen) in live {
+                let seen = seen.lock().unwrap();
+                owed_at_stop += seen.open.len();
+                checked_forks += seen.forks;
+                checked += 1;
+                registration.unregister().unwrap();
             }
-            stop.store(true, Ordering::Relaxed);
-        });
-        let (paired, registrations) = (
-            paired.load(Ordering::Relaxed),
-            registrations.load(Ordering::Relaxed),
+            registrations += round_registrations.load(Ordering::Relaxed);
+        }
+        let paired = paired.load(Ordering::Relaxed);
+        println!(
+            "{registrations} registrations, {paired} paired frees; {checked} watchers \
+             checked at a stop, which had seen {checked_forks} forks"
         );
-        println!("{registrations} registrations, {paired} paired frees");
         assert_eq!(
             violations.load(Ordering::Relaxed),
             0,
             "a free without its fork"
         );
-        assert!(registrations >= MIN_REGISTRATIONS && paired >= MIN_PAIRED);
+        assert_eq!(
+            owed_at_stop, 0,
+            "a registered watcher missed a free it was owed"
+        );
+        // The premise: watchers were registered at each stop and had seen forks while
+        // the workers ran.
+        assert!(checked >= ROUNDS && checked_forks >= ROUNDS as u64);
+        assert!(paired > 0);
     });
 }
