@@ -57,7 +57,12 @@ fn refusing_watcher(flavour: Flavour) {
     drop(runtime);
 
     assert_eq!(accepted + refused, TASKS);
-    assert_eq!(refused, ledger.refused.load(Ordering::Relaxed));
+    // The watcher also refuses runtime threads started after it was armed (a blocking
+    // thread, a worker restarted): those cannot be refused and are counted as unheeded.
+    assert_eq!(
+        refused + source.unheeded_refusals(),
+        ledger.refused.load(Ordering::Relaxed)
+    );
     // Serials run in order of fork; a third of them, give or take the spawner and
     // runtime threads before arming, are refused.
     assert!(refused.abs_diff(TASKS / 3) <= 2, "{refused} refused");
@@ -301,7 +306,15 @@ fn join_set(flavour: Flavour) {
             }
         }
         assert_eq!(set.len(), spawned);
-        assert_eq!(spawned, 20);
+        // Every third serial is refused; a runtime thread started meanwhile (a multi-thread
+        // runtime's worker or blocking thread) takes a serial too, and its refusal is not
+        // heeded.
+        let refused = 30 - spawned as u64;
+        assert_eq!(
+            refused + source.unheeded_refusals(),
+            ledger.refused.load(Ordering::Relaxed)
+        );
+        assert!(refused.abs_diff(10) <= 1, "{refused} refused");
         let mut done = 0;
         while let Some(result) = set.join_next().await {
             result.unwrap();
