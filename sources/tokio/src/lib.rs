@@ -30,9 +30,8 @@
 //!   they cannot be refused either, their `exit` status is always `exit code 0` (tokio's
 //!   hook does not say how a task ended), and [`current`] finds them too. They are
 //!   adopted ([`TaskTable::adopt_running`](watchers_core::TaskTable::adopt_running)) as
-//!   threads of the spawning task, so their `fork` event names that task's parent, as
-//!   for any adopted thread, and a per-task watcher on the spawning task does not see
-//!   it. Plain `spawn_blocking` closures and `LocalSet` tasks are not reported by
+//!   threads of the spawning task, so their `fork` event names that task as the parent,
+//!   as a `CLONE_THREAD` fork does (and cannot be refused). Plain `spawn_blocking` closures and `LocalSet` tasks are not reported by
 //!   tokio's hooks.
 //!
 //! ```

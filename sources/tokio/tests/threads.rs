@@ -55,8 +55,9 @@ fn worker_and_blocking_threads_are_tasks_from_start_to_stop() {
         let parents = ledger.parents.lock().unwrap();
         assert_eq!(parents[&child_serial], thread.pid());
         let thread_serial = *SERIAL.get(&thread).unwrap();
-        // An adopted thread's parent is its creator's parent, as with `CLONE_THREAD`.
-        assert_eq!(parents[&thread_serial], source.process().parent());
+        // An adopted thread's fork names its creator (the process), as a `CLONE_THREAD`
+        // fork does.
+        assert_eq!(parents[&thread_serial], source.process().pid());
     }
     assert_eq!(source.tasks().stats().tasks as u64, 2 + threads);
     drop(runtime);
