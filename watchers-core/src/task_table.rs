@@ -638,22 +638,30 @@ impl TaskTable {
             // Zombie children are reaped by init at once; the other children, and the
             // threads, become init's. The zombies are held by identity from here on.
             let mut orphans = Vec::new();
+            let mut adopted = Vec::with_capacity(children.len());
             let init = Arc::downgrade(&self.init);
-            for pid in children.iter().chain(&threads) {
+            for &pid in &children {
+                match inner.nodes.get_mut(&pid) {
+                    Some(node) => {
+                        node.task.set_parent(Pid::INIT);
+                        node.parent = init.clone();
+                        if node.task.state() == TaskState::Zombie {
+                            orphans.push(node.task.clone());
+                        } else {
+                            adopted.push(pid);
+                        }
+                    }
+                    None => adopted.push(pid),
+                }
+            }
+            for pid in &threads {
                 if let Some(node) = inner.nodes.get_mut(pid) {
                     node.task.set_parent(Pid::INIT);
                     node.parent = init.clone();
-                    if node.task.state() == TaskState::Zombie && children.contains(pid) {
-                        orphans.push(node.task.clone());
-                    }
                 }
             }
             let init = inner.init_node();
-            init.children.extend(
-                children
-                    .iter()
-                    .filter(|pid| !orphans.iter().any(|orphan| orphan.pid() == **pid)),
-            );
+            init.children.extend(adopted);
             init.threads.extend(threads);
             orphans
         };
