@@ -24,6 +24,7 @@ use watchers_core::{Event, EventKind, Task};
 
 use crate::fork_rate::{Bench, SUBSYSTEMS, Variant, settle};
 use crate::measure::exec_event;
+use crate::thread_spawn;
 use crate::variants::{Variants, Via, unwanted_event};
 use crate::watchers::{COUNTS, run_direct};
 
@@ -40,6 +41,9 @@ pub const DISPATCH_VIAS: [Via; 5] = [
 pub const DISPATCH_REPS: u64 = 1000;
 /// The two repetition counts of a fork-cycle figure (the second is twice the first).
 pub const FORK_REPS: u64 = 1000;
+/// The two repetition counts of a thread spawn + join figure (the second is twice the
+/// first).
+pub const THREAD_REPS: u64 = 200;
 /// Uncounted fork cycles run first, whatever the repetition count, so that both counts
 /// start from the same steady state (the hash maps and backlog sized).
 const FORK_WARM_UP: u64 = 1000;
@@ -99,6 +103,13 @@ pub enum Subject {
         /// Direct calls or the table.
         variant: Variant,
     },
+    /// One thread spawn + join: with [`std::thread::spawn`] (`watched: false`) or
+    /// through the threads source with 8 trivial watchers. Counted on every thread,
+    /// since the new thread's `exit` and `free` are part of the work.
+    Thread {
+        /// Through the threads source.
+        watched: bool,
+    },
 }
 
 impl Subject {
@@ -110,6 +121,8 @@ impl Subject {
             Subject::EmptyLoop => "empty-loop".to_owned(),
             Subject::Unwanted => "unwanted".to_owned(),
             Subject::Fork { row, variant } => format!("fork/{}/{row}", variant_name(variant)),
+            Subject::Thread { watched: false } => "thread/std".to_owned(),
+            Subject::Thread { watched: true } => "thread/watched".to_owned(),
         }
     }
 
@@ -123,6 +136,8 @@ impl Subject {
         match parts.as_slice() {
             ["empty-loop"] => Ok(Subject::EmptyLoop),
             ["unwanted"] => Ok(Subject::Unwanted),
+            ["thread", "std"] => Ok(Subject::Thread { watched: false }),
+            ["thread", "watched"] => Ok(Subject::Thread { watched: true }),
             ["dispatch", via, n] => {
                 let via = DISPATCH_VIAS
                     .into_iter()
@@ -153,6 +168,7 @@ impl Subject {
     fn reps(self) -> u64 {
         match self {
             Subject::Fork { .. } => FORK_REPS,
+            Subject::Thread { .. } => THREAD_REPS,
             _ => DISPATCH_REPS,
         }
     }
@@ -224,6 +240,18 @@ pub fn run_subject(subject: Subject, reps: u64) -> Result<(), String> {
             settle();
             icount_loop_cycles(&bench, reps)?;
         }
+        Subject::Thread { watched } => {
+            // Collected everywhere (see `Child::collected`): the same warm-up at both
+            // repetition counts, so that only the spawns differ.
+            let threads = thread_spawn::source();
+            thread_spawn::std_cycles(THREAD_REPS);
+            thread_spawn::watched_cycles(threads, THREAD_REPS);
+            if watched {
+                thread_spawn::watched_cycles(threads, reps);
+            } else {
+                thread_spawn::std_cycles(reps);
+            }
+        }
     }
     Ok(())
 }
@@ -260,12 +288,14 @@ impl Child {
     /// # Errors
     /// valgrind missing or failing, or its output without a count.
     pub fn collected(&self, subject: Subject, reps: u64) -> Result<u64, IcountError> {
-        let output = Command::new("valgrind")
-            .args([
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                "--toggle-collect=*::icount_loop*",
-            ])
+        let mut valgrind = Command::new("valgrind");
+        valgrind.args(["--tool=callgrind", "--callgrind-out-file=/dev/null"]);
+        // Collection follows the calling thread's stack, so a spawned thread's work
+        // would be missed: thread figures collect everything and rely on differencing.
+        if !matches!(subject, Subject::Thread { .. }) {
+            valgrind.arg("--toggle-collect=*::icount_loop*");
+        }
+        let output = valgrind
             .arg(&self.program)
             .args(&self.args)
             .arg(subject.arg())
@@ -330,6 +360,8 @@ pub fn subjects() -> Vec<Subject> {
             all.push(Subject::Fork { row, variant });
         }
     }
+    all.push(Subject::Thread { watched: false });
+    all.push(Subject::Thread { watched: true });
     all
 }
 
@@ -427,6 +459,19 @@ pub fn render(counts: &Counts) -> String {
                 .map_or_else(|| "-".to_owned(), |(t, d)| format!("{:.4}", t / d))
         );
     }
+    let std = counts.get(Subject::Thread { watched: false });
+    let watched = counts.get(Subject::Thread { watched: true });
+    let _ = writeln!(
+        out,
+        "\nthread spawn + join (R = {THREAD_REPS}; every thread counted; {} trivial watchers)\nstd {}  watched {}  extra {}  ratio {}",
+        thread_spawn::WATCHERS,
+        show(std),
+        show(watched),
+        show(watched.zip(std).map(|(w, s)| w - s)),
+        watched
+            .zip(std)
+            .map_or_else(|| "-".to_owned(), |(w, s)| format!("{:.4}", w / s))
+    );
     out
 }
 

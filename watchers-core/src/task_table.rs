@@ -2,10 +2,11 @@
 //! [`WatcherTable`].
 
 use std::any::Any;
-use std::collections::{HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{DispatchError, ForkError, TaskError};
 use crate::event::{Event, EventData, ExitStatus};
@@ -67,7 +68,11 @@ pub struct TaskTable {
 }
 
 struct Inner {
-    nodes: HashMap<Pid, Node>,
+    /// Keyed by pid with FxHash: pids are small integers that the table or the kernel
+    /// hands out, never chosen by a caller, so a DoS-resistant hash buys nothing here and costs a fork, exit and free
+    /// about a thousand instructions of SipHash; and a fixed hash makes the same
+    /// workload run the same instructions in every process.
+    nodes: FxHashMap<Pid, Node>,
     last_pid: u32,
 }
 
@@ -77,10 +82,10 @@ struct Node {
     /// which may name another task once that one is freed. Empty for init and embryos.
     parent: Weak<Task>,
     /// Processes whose parent this task is (threads are not waited for).
-    children: HashSet<Pid>,
+    children: FxHashSet<Pid>,
     /// Threads whose parent this task is: handed to init with the children when it
     /// exits, so that their parent never names a freed task.
-    threads: HashSet<Pid>,
+    threads: FxHashSet<Pid>,
 }
 
 impl Node {
@@ -89,8 +94,8 @@ impl Node {
         Node {
             task,
             parent: Weak::new(),
-            children: HashSet::new(),
-            threads: HashSet::new(),
+            children: FxHashSet::default(),
+            threads: FxHashSet::default(),
         }
     }
 }
@@ -150,7 +155,7 @@ impl TaskTable {
             comm: "init".to_owned(),
         }));
         init.set_state(TaskState::Running);
-        let mut nodes = HashMap::new();
+        let mut nodes = FxHashMap::default();
         nodes.insert(Pid::INIT, Node::new(init.clone()));
         TaskTable {
             watchers,
