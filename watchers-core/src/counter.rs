@@ -68,7 +68,10 @@ struct ShardClaim {
     index: Cell<usize>,
 }
 
-const UNCLAIMED: usize = usize::MAX;
+/// Dispatches a thread counts in the shared shard before it claims one of its own: a
+/// short-lived thread (one that dispatches its `exit` and `free` and ends) never pays for
+/// a claim and its destructor, which would lie on the path its `join` waits for.
+const WARM_UP: usize = 32;
 
 impl Drop for ShardClaim {
     fn drop(&mut self) {
@@ -87,11 +90,13 @@ impl Drop for ShardClaim {
 }
 
 thread_local! {
-    /// This thread's shard index ([`UNCLAIMED`] before its first dispatch). It has no
-    /// destructor, so reading it is a plain thread-local load on the dispatch path.
-    static INDEX: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// This thread's shard index: below [`SHARDS`] a shard of its own, [`SHARDS`] the
+    /// shared one; above it, the shared one for `INDEX - SHARDS` more dispatches, after
+    /// which the thread claims a shard. It has no destructor, so reading it is a plain
+    /// thread-local load on the dispatch path.
+    static INDEX: Cell<usize> = const { Cell::new(SHARDS + WARM_UP) };
     /// The claim that gives the index back when the thread ends; touched only once.
-    static CLAIM: ShardClaim = const { ShardClaim { index: Cell::new(UNCLAIMED) } };
+    static CLAIM: ShardClaim = const { ShardClaim { index: Cell::new(SHARDS) } };
 }
 
 /// This thread's shard index; it owns the shard alone when the index is below
@@ -100,10 +105,20 @@ thread_local! {
 fn shard_of_this_thread() -> usize {
     INDEX
         .try_with(|index| match index.get() {
-            UNCLAIMED => claim(index),
-            claimed => claimed,
+            settled @ 0..=SHARDS => settled,
+            warming => warm(index, warming),
         })
         .unwrap_or(SHARDS)
+}
+
+#[cold]
+fn warm(slot: &Cell<usize>, warming: usize) -> usize {
+    if warming > SHARDS + 1 {
+        slot.set(warming - 1);
+        SHARDS
+    } else {
+        claim(slot)
+    }
 }
 
 #[cold]
@@ -154,5 +169,25 @@ mod tests {
         });
         assert_eq!(counters.get(EventKind::Exec), (SHARDS as u64 + 8) * 1000);
         assert_eq!(counters.get(EventKind::Fork), 0);
+    }
+
+    #[test]
+    fn a_thread_claims_a_shard_only_after_its_warm_up() {
+        let counters = EventCounters::default();
+        let (early, late) = std::thread::spawn(move || {
+            for _ in 0..3 {
+                counters.bump(EventKind::Exit);
+            }
+            let early = INDEX.with(Cell::get);
+            for _ in 0..WARM_UP {
+                counters.bump(EventKind::Exit);
+            }
+            assert_eq!(counters.get(EventKind::Exit), WARM_UP as u64 + 3);
+            (early, INDEX.with(Cell::get))
+        })
+        .join()
+        .unwrap();
+        assert!(early > SHARDS, "still warming after 3 dispatches: {early}");
+        assert!(late <= SHARDS, "settled after the warm-up: {late}");
     }
 }

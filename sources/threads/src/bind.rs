@@ -18,11 +18,28 @@ struct Binding {
     task: Arc<Task>,
 }
 
-/// Every source the thread has met (almost always one).
-struct Bindings(RefCell<Vec<Binding>>);
+/// Every source the thread has met: almost always one, which is kept inline so that a
+/// thread's start allocates nothing here (an allocation made on a thread that ends is
+/// freed again when glibc hands the thread's cache back, both on the path `join` waits
+/// for).
+struct Bindings(RefCell<List>);
+
+#[derive(Default)]
+struct List {
+    first: Option<Binding>,
+    more: Vec<Binding>,
+}
+
+impl List {
+    fn iter(&self) -> impl Iterator<Item = &Binding> {
+        self.first.iter().chain(&self.more)
+    }
+}
 
 thread_local! {
-    static BINDINGS: Bindings = const { Bindings(RefCell::new(Vec::new())) };
+    static BINDINGS: Bindings = const {
+        Bindings(RefCell::new(List { first: None, more: Vec::new() }))
+    };
 }
 
 impl Bindings {
@@ -38,7 +55,12 @@ impl Bindings {
         if let Some(tid) = os::tid() {
             OS_TID.set(&task, tid);
         }
-        self.0.borrow_mut().push(Binding { source, task });
+        let binding = Binding { source, task };
+        let mut list = self.0.borrow_mut();
+        match list.first {
+            None => list.first = Some(binding),
+            Some(_) => list.more.push(binding),
+        }
     }
 }
 
@@ -77,8 +99,9 @@ pub(crate) fn enter(source: &'static Threads, task: Arc<Task>) {
 
 impl Drop for Bindings {
     fn drop(&mut self) {
-        let bindings = std::mem::take(self.0.get_mut());
-        for binding in bindings.into_iter().rev() {
+        let List { first, more } = std::mem::take(self.0.get_mut());
+        // The last source met ends first.
+        for binding in more.into_iter().rev().chain(first) {
             let tasks = binding.source.tasks();
             let pid = binding.task.pid();
             // An adopted thread exits here; one spawned through the source already did.
