@@ -16,7 +16,7 @@
 //! Adjustments for a set that was removed, or for a semaphore whose value was set with
 //! [`set_value`] after they were recorded, are discarded, as the kernel does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -129,8 +129,9 @@ pub struct UndoList {
     sharers: AtomicUsize,
     applied: AtomicBool,
     /// Per set: for each semaphore, the generation its adjustment belongs to and the
-    /// adjustment.
-    entries: Mutex<HashMap<u32, Vec<(u64, i32)>>>,
+    /// adjustment. Ordered, so that an exit applies the sets in the same order in every
+    /// run (and a fork cycle runs the same instructions in every process).
+    entries: Mutex<BTreeMap<u32, Vec<(u64, i32)>>>,
 }
 
 impl UndoList {
@@ -139,7 +140,7 @@ impl UndoList {
         UndoList {
             sharers: AtomicUsize::new(1),
             applied: AtomicBool::new(false),
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -161,7 +162,7 @@ impl UndoList {
             .map_or(0, |&(_, adj)| adj)
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<u32, Vec<(u64, i32)>>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<u32, Vec<(u64, i32)>>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
