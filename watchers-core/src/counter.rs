@@ -10,7 +10,7 @@ use std::cell::Cell;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use crate::event::EventKind;
+use crate::event_kind::EventKind;
 
 /// How many threads at once own a shard; the others share one more, with atomic adds.
 const SHARDS: usize = 32;

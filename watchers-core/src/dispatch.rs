@@ -11,12 +11,14 @@ use std::sync::atomic::Ordering;
 
 use crate::error::DispatchError;
 use crate::error::DispatchFailure;
-use crate::event::{Event, EventKind};
-use crate::local::{self, Reached};
+use crate::event::Event;
+use crate::event_kind::EventKind;
+use crate::local::{self, Called, Reached};
 use crate::routing::SLOW as ROUTE_SLOW;
-use crate::runtime::{Called, Callee};
+use crate::runtime::Callee;
 use crate::table::{Chain, WatcherTable};
-use crate::watcher::{BoxError, WatcherFn};
+use crate::watcher::WatcherFn;
+use crate::watcher_result::BoxError;
 
 impl WatcherTable {
     /// Calls every watcher of `event` in order.
@@ -642,9 +644,12 @@ mod tests {
     use std::panic::{AssertUnwindSafe, catch_unwind};
 
     use super::*;
-    use crate::event::{EventData, EventSet, ExitStatus};
-    use crate::task::{CloneFlags, Task};
-    use crate::watcher::{Watcher, WatcherResult};
+    use crate::event::EventData;
+    use crate::event_kind::EventSet;
+    use crate::task::Task;
+    use crate::task_values::{CloneFlags, ExitStatus};
+    use crate::watcher::Watcher;
+    use crate::watcher_result::WatcherResult;
 
     /// More than two unrolled blocks of eight, and a remainder.
     const N: usize = 19;

@@ -1,11 +1,12 @@
-//! The errors of freezing, dispatching and the task model.
+//! The errors of freezing, dispatching, unregistering and the task model.
 
 use std::borrow::Cow;
 use std::mem::ManuallyDrop;
 
-use crate::event::EventKind;
-use crate::task::{Pid, TaskState};
-use crate::watcher::{BoxError, Location};
+use crate::event_kind::EventKind;
+use crate::location::Location;
+use crate::task_values::{Pid, TaskState};
+use crate::watcher_result::BoxError;
 
 /// The table could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -179,4 +180,19 @@ pub enum TaskError {
     /// The operation took effect, but a watcher failed on its event.
     #[error("the change was made, but {0}")]
     Watcher(#[source] DispatchError),
+}
+
+/// Unregistering could not wait until no call of the watcher was in flight.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnregisterError {
+    /// A call in flight belongs to a thread that waits, directly or through others, for
+    /// a watcher whose closure the unregistering thread is running: each would wait for
+    /// the other for ever. The watcher is removed and no call of it starts any more; its
+    /// closure is dropped when the last call in flight returns.
+    #[error(
+        "unregistering `{0}` would wait for ever: a call of it is in flight on a thread \
+         that is waiting for a watcher whose closure this thread is running"
+    )]
+    WouldDeadlock(String),
 }

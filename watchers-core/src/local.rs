@@ -11,13 +11,36 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, Guard};
 
-use crate::event::{Event, EventKind, EventSet};
+use crate::error::UnregisterError;
+use crate::event::Event;
+use crate::event_kind::{EventKind, EventSet};
 use crate::gate::Gate;
 use crate::inflight;
 use crate::routing;
-use crate::runtime::{Callback, Called, UnregisterError, call_gated};
 use crate::task::Task;
-use crate::watcher::IntoWatcherError;
+use crate::watcher_result::{IntoWatcherError, WatcherResult};
+
+/// A watcher's closure as a gate holds it. Runtime watchers share it, and [`Called`]
+/// and [`call_gated`], with per-task watchers; they live here because a task's own
+/// watchers sit below the runtime registry (see the layering note in `lib.rs`).
+pub(crate) type Callback = dyn Fn(&Event<'_>) -> WatcherResult + Send + Sync;
+
+/// What a call of a runtime or per-task watcher came to.
+pub(crate) enum Called {
+    /// It ran and returned this.
+    Ran(WatcherResult),
+    /// It was not called: unregistered in the meantime, or not meant for this event.
+    Removed,
+}
+
+/// Calls the closure in `gate` unless it is shut, recording on this thread's stack that
+/// it runs (so that shutting it from inside does not wait for itself).
+pub(crate) fn call_gated(gate: &Gate<Box<Callback>>, event: &Event<'_>) -> Called {
+    match inflight::call(gate, |callback| callback(event)) {
+        Some(result) => Called::Ran(result),
+        None => Called::Removed,
+    }
+}
 
 /// One closure attached to a task.
 pub(crate) struct LocalWatcher {

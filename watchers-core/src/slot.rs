@@ -1,13 +1,10 @@
 //! Typed per-task state, declared statically by a subsystem.
 
-use std::any::Any;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
-use crate::task::Task;
-
-type Value = Arc<dyn Any + Send + Sync>;
+use crate::task::{SlotValue, Task};
 
 /// A typed piece of per-task state, declared as a `static` by the subsystem that owns it.
 ///
@@ -134,7 +131,7 @@ impl<T: Send + Sync + 'static> TaskSlot<T> {
         if let Some(value) = self.get(task) {
             return value;
         }
-        let made: Value = Arc::new(make());
+        let made: SlotValue = Arc::new(make());
         let index = self.index();
         let (value, unused) = {
             let mut values = task.slots.lock();
@@ -160,28 +157,9 @@ impl<T: Send + Sync + 'static> Default for TaskSlot<T> {
     }
 }
 
-fn downcast<T: Send + Sync + 'static>(value: Value) -> Option<Arc<T>> {
+fn downcast<T: Send + Sync + 'static>(value: SlotValue) -> Option<Arc<T>> {
     // Only `TaskSlot<T>` with this index writes here, and it writes `Arc<T>`.
     value.downcast::<T>().ok()
-}
-
-/// Every slot value of one task.
-#[derive(Default)]
-pub(crate) struct SlotStorage {
-    values: Mutex<Vec<Option<Value>>>,
-}
-
-impl SlotStorage {
-    fn lock(&self) -> MutexGuard<'_, Vec<Option<Value>>> {
-        // The vector is consistent after every statement; a panic cannot tear it.
-        self.values.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Drops every value (outside the lock, so a value's `Drop` may touch the task).
-    pub(crate) fn clear(&self) {
-        let values = std::mem::take(&mut *self.lock());
-        drop(values);
-    }
 }
 
 #[cfg(test)]

@@ -8,10 +8,11 @@ use std::sync::{Arc, OnceLock};
 
 use crate::counter::EventCounters;
 use crate::error::{DuplicateName, FreezeError};
-use crate::event::{EventKind, EventSet};
+use crate::event_kind::{EventKind, EventSet};
+use crate::location::Location;
 use crate::routing::{Routing, SLOW as ROUTE_SLOW};
 use crate::runtime::Runtime;
-use crate::watcher::{Location, Watcher, WatcherFn};
+use crate::watcher::{Watcher, WatcherFn};
 
 /// The immutable dispatch table.
 ///
@@ -532,7 +533,7 @@ pub fn freeze() -> Result<&'static WatcherTable, FreezeError> {
 mod tests {
     use super::*;
     use crate::event::Event;
-    use crate::watcher::WatcherResult;
+    use crate::watcher_result::WatcherResult;
 
     fn nothing(_: &Event<'_>) -> WatcherResult {
         Ok(())

@@ -1,134 +1,13 @@
 //! The task a watcher sees: identity, credentials, name and per-task state.
 
+use std::any::Any;
 use std::fmt;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::event::ExitStatus;
 use crate::local::LocalWatchers;
-use crate::slot::SlotStorage;
-
-/// A process or thread id.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
-#[repr(transparent)]
-pub struct Pid(pub u32);
-
-impl Pid {
-    /// The init task's pid.
-    pub const INIT: Pid = Pid(1);
-
-    /// The number.
-    pub const fn get(self) -> u32 {
-        self.0
-    }
-}
-
-impl fmt::Display for Pid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl From<u32> for Pid {
-    fn from(pid: u32) -> Pid {
-        Pid(pid)
-    }
-}
-
-/// One kind of id (user or group) as the kernel keeps it: real, effective, saved and
-/// filesystem.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub struct Ids {
-    /// The real id.
-    pub real: u32,
-    /// The effective id (used for permission checks).
-    pub effective: u32,
-    /// The saved set-id.
-    pub saved: u32,
-    /// The filesystem id (follows the effective id unless set on its own).
-    pub fs: u32,
-}
-
-impl Ids {
-    /// All four ids equal to `id`.
-    pub const fn all(id: u32) -> Ids {
-        Ids {
-            real: id,
-            effective: id,
-            saved: id,
-            fs: id,
-        }
-    }
-}
-
-impl fmt::Display for Ids {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.real == self.effective && self.real == self.saved && self.real == self.fs {
-            write!(f, "{}", self.real)
-        } else {
-            write!(
-                f,
-                "{}/{}/{}/{}",
-                self.real, self.effective, self.saved, self.fs
-            )
-        }
-    }
-}
-
-bitflags::bitflags! {
-    /// The `clone(2)` flags the task model understands. The values are the kernel's.
-    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-    pub struct CloneFlags: u64 {
-        /// Share the address space.
-        const VM = 0x0000_0100;
-        /// Share filesystem information.
-        const FS = 0x0000_0200;
-        /// Share the file descriptor table.
-        const FILES = 0x0000_0400;
-        /// Share signal handlers.
-        const SIGHAND = 0x0000_0800;
-        /// Let the tracer keep tracing the child.
-        const PTRACE = 0x0000_2000;
-        /// Same parent as the caller.
-        const PARENT = 0x0000_8000;
-        /// Same thread group as the caller: the child is a thread.
-        const THREAD = 0x0001_0000;
-        /// Share System V semaphore undo lists.
-        const SYSVSEM = 0x0004_0000;
-    }
-}
-
-/// Where a task is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum TaskState {
-    /// Being forked: fork watchers are running; nobody else can see it.
-    Embryo = 0,
-    /// Alive.
-    Running = 1,
-    /// Its exit watchers are running.
-    Exiting = 2,
-    /// Exited, waiting to be reaped.
-    Zombie = 3,
-    /// Reaped: `free` was sent, the pid may be reused.
-    Dead = 4,
-}
-
-impl TaskState {
-    fn from_u8(value: u8) -> TaskState {
-        match value {
-            0 => TaskState::Embryo,
-            1 => TaskState::Running,
-            2 => TaskState::Exiting,
-            3 => TaskState::Zombie,
-            _ => TaskState::Dead,
-        }
-    }
-}
-
-/// The longest task name, as the kernel's `TASK_COMM_LEN - 1`.
-pub const COMM_MAX: usize = 15;
+use crate::task_values::{ExitStatus, Ids, Pid, TaskState, truncate_comm, truncated};
 
 /// A task (a process or a thread) as watchers see it.
 ///
@@ -179,7 +58,7 @@ pub struct TaskInit {
     pub uids: Ids,
     /// Its group ids.
     pub gids: Ids,
-    /// Its name (cut to [`COMM_MAX`] bytes).
+    /// Its name (cut to [`COMM_MAX`](crate::COMM_MAX) bytes).
     pub comm: String,
 }
 
@@ -399,7 +278,7 @@ impl Task {
         std::mem::replace(&mut self.lock_creds().gids, gids)
     }
 
-    /// Replaces the name (cut to [`COMM_MAX`] bytes), returning the old one.
+    /// Replaces the name (cut to [`COMM_MAX`](crate::COMM_MAX) bytes), returning the old one.
     /// Dispatches nothing (see [`set_parent`](Self::set_parent)).
     pub(crate) fn replace_comm(&self, comm: &str) -> String {
         let mut guard = self.comm.lock().unwrap_or_else(|e| e.into_inner());
@@ -420,36 +299,31 @@ impl fmt::Debug for Task {
     }
 }
 
-/// The name cut to at most [`COMM_MAX`] bytes, in place.
-fn truncated(mut comm: String) -> String {
-    let len = truncate_comm(&comm).len();
-    comm.truncate(len);
-    comm
+/// One value a [`TaskSlot`](crate::TaskSlot) stores for a task.
+pub(crate) type SlotValue = Arc<dyn Any + Send + Sync>;
+
+/// Every slot value of one task.
+#[derive(Default)]
+pub(crate) struct SlotStorage {
+    values: Mutex<Vec<Option<SlotValue>>>,
 }
 
-/// Cuts a name to at most [`COMM_MAX`] bytes on a character boundary.
-pub(crate) fn truncate_comm(comm: &str) -> &str {
-    if comm.len() <= COMM_MAX {
-        return comm;
+impl SlotStorage {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Vec<Option<SlotValue>>> {
+        // The vector is consistent after every statement; a panic cannot tear it.
+        self.values.lock().unwrap_or_else(|e| e.into_inner())
     }
-    let mut end = COMM_MAX;
-    while !comm.is_char_boundary(end) {
-        end -= 1;
+
+    /// Drops every value (outside the lock, so a value's `Drop` may touch the task).
+    pub(crate) fn clear(&self) {
+        let values = std::mem::take(&mut *self.lock());
+        drop(values);
     }
-    &comm[..end]
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn comm_is_cut_to_fifteen_bytes_on_a_char_boundary() {
-        assert_eq!(truncate_comm("short"), "short");
-        assert_eq!(truncate_comm("0123456789abcdefgh"), "0123456789abcde");
-        // 'é' is two bytes; byte 15 falls inside the eighth one.
-        assert_eq!(truncate_comm("ééééééééé"), "ééééééé");
-    }
 
     #[test]
     fn detached_task_is_running_with_no_exit_status() {

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::error::{DispatchError, ForkError, TaskError};
-use crate::event::{Event, EventData, ExitStatus};
+use crate::event::{Event, EventData};
 use crate::table::{TableRef, WatcherTable};
-use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
+use crate::task::{Task, TaskInit};
+use crate::task_values::{CloneFlags, ExitStatus, Ids, Pid, TaskState};
 
 mod source;
 

@@ -1,43 +1,14 @@
-//! The record `#[task_watcher]` submits, and the return types a watcher may have.
+//! The record `#[task_watcher]` submits.
 
 use std::fmt;
 
-use crate::event::{Event, EventSet};
-
-/// The error a watcher returns: any error type, boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// What a watcher returns once its own return type is converted.
-pub type WatcherResult = Result<(), BoxError>;
+use crate::event::Event;
+use crate::event_kind::EventSet;
+use crate::location::Location;
+use crate::watcher_result::WatcherResult;
 
 /// The function pointer the table calls.
 pub type WatcherFn = for<'a, 'b> fn(&'a Event<'b>) -> WatcherResult;
-
-/// Where a watcher was declared.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Location {
-    /// `module_path!()` of the declaration.
-    pub module_path: &'static str,
-    /// `file!()` of the declaration.
-    pub file: &'static str,
-    /// `line!()` of the declaration.
-    pub line: u32,
-}
-
-impl Location {
-    /// The location of a watcher built by hand without one.
-    pub const UNKNOWN: Location = Location {
-        module_path: "?",
-        file: "?",
-        line: 0,
-    };
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.file, self.line)
-    }
-}
 
 /// A statically declared task watcher: what `#[task_watcher]` submits to `inventory`.
 ///
@@ -125,50 +96,3 @@ impl fmt::Debug for Watcher {
 }
 
 inventory::collect!(Watcher);
-
-/// The return types a task watcher may have: `()` or `Result<(), E>` where `E` converts
-/// into [`BoxError`].
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not a return type a task watcher can have",
-    label = "unsupported return type",
-    note = "a task watcher returns `()` or `Result<(), E>` where `E` converts into `watchers_core::BoxError` (any `std::error::Error + Send + Sync + 'static`, a `String` or a `&str`)"
-)]
-pub trait IntoWatcherResult {
-    /// Converts the watcher's own return value.
-    fn into_watcher_result(self) -> WatcherResult;
-}
-
-impl IntoWatcherResult for () {
-    #[inline]
-    fn into_watcher_result(self) -> WatcherResult {
-        Ok(())
-    }
-}
-
-impl<E: IntoWatcherError> IntoWatcherResult for Result<(), E> {
-    #[inline]
-    fn into_watcher_result(self) -> WatcherResult {
-        self.map_err(IntoWatcherError::into_watcher_error)
-    }
-}
-
-/// The error types a task watcher may return in `Result<(), E>`.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be the error type of a task watcher",
-    label = "this error type does not convert into `watchers_core::BoxError`",
-    note = "a task watcher returns `()` or `Result<(), E>` where `E` converts into `watchers_core::BoxError` (any `std::error::Error + Send + Sync + 'static`, a `String` or a `&str`)"
-)]
-pub trait IntoWatcherError {
-    /// Boxes the error.
-    fn into_watcher_error(self) -> BoxError;
-}
-
-// Without this, rustc explains a bad error type through the blanket impl's own bound
-// ("`i32: Error` is not satisfied") instead of this trait's message.
-#[diagnostic::do_not_recommend]
-impl<E: Into<BoxError>> IntoWatcherError for E {
-    #[inline]
-    fn into_watcher_error(self) -> BoxError {
-        self.into()
-    }
-}

@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use crate::error::{DispatchError, ForkError, TaskError};
-use crate::event::{EventData, ExitStatus};
-use crate::task::{CloneFlags, Ids, Pid, Task, TaskInit, TaskState};
+use crate::event::EventData;
+use crate::task::{Task, TaskInit};
+use crate::task_values::{CloneFlags, ExitStatus, Ids, Pid, TaskState};
 
 use super::{InFlight, TaskTable};
 
