@@ -34,10 +34,12 @@ extern crate self as watchers_core;
 //   `event_kind`) and `error` (on the plain values).
 // * The task and its events: `task`, `event`, `local`. The one cycle: an `Event` borrows
 //   its `Task` (event -> task), a `Task` owns its per-task watchers (task -> local), and
-//   those are closures that take an `&Event` (local -> event). No other edge joins the
-//   three. They stay sibling modules rather than one tree because each is a concept of
-//   its own that the rest of the crate names directly; folding them into `task/` would
-//   hide the cycle from the layering test without removing it.
+//   those are closures that take an `&Event` (local -> event) and are attached to a
+//   `Task` (local -> task: `Task::watch` and the fork's bookkeeping on the child). No
+//   other module is in the cycle. The three stay sibling modules rather than one tree
+//   because each is a concept the rest of the crate names on its own; folding them into
+//   `task/` would hide the cycle from the layering test without removing it, while as
+//   siblings the test pins its edges.
 // * On the task: `slot` (`TaskSlot`, the key to the storage a `Task` holds), `watcher`
 //   (the static record, whose `fn` takes an `&Event`), `runtime` (the registry of
 //   runtime watchers that a table holds and dispatch reads).
