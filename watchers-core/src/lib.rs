@@ -26,12 +26,12 @@ struct ReadmeDoctests;
 
 extern crate self as watchers_core;
 
-// Layering, bottom to top; a module uses only modules on its own line or below, and
+// Layering, bottom to top: a module uses only modules named before it in this list, and
 // `tests/layering.rs` checks that the graph has no cycle other than the one named here.
 //
-// * Plain values, using nothing of ours: `event_kind`, `task_values`, `location`,
-//   `watcher_result`, `gate`, `routing`; then `inflight` (on `gate`), `counter` (on
-//   `event_kind`) and `error` (on the plain values).
+// * Using nothing of ours: the plain values (`event_kind`, `task_values`, `location`,
+//   `watcher_result`) and two primitives (`gate`, `routing`); then `inflight` (on
+//   `gate`), `counter` (on `event_kind`) and `error` (on the plain values).
 // * The task and its events: `task`, `event`, `local`. The one cycle: an `Event` borrows
 //   its `Task` (event -> task), a `Task` owns its per-task watchers (task -> local), and
 //   those are closures that take an `&Event` (local -> event) and are attached to a
