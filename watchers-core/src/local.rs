@@ -34,9 +34,17 @@ pub(crate) enum Called {
 }
 
 /// Calls the closure in `gate` unless it is shut, recording on this thread's stack that
-/// it runs (so that shutting it from inside does not wait for itself).
-pub(crate) fn call_gated(gate: &Gate<Box<Callback>>, event: &Event<'_>) -> Called {
-    match inflight::call(gate, |callback| callback(event)) {
+/// it runs (so that shutting it from inside does not wait for itself); `admitted` runs
+/// once the gate lets the call through, before the closure (so also when it panics).
+pub(crate) fn call_gated(
+    gate: &Gate<Box<Callback>>,
+    event: &Event<'_>,
+    admitted: impl FnOnce(),
+) -> Called {
+    match inflight::call(gate, |callback| {
+        admitted();
+        callback(event)
+    }) {
         Some(result) => Called::Ran(result),
         None => Called::Removed,
     }
@@ -255,7 +263,7 @@ impl Reached<'_> {
         if !meant {
             return Called::Removed;
         }
-        call_gated(&watcher.gate, event)
+        call_gated(&watcher.gate, event, || {})
     }
 
     /// Whether watcher `i` is owed a `free` when a later one refuses the `fork`.

@@ -29,11 +29,11 @@ pub(crate) struct RuntimeWatcher {
 impl RuntimeWatcher {
     /// Calls the watcher unless it has been unregistered. The walk counts its errors.
     pub(crate) fn call(&self, event: &Event<'_>) -> Called {
-        let called = call_gated(&self.gate, event);
-        if let Called::Ran(_) = called {
+        // Counted once the gate admits the call, before it runs: a call that panics is
+        // a call too (and the walk counts it among the errors).
+        call_gated(&self.gate, event, || {
             self.calls.fetch_add(1, Ordering::Relaxed);
-        }
-        called
+        })
     }
 
     /// Whether it gets the `free` of a task whose `fork` was dispatched with snapshot

@@ -218,6 +218,27 @@ fn a_failing_runtime_watcher_rolls_back_static_and_runtime_watchers_alike() {
     assert_eq!((refuser.calls, refuser.errors), (1, 1));
 }
 
+#[test]
+fn a_runtime_watcher_that_panics_is_counted_as_called_and_failed() {
+    let table = empty_table();
+    let _panicker = table
+        .watcher("runtime-panicker", EventSet::EXEC)
+        .register(|_| -> WatcherResult { panic!("watcher panics on purpose") })
+        .unwrap();
+    let tasks = TaskTable::with_table(table);
+    let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tasks.exec(child.pid(), "/bin/sh")
+    }));
+    assert!(outcome.is_err(), "the panic keeps unwinding");
+    let stats = table
+        .watchers()
+        .into_iter()
+        .find(|w| w.name == "runtime-panicker")
+        .unwrap();
+    assert_eq!((stats.calls, stats.errors), (1, 1));
+}
+
 /// Several threads dispatch while others register and unregister in a loop. Each closure
 /// checks a flag that is cleared as soon as its `unregister` returns, and counts itself
 /// in flight; any call after unregister, or in flight when it returns, or a closure not
