@@ -666,9 +666,12 @@ impl TaskTable {
                     node.parent = init.clone();
                 }
             }
-            let init = inner.init_node();
-            init.children.extend(adopted);
-            init.threads.extend(threads);
+            // Most tasks end with nothing to hand over: skip init's lookup then.
+            if !(adopted.is_empty() && threads.is_empty()) {
+                let init = inner.init_node();
+                init.children.extend(adopted);
+                init.threads.extend(threads);
+            }
             orphans
         };
         self.stats.exits.fetch_add(1, Ordering::Relaxed);
