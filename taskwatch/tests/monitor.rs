@@ -714,3 +714,56 @@ fn a_process_group_filter_shows_that_group() {
     );
     assert!(lines_of(&text, own.id()).is_empty(), "{text}");
 }
+
+/// `-r` without the right to real-time scheduling ends in a message that names what is
+/// needed and exit status 1, before the connector is opened, so this needs no root: as
+/// root, the monitor runs without `CAP_SYS_NICE` (util-linux's `setpriv`).
+#[test]
+fn realtime_without_the_privilege_is_a_clear_error() {
+    let taskwatch = env!("CARGO_BIN_EXE_taskwatch");
+    // SAFETY: `geteuid` has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let mut command = if root {
+        let mut setpriv = Command::new("setpriv");
+        setpriv
+            .args(["--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "--"])
+            .arg(taskwatch);
+        setpriv
+    } else {
+        Command::new(taskwatch)
+    };
+    command.args(["monitor", "-r", "-D", "0.1"]);
+    // Without the capability the kernel still grants priorities up to RLIMIT_RTPRIO: the
+    // child's soft limit is made 0 so that the maximum priority is refused.
+    // SAFETY: `getrlimit` and `setrlimit` are async-signal-safe and touch only the
+    // child, between its fork and its exec.
+    unsafe {
+        command.pre_exec(|| {
+            let mut limit = libc::rlimit {
+                rlim_cur: 0,
+                rlim_max: 0,
+            };
+            if libc::getrlimit(libc::RLIMIT_RTPRIO, &raw mut limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            limit.rlim_cur = 0;
+            if libc::setrlimit(libc::RLIMIT_RTPRIO, &raw const limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let output = command
+        .output()
+        .expect("taskwatch (and, as root, setpriv) can be started");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("taskwatch: cannot run with real-time FIFO scheduling (-r): ")
+            && stderr.contains("os error 1")
+            && stderr.contains("it needs root or CAP_SYS_NICE"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(output.stdout.is_empty(), "nothing was monitored");
+}
