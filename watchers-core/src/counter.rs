@@ -91,10 +91,10 @@ impl Drop for ShardClaim {
 
 thread_local! {
     /// This thread's shard index: below [`SHARDS`] a shard of its own, [`SHARDS`] the
-    /// shared one; above it, the shared one for `INDEX - SHARDS` more dispatches, after
-    /// which the thread claims a shard. It has no destructor, so reading it is a plain
-    /// thread-local load on the dispatch path.
-    static INDEX: Cell<usize> = const { Cell::new(SHARDS + WARM_UP) };
+    /// shared one; above it, the shared one for `INDEX - SHARDS - 1` more dispatches,
+    /// after which the thread claims a shard. It has no destructor, so reading it is a
+    /// plain thread-local load on the dispatch path.
+    static INDEX: Cell<usize> = const { Cell::new(SHARDS + 1 + WARM_UP) };
     /// The claim that gives the index back when the thread ends; touched only once.
     static CLAIM: ShardClaim = const { ShardClaim { index: Cell::new(SHARDS) } };
 }
@@ -175,19 +175,17 @@ mod tests {
     fn a_thread_claims_a_shard_only_after_its_warm_up() {
         let counters = EventCounters::default();
         let (early, late) = std::thread::spawn(move || {
-            for _ in 0..3 {
-                counters.bump(EventKind::Exit);
-            }
-            let early = INDEX.with(Cell::get);
             for _ in 0..WARM_UP {
                 counters.bump(EventKind::Exit);
             }
-            assert_eq!(counters.get(EventKind::Exit), WARM_UP as u64 + 3);
+            let early = INDEX.with(Cell::get);
+            counters.bump(EventKind::Exit);
+            assert_eq!(counters.get(EventKind::Exit), WARM_UP as u64 + 1);
             (early, INDEX.with(Cell::get))
         })
         .join()
         .unwrap();
-        assert!(early > SHARDS, "still warming after 3 dispatches: {early}");
-        assert!(late <= SHARDS, "settled after the warm-up: {late}");
+        assert!(early > SHARDS, "still warming after {WARM_UP} dispatches: {early}");
+        assert!(late <= SHARDS, "settled by the next one: {late}");
     }
 }
