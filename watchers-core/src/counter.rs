@@ -185,7 +185,10 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert!(early > SHARDS, "still warming after {WARM_UP} dispatches: {early}");
+        assert!(
+            early > SHARDS,
+            "still warming after {WARM_UP} dispatches: {early}"
+        );
         assert!(late <= SHARDS, "settled by the next one: {late}");
     }
 }

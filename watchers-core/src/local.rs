@@ -6,7 +6,7 @@
 //! closure outside every lock, like unregistering a runtime watcher.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
 use arc_swap::{ArcSwap, Guard};
@@ -18,6 +18,7 @@ use crate::gate::Gate;
 use crate::inflight;
 use crate::routing;
 use crate::task::Task;
+use crate::task_values::TaskState;
 use crate::watcher_result::{IntoWatcherError, WatcherResult};
 
 /// A watcher's closure as a gate holds it. Runtime watchers share it, and [`Called`]
@@ -183,6 +184,9 @@ impl LocalWatchers {
     /// A watcher of `fork` and `free` stays until every child whose `fork` it saw has
     /// been freed; the watchers of the parent that saw this task's `fork` are told.
     pub(crate) fn clear(&self) {
+        // Pairs with the fence in `Task::watch`: the task is `Dead` by now, and either
+        // this sees the watcher's list, or that `watch` sees `Dead` and attaches nothing.
+        fence(Ordering::SeqCst);
         let Some(shared) = self.shared.get() else {
             return;
         };
@@ -352,7 +356,9 @@ impl Task {
     /// `Drop` may use the task (attach another watcher, read a slot). A watcher of `fork`
     /// and `free` is owed the `free` of children that may outlive the task: it stays
     /// (unless its handle is dropped) until the task and each child whose `fork` it saw
-    /// have been freed, and is dropped by the last of those frees.
+    /// have been freed, and is dropped by the last of those frees. On a task whose `free`
+    /// has begun ([`TaskState::Dead`]) nothing is attached: the closure is dropped before
+    /// `watch` returns, and [`TaskWatch::is_attached`] is false.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -387,10 +393,22 @@ impl Task {
             owed: AtomicUsize::new(0),
         });
         let shared = self.local.shared();
-        {
+        // Pairs with the fence in `LocalWatchers::clear`, which a freed task has run or
+        // will run after it became `Dead`.
+        fence(Ordering::SeqCst);
+        let attached = {
             let mut list = shared.lock();
-            list.push(watcher.clone());
-            shared.publish(&list);
+            let freed = self.state() == TaskState::Dead;
+            if !freed {
+                list.push(watcher.clone());
+                shared.publish(&list);
+            }
+            !freed
+        };
+        if !attached {
+            // Nothing will ever call it: it is dropped now, and the handle says so.
+            // Nobody else holds the gate, so this drop waits for nothing.
+            let _ = inflight::shut(&watcher.gate);
         }
         TaskWatch {
             task: Arc::downgrade(shared),

@@ -185,6 +185,33 @@ fn a_task_watch_drops_its_closure_with_the_handle_and_outside_every_lock() {
     });
 }
 
+/// A closure attached to a task that was already freed would never be called: it is
+/// dropped before `watch` returns and the handle says it is not attached (it used to
+/// stay attached, counted as a per-task watcher that sends every table's events down
+/// the slow path, until the task's memory went away).
+#[test]
+fn watching_a_freed_task_drops_the_closure_at_once() {
+    within(30, || {
+        let table = empty_table();
+        let tasks = TaskTable::with_table(table);
+        let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        tasks.exit(shell.pid(), 0).unwrap();
+        assert_eq!(shell.state(), watchers_core::TaskState::Dead);
+
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Drops(drops.clone());
+        let watch = shell.watch(EventSet::EXEC | EventSet::FREE, move |_| {
+            let _owned = &owned;
+            Ok::<(), String>(())
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped inside `watch`");
+        assert!(!watch.is_attached());
+        watch.keep();
+        drop(shell);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped once");
+    });
+}
+
 /// A handle dropped while its closure runs on another thread waits for that call, and
 /// the closure is dropped before the drop returns; no call starts afterwards.
 #[test]
