@@ -6,7 +6,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use std::collections::{HashMap, HashSet};
+
+use foldhash::fast::SeedableRandomState;
 
 use crate::error::{DispatchError, ForkError, TaskError};
 use crate::event::{Event, EventData};
@@ -69,11 +71,14 @@ pub struct TaskTable {
 }
 
 struct Inner {
-    /// Keyed by pid with FxHash: pids are small integers that the table or the kernel
-    /// hands out, never chosen by a caller, so a DoS-resistant hash buys nothing here and costs a fork, exit and free
-    /// about a thousand instructions of SipHash; and a fixed hash makes the same
-    /// workload run the same instructions in every process.
-    nodes: FxHashMap<Pid, Node>,
+    /// Keyed by pid with foldhash: SipHash cost a fork, exit and free about a thousand
+    /// instructions. The hash keeps a per-process random seed, because pids are not
+    /// always the table's own: a mirror of the kernel's processes holds pids that a
+    /// local user picks by choosing which of its processes stay alive, and an unkeyed
+    /// hash would let such a user line them up in one bucket.
+    nodes: HashMap<Pid, Node, SeedableRandomState>,
+    /// The seed of `nodes` and of every node's sets: drawn once per table.
+    hasher: SeedableRandomState,
     last_pid: u32,
 }
 
@@ -83,20 +88,20 @@ struct Node {
     /// which may name another task once that one is freed. Empty for init and embryos.
     parent: Weak<Task>,
     /// Processes whose parent this task is (threads are not waited for).
-    children: FxHashSet<Pid>,
+    children: HashSet<Pid, SeedableRandomState>,
     /// Threads whose parent this task is: handed to init with the children when it
     /// exits, so that their parent never names a freed task.
-    threads: FxHashSet<Pid>,
+    threads: HashSet<Pid, SeedableRandomState>,
 }
 
 impl Node {
-    /// A task's node, linked to no parent yet.
-    fn new(task: Arc<Task>) -> Node {
+    /// A task's node, linked to no parent yet, its sets seeded with the table's seed.
+    fn new(task: Arc<Task>, hasher: &SeedableRandomState) -> Node {
         Node {
             task,
             parent: Weak::new(),
-            children: FxHashSet::default(),
-            threads: FxHashSet::default(),
+            children: HashSet::with_hasher(hasher.clone()),
+            threads: HashSet::with_hasher(hasher.clone()),
         }
     }
 }
@@ -156,13 +161,18 @@ impl TaskTable {
             comm: "init".to_owned(),
         }));
         init.set_state(TaskState::Running);
-        let mut nodes = FxHashMap::default();
-        nodes.insert(Pid::INIT, Node::new(init.clone()));
+        let hasher = SeedableRandomState::random();
+        let mut nodes = HashMap::with_hasher(hasher.clone());
+        nodes.insert(Pid::INIT, Node::new(init.clone(), &hasher));
         TaskTable {
             watchers,
             init,
             pid_max: pid_max.max(2),
-            inner: Mutex::new(Inner { nodes, last_pid: 1 }),
+            inner: Mutex::new(Inner {
+                nodes,
+                hasher,
+                last_pid: 1,
+            }),
             stats: Counters::default(),
         }
     }
@@ -327,7 +337,8 @@ impl TaskTable {
                 comm: parent.comm(),
             }));
             // The embryo holds its pid, invisible to `get`, until the fork is decided.
-            inner.nodes.insert(pid, Node::new(child.clone()));
+            let node = Node::new(child.clone(), &inner.hasher);
+            inner.nodes.insert(pid, node);
             (parent, real_parent, child)
         };
 
@@ -402,7 +413,8 @@ impl TaskTable {
                 Some(parent.clone())
             };
             let task = Arc::new(Task::new(init));
-            inner.nodes.insert(task.pid(), Node::new(task.clone()));
+            let node = Node::new(task.clone(), &inner.hasher);
+            inner.nodes.insert(task.pid(), node);
             (task, parent, real_parent)
         };
         let event = Event::new(
