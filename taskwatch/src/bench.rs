@@ -139,6 +139,7 @@ fn real(args: &BenchArgs) -> Result<ExitCode, String> {
         let report = serde_json::json!({
             "real_fork_rate": table,
             "target": fork_rate::real::TARGET,
+            "target_statistic": "paired_ratio",
             "missed_rows": missed,
         });
         format!("{report:#}\n")

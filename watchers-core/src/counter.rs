@@ -154,8 +154,12 @@ fn claim_shard() -> usize {
 mod tests {
     use super::*;
 
+    /// The two tests claim shards; one at a time, so that the second finds one free.
+    static SERIAL: Mutex<()> = Mutex::new(());
+
     #[test]
     fn counts_from_many_threads_add_up() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let counters = EventCounters::default();
         // More threads than shards, so both the exclusive and the shared path run.
         std::thread::scope(|scope| {
@@ -173,15 +177,17 @@ mod tests {
 
     #[test]
     fn a_thread_claims_a_shard_only_after_its_warm_up() {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let counters = EventCounters::default();
-        let (early, late) = std::thread::spawn(move || {
+        let (early, late, claimed) = std::thread::spawn(move || {
             for _ in 0..WARM_UP {
                 counters.bump(EventKind::Exit);
             }
             let early = INDEX.with(Cell::get);
             counters.bump(EventKind::Exit);
             assert_eq!(counters.get(EventKind::Exit), WARM_UP as u64 + 1);
-            (early, INDEX.with(Cell::get))
+            let claimed = CLAIM.with(|claim| claim.index.get());
+            (early, INDEX.with(Cell::get), claimed)
         })
         .join()
         .unwrap();
@@ -189,6 +195,10 @@ mod tests {
             early > SHARDS,
             "still warming after {WARM_UP} dispatches: {early}"
         );
-        assert!(late <= SHARDS, "settled by the next one: {late}");
+        assert!(
+            late < SHARDS,
+            "a shard of its own from the next one: {late}"
+        );
+        assert_eq!(claimed, late, "the claim that gives it back is registered");
     }
 }

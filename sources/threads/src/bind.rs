@@ -18,10 +18,10 @@ struct Binding {
     task: Arc<Task>,
 }
 
-/// Every source the thread has met: almost always one, which is kept inline so that a
-/// thread's start allocates nothing here (an allocation made on a thread that ends is
-/// freed again when glibc hands the thread's cache back, both on the path `join` waits
-/// for).
+/// Every source the thread has met: almost always one, kept inline so that a thread's
+/// start allocates nothing here. What a short-lived thread allocates costs twice on the
+/// path its `join` waits for: the allocation, and its free when glibc takes back the
+/// thread's cache.
 struct Bindings(RefCell<List>);
 
 #[derive(Default)]
@@ -31,15 +31,20 @@ struct List {
 }
 
 impl List {
+    const fn new() -> List {
+        List {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+
     fn iter(&self) -> impl Iterator<Item = &Binding> {
         self.first.iter().chain(&self.more)
     }
 }
 
 thread_local! {
-    static BINDINGS: Bindings = const {
-        Bindings(RefCell::new(List { first: None, more: Vec::new() }))
-    };
+    static BINDINGS: Bindings = const { Bindings(RefCell::new(List::new())) };
 }
 
 impl Bindings {
@@ -100,7 +105,9 @@ pub(crate) fn enter(source: &'static Threads, task: Arc<Task>) {
 impl Drop for Bindings {
     fn drop(&mut self) {
         let List { first, more } = std::mem::take(self.0.get_mut());
-        // The last source met ends first.
+        // Stack order, last met first: a source that adopted the thread later (from
+        // inside code the first one started) has its task end before the tasks that
+        // were there before it, as nested scopes end.
         for binding in more.into_iter().rev().chain(first) {
             let tasks = binding.source.tasks();
             let pid = binding.task.pid();

@@ -296,3 +296,77 @@ fn the_event_order_of_spawned_threads_is_fork_exit_free_even_when_concurrent() {
         );
     }
 }
+
+/// A thread that meets several sources is a task in each, and ends in each exactly once,
+/// last met first: the thread spawned through `a` is adopted by `b`, then by `c`, and its
+/// thread-local destructor ends `c`'s task, then `b`'s (each `exit` then `free`); `a`'s
+/// task exited when the closure returned and gets its `free` last.
+#[test]
+fn a_thread_bound_to_several_sources_ends_in_each_once_last_met_first() {
+    use watchers_core::EventKind;
+
+    let order: Arc<Mutex<Vec<(char, EventKind, Pid)>>> = Arc::default();
+    let make = |label: char| -> &'static Threads {
+        let table = WatcherTable::from_watchers([]).unwrap().leak();
+        let seen = order.clone();
+        table
+            .watcher(format!("test::order-{label}"), EventSet::ALL)
+            .register(move |event: &Event<'_>| {
+                seen.lock()
+                    .unwrap()
+                    .push((label, event.kind(), event.task().pid()));
+                Ok::<(), std::convert::Infallible>(())
+            })
+            .unwrap()
+            .keep();
+        Box::leak(Box::new(Threads::new(table)))
+    };
+    let (a, b, c) = (make('a'), make('b'), make('c'));
+    let handle = a
+        .builder()
+        .spawn(move || {
+            let in_b = b.current().unwrap().pid();
+            let in_c = c.current().unwrap().pid();
+            // Met once, found again: no second adoption.
+            assert_eq!(b.current().unwrap().pid(), in_b);
+            (in_b, in_c)
+        })
+        .unwrap();
+    let in_a = handle.task().pid();
+    let (in_b, in_c) = handle.join().unwrap();
+
+    let order = order.lock().unwrap();
+    let of = |label: char, pid: Pid| -> Vec<EventKind> {
+        order
+            .iter()
+            .filter(|(l, _, p)| *l == label && *p == pid)
+            .map(|(_, kind, _)| *kind)
+            .collect()
+    };
+    for (label, pid) in [('a', in_a), ('b', in_b), ('c', in_c)] {
+        assert_eq!(
+            of(label, pid),
+            [EventKind::Fork, EventKind::Exit, EventKind::Free],
+            "source {label}"
+        );
+    }
+    let endings: Vec<(char, EventKind)> = order
+        .iter()
+        .filter(|(label, kind, pid)| {
+            matches!(kind, EventKind::Exit | EventKind::Free)
+                && [('a', in_a), ('b', in_b), ('c', in_c)].contains(&(*label, *pid))
+        })
+        .map(|(label, kind, _)| (*label, *kind))
+        .collect();
+    assert_eq!(
+        endings,
+        [
+            ('a', EventKind::Exit),
+            ('c', EventKind::Exit),
+            ('c', EventKind::Free),
+            ('b', EventKind::Exit),
+            ('b', EventKind::Free),
+            ('a', EventKind::Free),
+        ]
+    );
+}
