@@ -27,7 +27,8 @@ struct ReadmeDoctests;
 extern crate self as watchers_core;
 
 // Layering, bottom to top: a module uses only modules named before it in this list, and
-// `tests/layering.rs` checks that the graph has no cycle other than the one named here.
+// `tests/layering.rs` checks that order (its `LAYERS`) and that the graph has no cycle
+// other than the one named here.
 //
 // * Using nothing of ours: the plain values (`event_kind`, `task_values`, `location`,
 //   `watcher_result`) and two primitives (`gate`, `routing`); then `inflight` (on

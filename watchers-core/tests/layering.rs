@@ -3,8 +3,10 @@
 //! `local` -> `task`).
 //!
 //! Reads the sources, collects each top-level module's references to its siblings
-//! (`crate::m::…`, `use crate::{a, b::c}` groups, and `super::` paths that climb to the
-//! crate root) and checks the graph's strongly connected components.
+//! (`crate::m::…`, `use crate::{a, b::c}` groups, `super::` paths that climb to the
+//! crate root, and names that lib.rs re-exports, reached as `crate::Name` or
+//! `watchers_core::Name`) and checks the graph's strongly connected components and the
+//! order that lib.rs's layering note gives.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -20,6 +22,48 @@ const KNOT: [(&str, &str); 4] = [
     ("local", "event"),
     ("local", "task"),
 ];
+
+/// lib.rs's layering note, bottom to top: every edge points to an earlier module,
+/// except the knot's `task -> local`.
+const LAYERS: [&str; 19] = [
+    "event_kind",
+    "task_values",
+    "location",
+    "watcher_result",
+    "gate",
+    "routing",
+    "inflight",
+    "counter",
+    "error",
+    "task",
+    "event",
+    "local",
+    "slot",
+    "watcher",
+    "runtime",
+    "table",
+    "register",
+    "dispatch",
+    "task_table",
+];
+
+#[test]
+fn every_edge_points_down_the_layers_of_the_lib_rs_note() {
+    let graph = module_graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
+    let listed: BTreeSet<&str> = LAYERS.into_iter().collect();
+    let modules: BTreeSet<&str> = graph.keys().map(String::as_str).collect();
+    assert_eq!(
+        listed, modules,
+        "LAYERS and lib.rs's note name every module"
+    );
+    let layer = |m: &str| LAYERS.iter().position(|l| *l == m);
+    let upward: Vec<(&str, &str)> = graph
+        .iter()
+        .flat_map(|(from, to)| to.iter().map(move |to| (from.as_str(), to.as_str())))
+        .filter(|&(from, to)| layer(to) >= layer(from) && (from, to) != ("task", "local"))
+        .collect();
+    assert!(upward.is_empty(), "edges against the layering: {upward:?}");
+}
 
 #[test]
 fn top_level_modules_form_a_dag_but_for_the_task_knot() {
@@ -66,12 +110,33 @@ fn reader_sees_groups_super_paths_and_skips_comments_and_strings() {
         /* crate::d::W /* nested */ crate::d::W */
         const S: &str = "crate::d::W";
         const R: &str = r"crate::d::W";
-        fn f<'a>(x: &'a u8) -> char { let _ = crate::e::f(); '"' }
+        fn f<'a>(x: &'a u8) -> char { let _ = crate::e::f(); let _ = '\''; '"' }
         fn g() { super::super::f::go(); super::ignored(); crate::h(); }
         mod inner { fn i() { super::super::super::g::go(); } }
     "#;
-    let found = references(source, &["x".into(), "y".into()], &modules);
+    let found = references(
+        source,
+        &["x".into(), "y".into()],
+        &modules,
+        &BTreeMap::new(),
+    );
     let expected: BTreeSet<String> = ["a", "b", "c", "e", "f", "g"].map(String::from).into();
+    assert_eq!(found, expected);
+}
+
+#[test]
+fn reader_follows_root_re_exports() {
+    let modules: BTreeSet<String> = ["a", "b", "c", "d"].map(String::from).into();
+    let lib = "pub use a::{Alpha, Beta as B2};\npub use b::Gamma;\nmod c;\n";
+    let roots = root_names(lib, &modules);
+    assert_eq!(roots.get("B2").map(String::as_str), Some("a"));
+    let source = r#"
+        use crate::Alpha as _;
+        use watchers_core::Gamma;
+        fn f() { let _ = crate::{B2, d::X}; }
+    "#;
+    let found = references(source, &["c".into()], &modules, &roots);
+    let expected: BTreeSet<String> = ["a", "b", "d"].map(String::from).into();
     assert_eq!(found, expected);
 }
 
@@ -110,6 +175,8 @@ fn module_graph(src: &Path) -> Graph {
         .iter()
         .filter_map(|file| module_path(file).first().cloned())
         .collect();
+    let lib = std::fs::read_to_string(src.join("lib.rs")).expect("readable lib.rs");
+    let roots = root_names(&lib, &modules);
     let mut graph: Graph = modules
         .iter()
         .map(|m| (m.clone(), BTreeSet::new()))
@@ -120,7 +187,7 @@ fn module_graph(src: &Path) -> Graph {
             continue; // lib.rs: the root re-exports everything.
         };
         let source = std::fs::read_to_string(file).expect("readable source");
-        let found = references(&source, &path, &modules);
+        let found = references(&source, &path, &modules, &roots);
         let to = graph.get_mut(top).expect("known module");
         to.extend(found.into_iter().filter(|m| m != top));
     }
@@ -189,7 +256,9 @@ fn tokens(source: &str) -> Vec<Token> {
         } else if c == '\'' {
             // A char literal ('x', '\n', '"'), or a lifetime ('a), which is skipped too.
             if next == Some('\\') {
-                i += 2;
+                // Past the quote, the backslash and the escaped character (which may be
+                // a quote itself: '\'').
+                i += 3;
                 while i < chars.len() && chars[i] != '\'' {
                     i += 1;
                 }
@@ -244,7 +313,12 @@ fn raw_string_end(chars: &[char], start: usize) -> Option<usize> {
 
 /// The top-level modules (of `modules`) that code in the file at module path `path`
 /// refers to through the crate root, directly or by climbing with `super::`.
-fn references(source: &str, path: &[String], modules: &BTreeSet<String>) -> BTreeSet<String> {
+fn references(
+    source: &str,
+    path: &[String],
+    modules: &BTreeSet<String>,
+    roots: &BTreeMap<String, String>,
+) -> BTreeSet<String> {
     let tokens = tokens(source);
     let mut found = BTreeSet::new();
     // The module path at each brace depth: inline `mod name { … }` blocks nest it.
@@ -269,8 +343,12 @@ fn references(source: &str, path: &[String], modules: &BTreeSet<String>) -> BTre
                     scopes.push((depth + 1, inner));
                 }
             }
-            Token::Ident(word) if word == "crate" && tokens.get(i + 1) == Some(&Token::PathSep) => {
-                root_reference(&tokens, i + 2, modules, &mut found);
+            // `watchers_core` is the crate itself too (`extern crate self as …`).
+            Token::Ident(word)
+                if (word == "crate" || word == "watchers_core")
+                    && tokens.get(i + 1) == Some(&Token::PathSep) =>
+            {
+                root_reference(&tokens, i + 2, modules, roots, &mut found);
             }
             Token::Ident(word) if word == "super" => {
                 let here = scopes.last().map(|(_, p)| p.len()).unwrap_or_default();
@@ -283,7 +361,7 @@ fn references(source: &str, path: &[String], modules: &BTreeSet<String>) -> BTre
                     j += 2;
                 }
                 if climbed >= here && climbed > 0 {
-                    root_reference(&tokens, j, modules, &mut found);
+                    root_reference(&tokens, j, modules, roots, &mut found);
                 }
                 i = j.max(i + 1);
                 continue;
@@ -296,14 +374,19 @@ fn references(source: &str, path: &[String], modules: &BTreeSet<String>) -> BTre
 }
 
 /// Records the module a path that continues at the crate root from `at` names: `m::…`,
-/// `m;`, `m as …`, or each entry of a `{…}` group. `crate::f()` names no module.
+/// `m;`, `m as …`, a name lib.rs re-exports from `m`, or each entry of a `{…}` group.
+/// `crate::f()` names no module.
 fn root_reference(
     tokens: &[Token],
     at: usize,
     modules: &BTreeSet<String>,
+    roots: &BTreeMap<String, String>,
     found: &mut BTreeSet<String>,
 ) {
     match tokens.get(at) {
+        Some(Token::Ident(name)) if !modules.contains(name) && roots.contains_key(name) => {
+            found.insert(roots[name].clone());
+        }
         Some(Token::Ident(name)) if modules.contains(name) => {
             let names_module = match tokens.get(at + 1) {
                 Some(Token::PathSep | Token::Punct(';' | ',' | '}')) => true,
@@ -335,7 +418,9 @@ fn root_reference(
                         entry_start = true;
                         continue;
                     }
-                    _ if entry_start && level == 1 => root_reference(tokens, k, modules, found),
+                    _ if entry_start && level == 1 => {
+                        root_reference(tokens, k, modules, roots, found);
+                    }
                     _ => {}
                 }
                 entry_start = false;
@@ -343,6 +428,48 @@ fn root_reference(
         }
         _ => {}
     }
+}
+
+/// The names lib.rs re-exports from its own modules (`pub use m::Name;`,
+/// `pub use m::{A, B as C};`), each with its module.
+fn root_names(lib: &str, modules: &BTreeSet<String>) -> BTreeMap<String, String> {
+    let tokens = tokens(lib);
+    let mut names = BTreeMap::new();
+    for (i, window) in tokens.windows(4).enumerate() {
+        let [
+            Token::Ident(public),
+            Token::Ident(used),
+            Token::Ident(module),
+            Token::PathSep,
+        ] = window
+        else {
+            continue;
+        };
+        if public != "pub" || used != "use" || !modules.contains(module) {
+            continue;
+        }
+        let mut k = i + 4;
+        let group = tokens.get(k) == Some(&Token::Punct('{'));
+        if group {
+            k += 1;
+        }
+        while let Some(Token::Ident(name)) = tokens.get(k) {
+            let mut exported = name.clone();
+            k += 1;
+            if tokens.get(k) == Some(&Token::Ident("as".into())) {
+                if let Some(Token::Ident(alias)) = tokens.get(k + 1) {
+                    exported = alias.clone();
+                }
+                k += 2;
+            }
+            names.insert(exported, module.clone());
+            if !group || tokens.get(k) != Some(&Token::Punct(',')) {
+                break;
+            }
+            k += 1;
+        }
+    }
+    names
 }
 
 /// Strongly connected components (Tarjan).
