@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use watchers_core::{
     CloneFlags, Event, EventData, EventKind, EventSet, Pid, RegisterError, Task, TaskTable,
-    Watcher, WatcherResult, WatcherTable,
+    Watcher, WatcherResult, WatcherStats, WatcherTable,
 };
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -210,11 +210,7 @@ fn a_failing_runtime_watcher_rolls_back_static_and_runtime_watchers_alike() {
     assert!(error.to_string().contains("runtime-refuser"), "{error}");
     assert_eq!(*log.lock().unwrap(), ["early:fork", "early:free"]);
     assert_eq!(STATIC_FREES.load(Ordering::SeqCst), 1);
-    let refuser = table
-        .watchers()
-        .into_iter()
-        .find(|w| w.name == "runtime-refuser")
-        .unwrap();
+    let refuser = stats_of(table, "runtime-refuser");
     assert_eq!((refuser.calls, refuser.errors), (1, 1));
 }
 
@@ -231,12 +227,17 @@ fn a_runtime_watcher_that_panics_is_counted_as_called_and_failed() {
         tasks.exec(child.pid(), "/bin/sh")
     }));
     assert!(outcome.is_err(), "the panic keeps unwinding");
-    let stats = table
+    let stats = stats_of(table, "runtime-panicker");
+    assert_eq!((stats.calls, stats.errors), (1, 1));
+}
+
+/// The statistics of the watcher called `name`.
+fn stats_of(table: &WatcherTable, name: &str) -> WatcherStats {
+    table
         .watchers()
         .into_iter()
-        .find(|w| w.name == "runtime-panicker")
-        .unwrap();
-    assert_eq!((stats.calls, stats.errors), (1, 1));
+        .find(|w| w.name == name)
+        .unwrap_or_else(|| panic!("no watcher `{name}`"))
 }
 
 /// Several threads dispatch while others register and unregister in a loop. Each closure
