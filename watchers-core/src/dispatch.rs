@@ -190,18 +190,26 @@ fn walk<C: Callees>(callees: &C, event: &Event<'_>, mode: Mode) -> Result<(), Di
 }
 
 /// Records, only when the call it spans unwinds, which watcher was being called: a
-/// walk forgets it once the call returns, so the normal path stores nothing (the
-/// landing pad of each unrolled call site knows its own position).
-struct Mark<'w> {
+/// walk forgets it once the call returns, so the normal path stores nothing. Watcher
+/// `base + K` of a block: the position is a constant of the type, and each position's
+/// landing pad calls a function of its own, so that the compiler cannot merge the pads
+/// into one that needs the position in a register, loaded before every call.
+struct Mark<'w, const K: usize> {
     calling: &'w mut usize,
-    index: usize,
+    base: usize,
 }
 
-impl Drop for Mark<'_> {
+impl<const K: usize> Drop for Mark<'_, K> {
     #[inline]
     fn drop(&mut self) {
-        *self.calling = self.index;
+        unwound_at::<K>(self.calling, self.base);
     }
+}
+
+#[cold]
+#[inline(never)]
+fn unwound_at<const K: usize>(calling: &mut usize, base: usize) {
+    *calling = base + K;
 }
 
 /// Undoes a fork when dropped: only by a panic out of watcher `calling` (the walk
@@ -424,27 +432,41 @@ fn call_in_order(
     calling: &mut usize,
 ) -> Result<(), (usize, BoxError)> {
     const UNROLL: usize = 8;
-    let mut call = |i: usize, func: &WatcherFn| {
-        let mark = Mark {
-            calling: &mut *calling,
-            index: i,
-        };
-        let result = func(event);
-        std::mem::forget(mark);
-        result.map_err(|source| (i, source))
-    };
     let mut chunks = funcs.chunks_exact(UNROLL);
     let mut base = 0;
     for chunk in &mut chunks {
-        for (k, func) in chunk.iter().enumerate() {
-            call(base + k, func)?;
-        }
+        call_at::<0>(&chunk[0], event, base, calling)?;
+        call_at::<1>(&chunk[1], event, base, calling)?;
+        call_at::<2>(&chunk[2], event, base, calling)?;
+        call_at::<3>(&chunk[3], event, base, calling)?;
+        call_at::<4>(&chunk[4], event, base, calling)?;
+        call_at::<5>(&chunk[5], event, base, calling)?;
+        call_at::<6>(&chunk[6], event, base, calling)?;
+        call_at::<7>(&chunk[7], event, base, calling)?;
         base += UNROLL;
     }
-    for (k, func) in chunks.remainder().iter().enumerate() {
-        call(base + k, func)?;
+    for func in chunks.remainder() {
+        call_at::<0>(func, event, base, calling)?;
+        base += 1;
     }
     Ok(())
+}
+
+/// Calls watcher `base + K`.
+#[inline(always)]
+fn call_at<const K: usize>(
+    func: &WatcherFn,
+    event: &Event<'_>,
+    base: usize,
+    calling: &mut usize,
+) -> Result<(), (usize, BoxError)> {
+    let mark = Mark::<K> {
+        calling: &mut *calling,
+        base,
+    };
+    let result = func(event);
+    std::mem::forget(mark);
+    result.map_err(|source| (base + K, source))
 }
 
 #[cold]

@@ -243,6 +243,71 @@ fn a_panic_in_the_middle_of_fork_rolls_back_then_unwinds_and_the_table_stays_usa
     assert_eq!(take_log(), teardown);
 }
 
+/// The first `n` watchers of [`chain`].
+fn first(n: usize) -> WatcherTable {
+    WatcherTable::from_watchers((0..n).map(|i| {
+        let events = if i.is_multiple_of(2) {
+            EventSet::FORK | EventSet::EXIT | EventSet::FREE
+        } else {
+            EventSet::FORK | EventSet::EXIT
+        };
+        Watcher::new(NAMES[i], events, FUNCS[i]).with_priority(100 - i as i32)
+    }))
+    .expect("distinct names")
+}
+
+/// The walk is unrolled in blocks of eight, each call site with a landing pad of its
+/// own: a panic at any position, in a full block or in the remainder, is pinned on the
+/// watcher that panicked (its error count), a fork rolls back exactly the ones before
+/// it, and an exit still reaches every other watcher.
+#[test]
+fn a_panic_at_any_position_is_pinned_on_its_watcher() {
+    for n in 1..=10 {
+        for at in 0..n {
+            reset();
+            let table = first(n);
+            let task = Task::detached(9);
+            let parent = Task::detached(1);
+            let fork = Event::new(
+                &task,
+                EventData::Fork {
+                    parent: &parent,
+                    flags: CloneFlags::empty(),
+                },
+            );
+            PANIC_AT.set(Some(at));
+            let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
+            assert!(outcome.is_err(), "n {n}, at {at}: the panic unwinds");
+            let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
+            expected.extend(
+                (0..at)
+                    .rev()
+                    .filter(|i| i.is_multiple_of(2))
+                    .map(|i| (i, EventKind::Free)),
+            );
+            assert_eq!(take_log(), expected, "n {n}, at {at}: fork");
+
+            let exit = Event::new(
+                &task,
+                EventData::Exit {
+                    status: ExitStatus::exited(0),
+                },
+            );
+            let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&exit)));
+            assert!(outcome.is_err(), "n {n}, at {at}: the panic unwinds");
+            let mut seen: Vec<usize> = take_log().into_iter().map(|(i, _)| i).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n {n}, at {at}: exit");
+
+            let errors: Vec<u64> = table.watchers().iter().map(|w| w.errors).collect();
+            let mut expected = vec![0; n];
+            expected[at] = 2;
+            assert_eq!(errors, expected, "n {n}, at {at}: errors");
+        }
+    }
+    reset();
+}
+
 #[test]
 fn other_events_run_every_watcher_and_return_the_first_error() {
     reset();
