@@ -252,8 +252,14 @@ impl TaskTable {
     /// The running task with this pid, its event counted as in flight until the
     /// returned guard is dropped (so that its `free` waits for that event).
     fn running(&self, pid: Pid, operation: &'static str) -> Result<InFlight<'_>, TaskError> {
-        let task = self.lock().in_state(pid, TaskState::Running, operation)?;
+        let inner = self.lock();
+        let task = inner.in_state(pid, TaskState::Running, operation)?;
+        // Counted before the lock is released: an exit needs the lock to make the task
+        // a zombie, and only a zombie's `free` can be claimed. Counted after it, the
+        // event could start once the task's `free` was sent, and its end would send
+        // `free` a second time.
         task.enter_event();
+        drop(inner);
         Ok(InFlight { table: self, task })
     }
 
@@ -386,6 +392,18 @@ impl TaskTable {
     /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
     /// [`TaskError::Watcher`] if a `fork` watcher failed (the task was added).
     pub fn adopt(&self, init: TaskInit, flags: CloneFlags) -> Result<Arc<Task>, TaskError> {
+        let (task, outcome) = self.adopt_announced(init, flags)?;
+        outcome.map_err(TaskError::Watcher).map(|()| task)
+    }
+
+    /// [`adopt`](TaskTable::adopt), returning the task also when a `fork` watcher
+    /// failed (it was added all the same), so that the caller holds it by identity
+    /// rather than looking its pid up again.
+    pub(crate) fn adopt_announced(
+        &self,
+        init: TaskInit,
+        flags: CloneFlags,
+    ) -> Result<(Arc<Task>, Result<(), DispatchError>), TaskError> {
         let (task, parent, real_parent) = {
             let mut inner = self.lock();
             if let Some(node) = inner.nodes.get(&init.pid) {
@@ -437,7 +455,7 @@ impl TaskTable {
         }
         self.stats.forks.fetch_add(1, Ordering::Relaxed);
         match outcome {
-            Ok(result) => result.map_err(TaskError::Watcher).map(|()| task),
+            Ok(result) => Ok((task, result)),
             Err(payload) => resume_unwind(payload),
         }
     }

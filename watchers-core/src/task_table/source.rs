@@ -94,17 +94,12 @@ impl TaskTable {
                 gids,
                 comm: comm.to_owned(),
             };
-            match self.adopt(init, flags) {
-                Ok(task) => return Ok((task, Ok(()))),
-                Err(TaskError::Watcher(error)) => {
-                    let task = self.lock().nodes.get(&pid).map(|node| node.task.clone());
-                    if let Some(task) = task {
-                        return Ok((task, Err(error)));
-                    }
-                }
-                // The only other refusal: the pid was taken meanwhile.
-                Err(_) => {}
+            // The task comes back by identity even when a watcher failed: by the time
+            // its pid could be looked up again, it may name another task.
+            if let Ok(adopted) = self.adopt_announced(init, flags) {
+                return Ok(adopted);
             }
+            // The only refusal: the pid was taken meanwhile.
         }
         Err(ForkError::PidsExhausted(self.pid_max))
     }
