@@ -72,6 +72,17 @@ fn chain() -> &'static WatcherTable {
     .leak()
 }
 
+/// The log of a fork stopped at watcher `at`: its `fork` reached watchers 0 to `at`, then
+/// the even ones before `at` (those that asked for `free`) got `free`, last first.
+fn stopped_at(at: usize) -> Vec<(usize, EventKind)> {
+    let forks = (0..=at).map(|i| (i, EventKind::Fork));
+    let frees = (0..at)
+        .rev()
+        .filter(|i| i.is_multiple_of(2))
+        .map(|i| (i, EventKind::Free));
+    forks.chain(frees).collect()
+}
+
 fn take_log() -> Vec<(usize, EventKind)> {
     LOG.with(|log| std::mem::take(&mut *log.borrow_mut()))
 }
@@ -184,14 +195,7 @@ fn rollback_frees_exactly_the_watchers_that_succeeded_at_every_position() {
         assert_eq!(error.watcher, refuser);
         assert_eq!(error.event, EventKind::Fork);
 
-        let mut expected: Vec<_> = (0..=fail_at).map(|i| (i, EventKind::Fork)).collect();
-        expected.extend(
-            (0..fail_at)
-                .rev()
-                .filter(|i| i.is_multiple_of(2))
-                .map(|i| (i, EventKind::Free)),
-        );
-        assert_eq!(take_log(), expected, "failure at w{fail_at}");
+        assert_eq!(take_log(), stopped_at(fail_at), "failure at w{fail_at}");
 
         // The child never became visible and its pid is free again.
         assert_eq!(tasks.len(), 1);
@@ -278,14 +282,7 @@ fn a_panic_at_any_position_is_pinned_on_its_watcher() {
             PANIC_AT.set(Some(at));
             let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
             assert!(outcome.is_err(), "n {n}, at {at}: the panic unwinds");
-            let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
-            expected.extend(
-                (0..at)
-                    .rev()
-                    .filter(|i| i.is_multiple_of(2))
-                    .map(|i| (i, EventKind::Free)),
-            );
-            assert_eq!(take_log(), expected, "n {n}, at {at}: fork");
+            assert_eq!(take_log(), stopped_at(at), "n {n}, at {at}: fork");
 
             let exit = Event::new(
                 &task,
