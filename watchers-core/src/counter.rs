@@ -161,17 +161,31 @@ mod tests {
     fn counts_from_many_threads_add_up() {
         let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let counters = EventCounters::default();
-        // More threads than shards, so both the exclusive and the shared path run.
+        // More threads than shards, all alive at once (each keeps its claim until every
+        // one has counted), so some must count in the shared shard with atomic adds
+        // while the others own theirs.
+        let threads = SHARDS + 8;
+        let all_counted = std::sync::Barrier::new(threads);
+        let shared = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            for _ in 0..(SHARDS + 8) {
+            for _ in 0..threads {
                 scope.spawn(|| {
                     for _ in 0..1000 {
                         counters.bump(EventKind::Exec);
                     }
+                    if INDEX.with(Cell::get) == SHARDS {
+                        shared.fetch_add(1, Ordering::Relaxed);
+                    }
+                    all_counted.wait();
                 });
             }
         });
-        assert_eq!(counters.get(EventKind::Exec), (SHARDS as u64 + 8) * 1000);
+        // The premise: the shards ran out, and at most SHARDS threads owned one.
+        assert!(
+            shared.into_inner() >= 8,
+            "threads counting in the shared shard"
+        );
+        assert_eq!(counters.get(EventKind::Exec), threads as u64 * 1000);
         assert_eq!(counters.get(EventKind::Fork), 0);
     }
 
