@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use crate::local::LocalWatchers;
-use crate::task_values::{ExitStatus, Ids, Pid, TaskState, truncate_comm, truncated};
+use crate::task_values::{Comm, ExitStatus, Ids, Pid, TaskState};
 
 /// A task (a process or a thread) as watchers see it.
 ///
@@ -25,7 +25,9 @@ pub struct Task {
     exit_status: AtomicI32,
     tracer: AtomicU32,
     creds: Mutex<Credentials>,
-    comm: Mutex<String>,
+    comm: Mutex<Comm>,
+    /// The OS's id for what this task mirrors; 0 until a source records one.
+    os_id: AtomicU32,
     started: Instant,
     /// Events of this task in flight through its table (the low bits), and whether
     /// its `free` has been claimed ([`FREE_CLAIMED`]): whoever brings the count to zero
@@ -72,6 +74,13 @@ impl Task {
     /// A task with the given state, in the [`TaskState::Embryo`] state, with a new
     /// [`serial`](Task::serial).
     pub fn new(init: TaskInit) -> Task {
+        let comm = Comm::new(&init.comm);
+        Task::with_comm(init, comm)
+    }
+
+    /// A task made of `init`, named `comm` (`init.comm` is not read): a fork copies its
+    /// parent's name this way, without a `String` in between.
+    pub(crate) fn with_comm(init: TaskInit, comm: Comm) -> Task {
         Task {
             // Only uniqueness matters: no other memory is published through it.
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -87,7 +96,8 @@ impl Task {
                 uids: init.uids,
                 gids: init.gids,
             }),
-            comm: Mutex::new(truncated(init.comm)),
+            comm: Mutex::new(comm),
+            os_id: AtomicU32::new(0),
             started: Instant::now(),
             inflight: AtomicU32::new(0),
             slots: SlotStorage::default(),
@@ -199,7 +209,44 @@ impl Task {
 
     /// Its name.
     pub fn comm(&self) -> String {
-        self.comm.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.comm_inline().as_str().to_owned()
+    }
+
+    /// Its name, copied out without an allocation.
+    pub(crate) fn comm_inline(&self) -> Comm {
+        *self.comm.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The id that the operating system gives the thread or process this task mirrors,
+    /// once its event source has recorded it (see [`set_os_id`](Task::set_os_id)). A
+    /// table's pids are its own: a mirror of this program's threads numbers them from
+    /// 2, whatever their OS thread ids.
+    ///
+    /// ```
+    /// use watchers_core::Task;
+    ///
+    /// let task = Task::detached(2);
+    /// assert_eq!(task.os_id(), None);
+    /// assert!(task.set_os_id(4242));
+    /// assert!(!task.set_os_id(7), "recorded once");
+    /// assert_eq!(task.os_id(), Some(4242));
+    /// ```
+    pub fn os_id(&self) -> Option<u32> {
+        match self.os_id.load(Ordering::Acquire) {
+            0 => None,
+            id => Some(id),
+        }
+    }
+
+    /// Records the OS's id for this task: for event sources, once the thread runs or
+    /// the process is spawned. The first id sticks: false (and nothing changes) if one
+    /// was recorded already, or if `id` is 0, which no thread or process has.
+    pub fn set_os_id(&self, id: u32) -> bool {
+        id != 0
+            && self
+                .os_id
+                .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
     }
 
     /// When it was created (for durations; not a wall-clock time).
@@ -280,9 +327,12 @@ impl Task {
 
     /// Replaces the name (cut to [`COMM_MAX`](crate::COMM_MAX) bytes), returning the old one.
     /// Dispatches nothing (see [`set_parent`](Self::set_parent)).
-    pub(crate) fn replace_comm(&self, comm: &str) -> String {
-        let mut guard = self.comm.lock().unwrap_or_else(|e| e.into_inner());
-        std::mem::replace(&mut *guard, truncate_comm(comm).to_owned())
+    pub(crate) fn replace_comm(&self, comm: &str) -> Comm {
+        let comm = Comm::new(comm);
+        std::mem::replace(
+            &mut *self.comm.lock().unwrap_or_else(|e| e.into_inner()),
+            comm,
+        )
     }
 }
 
@@ -294,7 +344,7 @@ impl fmt::Debug for Task {
             .field("tgid", &self.tgid)
             .field("parent", &self.parent())
             .field("state", &self.state())
-            .field("comm", &self.comm())
+            .field("comm", &self.comm_inline())
             .finish_non_exhaustive()
     }
 }

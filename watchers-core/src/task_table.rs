@@ -3,7 +3,6 @@
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use std::collections::{HashMap, HashSet};
@@ -67,7 +66,6 @@ pub struct TaskTable {
     init: Arc<Task>,
     pid_max: u32,
     inner: Mutex<Inner>,
-    stats: Counters,
 }
 
 struct Inner {
@@ -80,12 +78,18 @@ struct Inner {
     /// The seed of `nodes` and of every node's sets: drawn once per table.
     hasher: SeedableRandomState,
     last_pid: u32,
+    /// Counted under the lock that each change takes anyway: as atomics of their own,
+    /// the spawning thread (forks) and the ending one (exits, frees) passed their
+    /// cache line back and forth on every thread.
+    stats: Counters,
 }
 
 struct Node {
     task: Arc<Task>,
     /// The task whose child this one is, by identity: [`Task::parent`] is only its pid,
-    /// which may name another task once that one is freed. Empty for init and embryos.
+    /// which may name another task once that one is freed. Empty when it is init (see
+    /// [`parent_link`]) and for init itself; for an embryo, the parent it gets if that
+    /// one still runs when the fork is decided.
     parent: Weak<Task>,
     /// Processes whose parent this task is (threads are not waited for).
     children: HashSet<Pid, SeedableRandomState>,
@@ -108,10 +112,10 @@ impl Node {
 
 #[derive(Default)]
 struct Counters {
-    forks: AtomicU64,
-    failed_forks: AtomicU64,
-    exits: AtomicU64,
-    frees: AtomicU64,
+    forks: u64,
+    failed_forks: u64,
+    exits: u64,
+    frees: u64,
 }
 
 /// What a [`TaskTable`] has done so far.
@@ -172,8 +176,8 @@ impl TaskTable {
                 nodes,
                 hasher,
                 last_pid: 1,
+                stats: Counters::default(),
             }),
-            stats: Counters::default(),
         }
     }
 
@@ -240,12 +244,13 @@ impl TaskTable {
 
     /// What the table has done so far.
     pub fn stats(&self) -> TaskStats {
+        let inner = self.lock();
         TaskStats {
-            forks: self.stats.forks.load(Ordering::Relaxed),
-            failed_forks: self.stats.failed_forks.load(Ordering::Relaxed),
-            exits: self.stats.exits.load(Ordering::Relaxed),
-            frees: self.stats.frees.load(Ordering::Relaxed),
-            tasks: self.len(),
+            forks: inner.stats.forks,
+            failed_forks: inner.stats.failed_forks,
+            exits: inner.stats.exits,
+            frees: inner.stats.frees,
+            tasks: inner.nodes.len(),
         }
     }
 
@@ -301,50 +306,60 @@ impl TaskTable {
         let thread = flags.contains(CloneFlags::THREAD);
         let (parent, real_parent, child) = {
             let mut inner = self.lock();
-            let parent = inner
-                .visible(parent_pid)
-                .cloned()
+            let Inner {
+                nodes,
+                hasher,
+                last_pid,
+                ..
+            } = &mut *inner;
+            // One lookup finds the parent and, for a thread, the parent's parent.
+            let parent_node = nodes
+                .get(&parent_pid)
+                .filter(|node| node.task.state() != TaskState::Embryo)
                 .ok_or(ForkError::NoSuchTask(parent_pid))?;
+            let parent = parent_node.task.clone();
             if parent.state() != TaskState::Running {
                 return Err(ForkError::NotRunning {
                     pid: parent_pid,
                     state: parent.state(),
                 });
             }
-            let pid = match wanted {
-                Some(pid) if !inner.nodes.contains_key(&pid) && pid.0 != 0 => pid,
-                Some(_) => return Err(ForkError::PidsExhausted(self.pid_max)),
-                None => inner
-                    .allocate_pid(self.pid_max)
-                    .ok_or(ForkError::PidsExhausted(self.pid_max))?,
-            };
             // The task whose child process this will be, held by identity: its pid
             // may name another task by the time the fork watchers have run.
             let real_parent = if thread || flags.contains(CloneFlags::PARENT) {
-                inner
-                    .node_of(&parent)
-                    .and_then(|node| node.parent.upgrade())
+                parent_node.parent.upgrade()
             } else {
                 Some(parent.clone())
             };
+            let pid = match wanted {
+                Some(pid) if !nodes.contains_key(&pid) && pid.0 != 0 => pid,
+                Some(_) => return Err(ForkError::PidsExhausted(self.pid_max)),
+                None => allocate_pid(nodes, last_pid, self.pid_max)
+                    .ok_or(ForkError::PidsExhausted(self.pid_max))?,
+            };
             let (uids, gids) = parent.ids();
-            let child = Arc::new(Task::new(TaskInit {
-                pid,
-                tgid: if thread { parent.tgid() } else { pid },
-                parent: if thread || flags.contains(CloneFlags::PARENT) {
-                    parent.parent()
-                } else {
-                    parent_pid
+            let comm = parent.comm_inline();
+            let child = Arc::new(Task::with_comm(
+                TaskInit {
+                    pid,
+                    tgid: if thread { parent.tgid() } else { pid },
+                    parent: if thread || flags.contains(CloneFlags::PARENT) {
+                        parent.parent()
+                    } else {
+                        parent_pid
+                    },
+                    sid: parent.sid(),
+                    pgid: parent.pgid(),
+                    uids,
+                    gids,
+                    comm: String::new(),
                 },
-                sid: parent.sid(),
-                pgid: parent.pgid(),
-                uids,
-                gids,
-                comm: parent.comm(),
-            }));
+                comm,
+            ));
             // The embryo holds its pid, invisible to `get`, until the fork is decided.
-            let node = Node::new(child.clone(), &inner.hasher);
-            inner.nodes.insert(pid, node);
+            let mut node = Node::new(child.clone(), hasher);
+            node.parent = parent_link(real_parent.as_ref());
+            nodes.insert(pid, node);
             (parent, real_parent, child)
         };
 
@@ -361,7 +376,7 @@ impl TaskTable {
             },
         );
         if let Err(error) = outcome {
-            self.stats.failed_forks.fetch_add(1, Ordering::Relaxed);
+            self.lock().stats.failed_forks += 1;
             drop(embryo);
             return Err(ForkError::Watcher(error));
         }
@@ -372,10 +387,14 @@ impl TaskTable {
         child.set_state(TaskState::Running);
         // If the parent exited (and its pid may be another task's now) while the child
         // was being forked, init adopts it.
-        let real_parent = real_parent.filter(|parent| parent.state() == TaskState::Running);
-        inner.link(&child, real_parent.as_ref());
+        inner.link(
+            &child,
+            real_parent.as_ref(),
+            |state| state == TaskState::Running,
+            &self.init,
+        );
+        inner.stats.forks += 1;
         drop(inner);
-        self.stats.forks.fetch_add(1, Ordering::Relaxed);
         Ok(child)
     }
 
@@ -431,7 +450,8 @@ impl TaskTable {
                 Some(parent.clone())
             };
             let task = Arc::new(Task::new(init));
-            let node = Node::new(task.clone(), &inner.hasher);
+            let mut node = Node::new(task.clone(), &inner.hasher);
+            node.parent = parent_link(real_parent.as_ref());
             inner.nodes.insert(task.pid(), node);
             (task, parent, real_parent)
         };
@@ -448,12 +468,14 @@ impl TaskTable {
             let mut inner = self.lock();
             task.set_state(TaskState::Running);
             // The parent may have exited while the watchers ran: then init adopts.
-            let adopter = real_parent
-                .as_ref()
-                .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting));
-            inner.link(&task, adopter);
+            inner.link(
+                &task,
+                real_parent.as_ref(),
+                |state| matches!(state, TaskState::Running | TaskState::Exiting),
+                &self.init,
+            );
+            inner.stats.forks += 1;
         }
-        self.stats.forks.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(result) => Ok((task, result)),
             Err(payload) => resume_unwind(payload),
@@ -591,13 +613,7 @@ impl TaskTable {
     /// # Errors
     /// As [`exec`](TaskTable::exec).
     pub fn set_comm(&self, pid: Pid, comm: &str) -> Result<(), TaskError> {
-        let task = self.running(pid, "set_comm")?;
-        let old = task.replace_comm(comm);
-        let new = task.comm();
-        task.send(EventData::Comm {
-            old: &old,
-            new: &new,
-        })
+        self.running(pid, "set_comm")?.rename(comm)
     }
 
     /// `ptrace(PTRACE_ATTACH)` by `tracer`, or a detach when `tracer` is `None`.
@@ -662,49 +678,17 @@ impl TaskTable {
         let orphans = {
             let mut inner = self.lock();
             task.set_state(TaskState::Zombie);
-            let (children, threads) = inner
-                .node_of_mut(&task)
-                .map(|node| {
-                    (
-                        std::mem::take(&mut node.children),
-                        std::mem::take(&mut node.threads),
-                    )
-                })
-                .unwrap_or_default();
-            // Zombie children are reaped by init at once; the other children, and the
-            // threads, become init's. The zombies are held by identity from here on.
-            let mut orphans = Vec::new();
-            let mut adopted = Vec::with_capacity(children.len());
-            let init = Arc::downgrade(&self.init);
-            for &pid in &children {
-                match inner.nodes.get_mut(&pid) {
-                    Some(node) => {
-                        node.task.set_parent(Pid::INIT);
-                        node.parent = init.clone();
-                        if node.task.state() == TaskState::Zombie {
-                            orphans.push(node.task.clone());
-                        } else {
-                            adopted.push(pid);
-                        }
-                    }
-                    None => adopted.push(pid),
+            inner.stats.exits += 1;
+            // Most tasks end with nothing to hand over: then nothing more is looked up.
+            match inner.node_of_mut(&task) {
+                Some(node) if !(node.children.is_empty() && node.threads.is_empty()) => {
+                    let children = std::mem::take(&mut node.children);
+                    let threads = std::mem::take(&mut node.threads);
+                    inner.hand_over(children, threads)
                 }
+                _ => Vec::new(),
             }
-            for pid in &threads {
-                if let Some(node) = inner.nodes.get_mut(pid) {
-                    node.task.set_parent(Pid::INIT);
-                    node.parent = init.clone();
-                }
-            }
-            // Most tasks end with nothing to hand over: skip init's lookup then.
-            if !(adopted.is_empty() && threads.is_empty()) {
-                let init = inner.init_node();
-                init.children.extend(adopted);
-                init.threads.extend(threads);
-            }
-            orphans
         };
-        self.stats.exits.fetch_add(1, Ordering::Relaxed);
 
         // Finish what a panic interrupted, then let the first panic continue.
         let (mut first, mut panic) = match outcome {
@@ -854,15 +838,13 @@ impl TaskTable {
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
         {
             let mut inner = self.lock();
-            let parent = inner.forget(&task).and_then(|node| node.parent.upgrade());
-            if let Some(node) = parent.and_then(|parent| inner.node_of_mut(&parent)) {
-                node.children.remove(&task.pid());
-                node.threads.remove(&task.pid());
+            inner.stats.frees += 1;
+            if let Some(node) = inner.forget(&task) {
+                inner.unlist(&task, &node.parent);
             }
         }
         task.slots.clear();
         task.local.clear();
-        self.stats.frees.fetch_add(1, Ordering::Relaxed);
         match outcome {
             Ok(result) => result.map_err(TaskError::Watcher),
             Err(payload) => resume_unwind(payload),
@@ -896,6 +878,16 @@ struct InFlight<'a> {
 }
 
 impl InFlight<'_> {
+    /// Renames the task and sends the `comm` event, then ends it.
+    fn rename(self, comm: &str) -> Result<(), TaskError> {
+        let old = self.task.replace_comm(comm);
+        let new = self.task.comm_inline();
+        self.send(EventData::Comm {
+            old: old.as_str(),
+            new: new.as_str(),
+        })
+    }
+
     /// Sends the event, then ends it.
     fn send(self, data: EventData<'_>) -> Result<(), TaskError> {
         self.table
@@ -978,6 +970,46 @@ impl Inner {
         Ok(())
     }
 
+    /// Hands an exiting task's children and threads to init. Zombie children are
+    /// returned, held by identity, for init to reap at once; the other children, and
+    /// the threads, become init's.
+    fn hand_over(
+        &mut self,
+        children: HashSet<Pid, SeedableRandomState>,
+        threads: HashSet<Pid, SeedableRandomState>,
+    ) -> Vec<Arc<Task>> {
+        let mut orphans = Vec::new();
+        let mut adopted = Vec::with_capacity(children.len());
+        for &pid in &children {
+            match self.nodes.get_mut(&pid) {
+                Some(node) => {
+                    node.task.set_parent(Pid::INIT);
+                    node.parent = Weak::new();
+                    if node.task.state() == TaskState::Zombie {
+                        orphans.push(node.task.clone());
+                    } else {
+                        adopted.push(pid);
+                    }
+                }
+                None => adopted.push(pid),
+            }
+        }
+        for pid in &threads {
+            if let Some(node) = self.nodes.get_mut(pid) {
+                node.task.set_parent(Pid::INIT);
+                node.parent = Weak::new();
+            }
+        }
+        // Init never exits, so it keeps no list of its threads (see `link`).
+        self.init_node().children.extend(adopted);
+        orphans
+    }
+
+    /// The next free pid (see [`allocate_pid`]).
+    fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
+        allocate_pid(&self.nodes, &mut self.last_pid, pid_max)
+    }
+
     /// Init's node, which is never removed.
     fn init_node(&mut self) -> &mut Node {
         self.nodes
@@ -987,27 +1019,77 @@ impl Inner {
 
     /// Removes this very task's node, if it was there.
     fn forget(&mut self, task: &Arc<Task>) -> Option<Node> {
-        self.node_of(task)?;
-        self.nodes.remove(&task.pid())
+        // One lookup, not two: the pid is almost always still this task's.
+        let node = self.nodes.remove(&task.pid())?;
+        if Arc::ptr_eq(&node.task, task) {
+            return Some(node);
+        }
+        self.nodes.insert(task.pid(), node);
+        None
     }
 
-    /// Makes `task` (a thread, or a process) the child of `parent`, or of init if
-    /// `parent` is `None` or no longer in the table.
-    fn link(&mut self, task: &Arc<Task>, parent: Option<&Arc<Task>>) {
-        let parent = match parent {
-            Some(parent) if self.node_of(parent).is_some() => parent.clone(),
-            _ => self.init_node().task.clone(),
-        };
-        if let Some(node) = self.node_of_mut(&parent) {
-            if task.is_thread() {
-                node.threads.insert(task.pid());
-            } else {
-                node.children.insert(task.pid());
+    /// Makes `task` (a thread, or a process) the child of `named`, the parent its node
+    /// names already (see [`parent_link`]), if that one is still in the table in a
+    /// state that `adopts` accepts; else of init.
+    ///
+    /// Init keeps no set of its threads: it never exits, so it never hands them over.
+    /// A thread whose parent is init (as every thread of a process that init adopted
+    /// is, the threads source's among them) is linked without a lookup.
+    fn link(
+        &mut self,
+        task: &Arc<Task>,
+        named: Option<&Arc<Task>>,
+        adopts: fn(TaskState) -> bool,
+        init: &Arc<Task>,
+    ) {
+        let pid = task.pid();
+        let thread = task.is_thread();
+        if let Some(parent) = named {
+            if thread && Arc::ptr_eq(parent, init) {
+                task.set_parent(Pid::INIT);
+                return;
+            }
+            if adopts(parent.state())
+                && let Some(node) = self.node_of_mut(parent)
+            {
+                if thread {
+                    node.threads.insert(pid);
+                } else {
+                    node.children.insert(pid);
+                }
+                task.set_parent(parent.pid());
+                return;
+            }
+            // That parent has gone: so does the node's link to it.
+            if let Some(node) = self.node_of_mut(task) {
+                node.parent = Weak::new();
             }
         }
-        task.set_parent(parent.pid());
-        if let Some(node) = self.node_of_mut(task) {
-            node.parent = Arc::downgrade(&parent);
+        if !thread {
+            self.init_node().children.insert(pid);
+        }
+        task.set_parent(Pid::INIT);
+    }
+
+    /// Takes a task that is being forgotten off its parent's list (`parent`: its
+    /// node's link).
+    fn unlist(&mut self, task: &Task, parent: &Weak<Task>) {
+        let (pid, thread) = (task.pid(), task.is_thread());
+        match parent.upgrade() {
+            Some(parent) => {
+                if let Some(node) = self.node_of_mut(&parent) {
+                    if thread {
+                        node.threads.remove(&pid);
+                    } else {
+                        node.children.remove(&pid);
+                    }
+                }
+            }
+            // Init's; it lists no threads.
+            None if !thread => {
+                self.init_node().children.remove(&pid);
+            }
+            None => {}
         }
     }
 
@@ -1035,15 +1117,32 @@ impl Inner {
         }
         Ok(task.clone())
     }
+}
 
-    /// The next free pid after the last one handed out, wrapping from `pid_max` to 2.
-    fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
-        let span = pid_max - 1;
-        (1..=span)
-            .map(|step| Pid(2 + (self.last_pid - 1 + step - 1) % span))
-            .find(|pid| !self.nodes.contains_key(pid))
-            .inspect(|pid| self.last_pid = pid.0)
+/// A node's link to its parent: empty for init (or none), which is never freed and so
+/// needs no counted reference. A counted one would make every fork and free of a thread
+/// whose parent is init write init's reference counts, a cache line that the spawning
+/// thread and the ending one then passed back and forth.
+fn parent_link(parent: Option<&Arc<Task>>) -> Weak<Task> {
+    match parent {
+        Some(parent) if parent.pid() != Pid::INIT => Arc::downgrade(parent),
+        _ => Weak::new(),
     }
+}
+
+/// The next pid that `nodes` does not hold after `last_pid`, wrapping from `pid_max` to
+/// 2; it becomes `last_pid`. A function of the two fields, not of `Inner`, so that a
+/// fork can hold the parent's node meanwhile.
+fn allocate_pid(
+    nodes: &HashMap<Pid, Node, SeedableRandomState>,
+    last_pid: &mut u32,
+    pid_max: u32,
+) -> Option<Pid> {
+    let span = pid_max - 1;
+    (1..=span)
+        .map(|step| Pid(2 + (*last_pid - 1 + step - 1) % span))
+        .find(|pid| !nodes.contains_key(pid))
+        .inspect(|pid| *last_pid = pid.0)
 }
 
 /// Which ids a `set*id` call changes.

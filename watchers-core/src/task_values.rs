@@ -169,11 +169,41 @@ impl fmt::Display for ExitStatus {
     }
 }
 
-/// The name cut to at most [`COMM_MAX`] bytes, in place.
-pub(crate) fn truncated(mut comm: String) -> String {
-    let len = truncate_comm(&comm).len();
-    comm.truncate(len);
-    comm
+/// A task name held in place: at most [`COMM_MAX`] bytes, cut on a character
+/// boundary. Copying one costs no allocation, which matters on a thread's fork, where a
+/// `String` cost a `malloc` and a `free` per thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Comm {
+    len: u8,
+    bytes: [u8; COMM_MAX],
+}
+
+impl Comm {
+    /// `name` cut to [`COMM_MAX`] bytes.
+    pub(crate) fn new(name: &str) -> Comm {
+        let name = truncate_comm(name).as_bytes();
+        let mut bytes = [0; COMM_MAX];
+        bytes[..name.len()].copy_from_slice(name);
+        Comm {
+            // At most COMM_MAX (15), so it fits.
+            len: name.len() as u8,
+            bytes,
+        }
+    }
+
+    /// The name.
+    pub(crate) fn as_str(&self) -> &str {
+        match std::str::from_utf8(&self.bytes[..usize::from(self.len)]) {
+            Ok(name) => name,
+            Err(_) => unreachable!("a comm is a &str cut on a character boundary"),
+        }
+    }
+}
+
+impl std::fmt::Debug for Comm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 /// Cuts a name to at most [`COMM_MAX`] bytes on a character boundary.
@@ -198,5 +228,18 @@ mod tests {
         assert_eq!(truncate_comm("0123456789abcdefgh"), "0123456789abcde");
         // 'é' is two bytes; byte 15 falls inside the eighth one.
         assert_eq!(truncate_comm("ééééééééé"), "ééééééé");
+    }
+
+    #[test]
+    fn an_inline_comm_keeps_what_truncate_comm_keeps() {
+        for name in [
+            "",
+            "short",
+            "0123456789abcdefgh",
+            "ééééééééé",
+            "0123456789abcde",
+        ] {
+            assert_eq!(Comm::new(name).as_str(), truncate_comm(name));
+        }
     }
 }

@@ -70,14 +70,12 @@ pub use status::to_task_status;
 
 use std::process::Command;
 
-use watchers_core::{Task, TaskSlot};
+use watchers_core::Task;
 
-/// The OS pid of each child's task, set before its `exec` event.
-static OS_PID: TaskSlot<u32> = TaskSlot::new();
-
-/// The OS pid of a child's task, from its `exec` event until it is freed.
+/// The OS pid of a child's task, from its `exec` event on: its [`Task::os_id`],
+/// recorded once the OS has spawned the child.
 pub fn os_pid(task: &Task) -> Option<u32> {
-    OS_PID.get(task).map(|pid| *pid)
+    task.os_id()
 }
 
 /// Spawning a [`Command`] through a [`Processes`] source.

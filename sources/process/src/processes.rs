@@ -9,7 +9,7 @@ use watchers_core::{CloneFlags, Task, TaskTable, WatcherTable};
 use crate::child::Child;
 use crate::error::SpawnError;
 use crate::reaper::Reaper;
-use crate::{OS_PID, to_task_status};
+use crate::to_task_status;
 
 /// This program's child processes as an event source: a mirror [`TaskTable`] holding
 /// one task for the program and one per child, dispatching through one
@@ -90,7 +90,7 @@ impl Processes {
             .map_err(SpawnError::Fork)?;
         match command.spawn() {
             Ok(child) => {
-                OS_PID.set(&task, child.id());
+                task.set_os_id(child.id());
                 let program = command.get_program().to_string_lossy();
                 // A failing `exec` watcher is counted; the program runs regardless.
                 let _ = self.tasks.exec(task.pid(), &program);

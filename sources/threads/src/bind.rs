@@ -1,7 +1,8 @@
-//! Which task the calling thread is, per source, and the thread-local destructor that
-//! sends `exit` and `free` when the thread ends.
+//! Which task the calling thread is, per source, and the report of the thread's end that
+//! sends `exit` and `free`.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use watchers_core::{ExitStatus, Task, TaskState};
 use crate::error::CurrentError;
 use crate::spawn::THREAD_FLAGS;
 use crate::threads::Threads;
-use crate::{OS_TID, os};
+use crate::{end, os};
 
 /// The calling thread's task in one source.
 struct Binding {
@@ -22,7 +23,11 @@ struct Binding {
 /// start allocates nothing here. What a short-lived thread allocates costs twice on the
 /// path its `join` waits for: the allocation, and its free when glibc takes back the
 /// thread's cache.
-struct Bindings(RefCell<List>);
+struct Bindings {
+    list: RefCell<List>,
+    /// Set once the thread's end is being reported: no task is bound after that.
+    ending: Cell<bool>,
+}
 
 #[derive(Default)]
 struct List {
@@ -44,26 +49,40 @@ impl List {
 }
 
 thread_local! {
-    static BINDINGS: Bindings = const { Bindings(RefCell::new(List::new())) };
+    /// Without drop glue (`ManuallyDrop`), so std registers no destructor for it: that
+    /// registration allocates on every thread. [`end::arm`] reports the thread's end
+    /// instead, and [`thread_ended`] takes the bindings out.
+    static BINDINGS: ManuallyDrop<Bindings> = const {
+        ManuallyDrop::new(Bindings {
+            list: RefCell::new(List::new()),
+            ending: Cell::new(false),
+        })
+    };
 }
 
 impl Bindings {
     fn find(&self, source: &'static Threads) -> Option<Arc<Task>> {
-        self.0
+        self.list
             .borrow()
             .iter()
             .find(|binding| std::ptr::eq(binding.source, source))
             .map(|binding| binding.task.clone())
     }
 
-    fn push(&self, source: &'static Threads, task: Arc<Task>) {
+    /// Binds the thread to `task` in `source`; `main`: whether it is the main thread.
+    fn push(&self, source: &'static Threads, task: Arc<Task>, main: bool) {
         if let Some(tid) = os::tid() {
-            OS_TID.set(&task, tid);
+            // A thread that several sources adopted records its id in each task.
+            task.set_os_id(tid);
         }
         let binding = Binding { source, task };
-        let mut list = self.0.borrow_mut();
+        let mut list = self.list.borrow_mut();
         match list.first {
-            None => list.first = Some(binding),
+            None => {
+                list.first = Some(binding);
+                drop(list);
+                end::arm(main);
+            }
             Some(_) => list.more.push(binding),
         }
     }
@@ -73,10 +92,14 @@ impl Bindings {
 pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentError> {
     BINDINGS
         .try_with(|bindings| {
+            if bindings.ending.get() {
+                return Err(CurrentError::ThreadEnding);
+            }
             if let Some(task) = bindings.find(source) {
                 return Ok(task);
             }
-            let task = if os::is_main_thread() && source.claim_main() {
+            let main = os::is_main_thread();
+            let task = if main && source.claim_main() {
                 source.process().clone()
             } else {
                 let name = std::thread::current()
@@ -88,7 +111,7 @@ pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentErro
                     .map_err(CurrentError::Adopt)?;
                 task
             };
-            bindings.push(source, task.clone());
+            bindings.push(source, task.clone(), main);
             Ok(task)
         })
         .unwrap_or(Err(CurrentError::ThreadEnding))
@@ -99,30 +122,40 @@ pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentErro
 /// thread-locals are gone.
 pub(crate) fn enter(source: &'static Threads, task: Arc<Task>) {
     // Fails only while the thread-locals are being destroyed, never at a thread's start.
-    let _ = BINDINGS.try_with(|bindings| bindings.push(source, task));
+    let _ = BINDINGS.try_with(|bindings| bindings.push(source, task, false));
 }
 
-impl Drop for Bindings {
-    fn drop(&mut self) {
-        let List { first, more } = std::mem::take(self.0.get_mut());
-        // Stack order, last met first: a source that adopted the thread later (from
-        // inside code the first one started) has its task end before the tasks that
-        // were there before it, as nested scopes end.
-        for binding in more.into_iter().rev().chain(first) {
-            let tasks = binding.source.tasks();
-            let pid = binding.task.pid();
-            // An adopted thread exits here; one spawned through the source already did.
-            quietly(|| {
-                if binding.task.state() == TaskState::Running {
-                    let _ = tasks.exit_unreaped(pid, ExitStatus::exited(0));
-                }
-            });
-            quietly(|| {
-                if binding.task.state() == TaskState::Zombie {
-                    let _ = tasks.free(&binding.task);
-                }
-            });
-        }
+/// Reports the calling thread's end to every source it met: `exit` for a task still
+/// running (an adopted thread; one spawned through a source has exited already), then
+/// `free`. Called once the thread's other thread-locals are gone (see [`end`]); from
+/// then on the thread gets no task.
+pub(crate) fn thread_ended() {
+    let Ok(List { first, more }) = BINDINGS.try_with(|bindings| {
+        bindings.ending.set(true);
+        bindings
+            .list
+            .try_borrow_mut()
+            .map(|mut list| std::mem::take(&mut *list))
+            .unwrap_or_default()
+    }) else {
+        return;
+    };
+    // Stack order, last met first: a source that adopted the thread later (from inside
+    // code the first one started) has its task end before the tasks that were there
+    // before it, as nested scopes end.
+    for binding in more.into_iter().rev().chain(first) {
+        let tasks = binding.source.tasks();
+        let pid = binding.task.pid();
+        quietly(|| {
+            if binding.task.state() == TaskState::Running {
+                let _ = tasks.exit_unreaped(pid, ExitStatus::exited(0));
+            }
+        });
+        quietly(|| {
+            if binding.task.state() == TaskState::Zombie {
+                let _ = tasks.free(&binding.task);
+            }
+        });
     }
 }
 

@@ -1,7 +1,7 @@
 //! This program's own threads as an event source for task watchers: a drop-in for
 //! [`std::thread::spawn`] and [`std::thread::Builder`] that sends every thread's life
 //! through the same [`WatcherTable`](watchers_core::WatcherTable) as the task model, with
-//! the same ordering, fork rollback, [`TaskSlot`] and
+//! the same ordering, fork rollback, [`TaskSlot`](watchers_core::TaskSlot) and
 //! runtime-watcher rules.
 //!
 //! * `fork` runs on the spawning thread before the OS thread exists. A watcher may refuse
@@ -20,8 +20,7 @@
 //!   plain `std::thread::spawn`) are adopted the first time they call into this crate
 //!   ([`current`], [`spawn`], [`set_name`]): their `fork` watchers are told with
 //!   [`notify`](watchers_core::WatcherTable::notify) (they cannot refuse a thread that
-//!   already runs), and they get `exit` and `free` from a thread-local destructor when
-//!   they end.
+//!   already runs), and they get `exit` and `free` when they end.
 //! * [`set_name`] renames the thread and sends a `comm` event; a thread spawned with a
 //!   name sends one too when it starts, as the kernel reports the rename that std's
 //!   thread start performs.
@@ -64,18 +63,22 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
+//! When `free` runs: on Unix, after every thread-local destructor of the thread (a
+//! pthread key's destructor reports the end), so a thread-local's `Drop` still finds the
+//! thread's task. The main thread's task ends in a thread-local destructor instead, which
+//! runs at `exit` only where the platform runs them (glibc does). Elsewhere that
+//! destructor is registered when the thread first meets the crate (first thing for a
+//! thread spawned here), so it comes after every thread-local initialised later.
+//!
 //! Limitations: threads of a dependency are adopted only when they meet this crate, so
-//! they are never refused and their `fork` comes late. `free` runs in a thread-local
-//! destructor registered when the thread first meets the crate (first thing for a
-//! thread spawned here), so it comes after every thread-local the thread initialised
-//! later; the main thread's destructors run at `exit` only where the platform runs them
-//! (glibc does). Scoped threads that are not joined may be freed just after
+//! they are never refused and their `fork` comes late. Scoped threads that are not joined may be freed just after
 //! [`std::thread::scope`] returns, because std's scope waits for their closures, not for
 //! their thread-locals. A watcher that panics during the thread-local destructor is
 //! caught and ignored there (a panic in a thread-local destructor would abort).
 #![deny(missing_docs)]
 
 mod bind;
+mod end;
 mod error;
 mod os;
 mod spawn;
@@ -88,15 +91,13 @@ pub use threads::Threads;
 use std::sync::Arc;
 use std::thread::Scope;
 
-use watchers_core::{Task, TaskSlot};
+use watchers_core::Task;
 
-/// The OS thread id of each task, set by the thread itself when it first runs.
-static OS_TID: TaskSlot<u32> = TaskSlot::new();
-
-/// The OS thread id of a thread's task, once the thread has run (and until it is freed).
+/// The OS thread id of a thread's task, once the thread has run: its
+/// [`Task::os_id`], which the thread records itself when it first meets the source.
 /// `None` on platforms without thread ids.
 pub fn os_tid(task: &Task) -> Option<u32> {
-    OS_TID.get(task).map(|tid| *tid)
+    task.os_id()
 }
 
 /// The calling thread's task in [`Threads::global`], adopting the thread if it has none.

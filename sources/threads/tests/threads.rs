@@ -3,8 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use watchers_core::{Event, EventData, EventSet, ExitStatus, Pid, TaskState, WatcherTable};
-use watchers_threads::{PANIC_EXIT_CODE, SpawnError, Threads};
+use watchers_core::{
+    Event, EventData, EventKind, EventSet, ExitStatus, Pid, Task, TaskState, WatcherTable,
+};
+use watchers_threads::{CurrentError, PANIC_EXIT_CODE, SpawnError, Threads};
 
 /// What the watchers saw: event, mirror pid, and the exit status or new name.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +143,91 @@ fn plain_std_threads_are_adopted_and_still_get_exit_and_free() {
             );
         }
     }
+}
+
+/// Reports, when the thread-local holding it is destroyed, the state of the task it
+/// was given and whether the thread still has that task.
+struct Probe {
+    source: &'static Threads,
+    task: Option<Arc<Task>>,
+    report: std::sync::mpsc::Sender<(TaskState, bool)>,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            let same = matches!(self.source.current(), Ok(me) if Arc::ptr_eq(&me, &task));
+            let _ = self.report.send((task.state(), same));
+        }
+    }
+}
+
+#[test]
+fn a_thread_keeps_its_task_until_every_thread_local_is_gone() {
+    thread_local! {
+        static PROBE: std::cell::RefCell<Option<Probe>> = const { std::cell::RefCell::new(None) };
+    }
+    let (threads, log, _) = source();
+    let (report, reports) = std::sync::mpsc::channel();
+    // Spawned through the source (bound first), and adopted after the thread-local was
+    // made: either way the thread-local goes first, while the task is still running.
+    let probe = move |report| {
+        PROBE.with(|probe| {
+            *probe.borrow_mut() = Some(Probe {
+                source: threads,
+                task: None,
+                report,
+            })
+        });
+        let me = threads.current().unwrap();
+        PROBE.with(|probe| probe.borrow_mut().as_mut().unwrap().task = Some(me.clone()));
+        me.pid()
+    };
+    let adopted = {
+        let report = report.clone();
+        std::thread::spawn(move || probe(report)).join().unwrap()
+    };
+    let spawned = threads.builder().spawn(move || probe(report)).unwrap();
+    let spawned_pid = spawned.task().pid();
+    spawned.join().unwrap();
+    let seen: Vec<_> = reports.iter().collect();
+    // The spawned thread has exited when its closure returned; the adopted one exits
+    // only when the thread ends, after its thread-locals.
+    assert_eq!(
+        seen,
+        [(TaskState::Running, true), (TaskState::Zombie, true)]
+    );
+    for pid in [adopted, spawned_pid] {
+        assert_eq!(events_of(&log, pid).last(), Some(&Seen::Free(pid)));
+    }
+}
+
+#[test]
+fn a_watcher_at_a_threads_end_cannot_bind_it_again() {
+    let table = WatcherTable::from_watchers([]).unwrap().leak();
+    let threads: &'static Threads = Box::leak(Box::new(Threads::new(table)));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    table
+        .watcher("test::reenter", EventSet::EXIT | EventSet::FREE)
+        .register(move |event: &Event<'_>| {
+            let ending = matches!(threads.current(), Err(CurrentError::ThreadEnding));
+            log.lock().unwrap().push((event.kind(), ending));
+            Ok::<(), &str>(())
+        })
+        .unwrap()
+        .keep();
+    let pid = std::thread::spawn(move || threads.current().unwrap().pid())
+        .join()
+        .unwrap();
+    let forks_before = threads.tasks().stats().forks;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [(EventKind::Exit, true), (EventKind::Free, true),]
+    );
+    // Nothing was adopted during the thread's end.
+    assert_eq!(threads.tasks().stats().forks, forks_before);
+    assert!(threads.tasks().get(pid).is_none());
 }
 
 #[test]

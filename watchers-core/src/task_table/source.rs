@@ -253,14 +253,7 @@ impl TaskTable {
                 task.set_session(pid, pid);
                 task.send(EventData::Sid { sid: pid })
             }
-            Recorded::Comm(comm) => {
-                let old = task.replace_comm(comm);
-                let new = task.comm();
-                task.send(EventData::Comm {
-                    old: &old,
-                    new: &new,
-                })
-            }
+            Recorded::Comm(comm) => task.rename(comm),
             Recorded::Ptrace(tracer) => {
                 task.set_tracer(tracer);
                 task.send(EventData::Ptrace { tracer })
