@@ -91,21 +91,62 @@ struct Node {
     /// [`parent_link`]) and for init itself; for an embryo, the parent it gets if that
     /// one still runs when the fork is decided.
     parent: Weak<Task>,
-    /// Processes whose parent this task is (threads are not waited for).
+    /// The tasks whose parent it is, made with its first one: most nodes (a thread's,
+    /// a process's that forks nothing) never need one and stay three words, which
+    /// keeps the table's buckets small for the thread that forks and the one that ends
+    /// to pass between them.
+    family: Option<Box<Family>>,
+}
+
+/// The tasks whose parent a task is, by pid.
+struct Family {
+    /// Processes (threads are not waited for).
     children: HashSet<Pid, SeedableRandomState>,
-    /// Threads whose parent this task is: handed to init with the children when it
-    /// exits, so that their parent never names a freed task.
+    /// Threads: handed to init with the children when the task exits, so that their
+    /// parent never names a freed task.
     threads: HashSet<Pid, SeedableRandomState>,
 }
 
 impl Node {
-    /// A task's node, linked to no parent yet, its sets seeded with the table's seed.
-    fn new(task: Arc<Task>, hasher: &SeedableRandomState) -> Node {
+    /// A task's node, linked to no parent yet, with no family.
+    fn new(task: Arc<Task>) -> Node {
         Node {
             task,
             parent: Weak::new(),
-            children: HashSet::with_hasher(hasher.clone()),
-            threads: HashSet::with_hasher(hasher.clone()),
+            family: None,
+        }
+    }
+
+    /// Whether `pid` is one of its child processes.
+    fn has_child(&self, pid: Pid) -> bool {
+        self.family
+            .as_ref()
+            .is_some_and(|family| family.children.contains(&pid))
+    }
+
+    /// Its child processes' pids.
+    fn children(&self) -> impl Iterator<Item = &Pid> {
+        self.family.iter().flat_map(|family| &family.children)
+    }
+
+    /// Its family, made (its sets seeded with the table's seed) if it has none yet.
+    fn family(&mut self, hasher: &SeedableRandomState) -> &mut Family {
+        self.family.get_or_insert_with(|| {
+            Box::new(Family {
+                children: HashSet::with_hasher(hasher.clone()),
+                threads: HashSet::with_hasher(hasher.clone()),
+            })
+        })
+    }
+
+    /// Takes `pid` off its family.
+    fn disown(&mut self, pid: Pid, thread: bool) {
+        if let Some(family) = &mut self.family {
+            if thread {
+                family.threads.remove(&pid);
+            } else {
+                family.children.remove(&pid);
+            }
         }
     }
 }
@@ -167,7 +208,7 @@ impl TaskTable {
         init.set_state(TaskState::Running);
         let hasher = SeedableRandomState::random();
         let mut nodes = HashMap::with_hasher(hasher.clone());
-        nodes.insert(Pid::INIT, Node::new(init.clone(), &hasher));
+        nodes.insert(Pid::INIT, Node::new(init.clone()));
         TaskTable {
             watchers,
             init,
@@ -226,7 +267,7 @@ impl TaskTable {
         let mut children: Vec<Pid> = inner
             .nodes
             .get(&pid)
-            .map(|node| node.children.iter().copied().collect())
+            .map(|node| node.children().copied().collect())
             .unwrap_or_default();
         children.sort();
         children
@@ -307,10 +348,7 @@ impl TaskTable {
         let (parent, real_parent, child) = {
             let mut inner = self.lock();
             let Inner {
-                nodes,
-                hasher,
-                last_pid,
-                ..
+                nodes, last_pid, ..
             } = &mut *inner;
             // One lookup finds the parent and, for a thread, the parent's parent.
             let parent_node = nodes
@@ -357,7 +395,7 @@ impl TaskTable {
                 comm,
             ));
             // The embryo holds its pid, invisible to `get`, until the fork is decided.
-            let mut node = Node::new(child.clone(), hasher);
+            let mut node = Node::new(child.clone());
             node.parent = parent_link(real_parent.as_ref());
             nodes.insert(pid, node);
             (parent, real_parent, child)
@@ -450,7 +488,7 @@ impl TaskTable {
                 Some(parent.clone())
             };
             let task = Arc::new(Task::new(init));
-            let mut node = Node::new(task.clone(), &inner.hasher);
+            let mut node = Node::new(task.clone());
             node.parent = parent_link(real_parent.as_ref());
             inner.nodes.insert(task.pid(), node);
             (task, parent, real_parent)
@@ -680,13 +718,9 @@ impl TaskTable {
             task.set_state(TaskState::Zombie);
             inner.stats.exits += 1;
             // Most tasks end with nothing to hand over: then nothing more is looked up.
-            match inner.node_of_mut(&task) {
-                Some(node) if !(node.children.is_empty() && node.threads.is_empty()) => {
-                    let children = std::mem::take(&mut node.children);
-                    let threads = std::mem::take(&mut node.threads);
-                    inner.hand_over(children, threads)
-                }
-                _ => Vec::new(),
+            match inner.node_of_mut(&task).and_then(|node| node.family.take()) {
+                Some(family) => inner.hand_over(*family),
+                None => Vec::new(),
             }
         };
 
@@ -749,7 +783,7 @@ impl TaskTable {
             let is_child = inner
                 .nodes
                 .get(&parent)
-                .is_some_and(|node| node.children.contains(&child));
+                .is_some_and(|node| node.has_child(child));
             if !is_child {
                 return Err(if inner.nodes.contains_key(&child) {
                     TaskError::NotAChild { parent, child }
@@ -786,8 +820,7 @@ impl TaskTable {
                 .get(&parent)
                 .ok_or(TaskError::NoSuchTask(parent))?;
             let zombie = node
-                .children
-                .iter()
+                .children()
                 .filter_map(|child| inner.nodes.get(child))
                 .map(|node| &node.task)
                 .filter(|task| task.state() == TaskState::Zombie && !task.free_is_claimed())
@@ -973,11 +1006,8 @@ impl Inner {
     /// Hands an exiting task's children and threads to init. Zombie children are
     /// returned, held by identity, for init to reap at once; the other children, and
     /// the threads, become init's.
-    fn hand_over(
-        &mut self,
-        children: HashSet<Pid, SeedableRandomState>,
-        threads: HashSet<Pid, SeedableRandomState>,
-    ) -> Vec<Arc<Task>> {
+    fn hand_over(&mut self, family: Family) -> Vec<Arc<Task>> {
+        let Family { children, threads } = family;
         let mut orphans = Vec::new();
         let mut adopted = Vec::with_capacity(children.len());
         for &pid in &children {
@@ -1001,13 +1031,24 @@ impl Inner {
             }
         }
         // Init never exits, so it keeps no list of its threads (see `link`).
-        self.init_node().children.extend(adopted);
+        if !adopted.is_empty() {
+            self.init_family().children.extend(adopted);
+        }
         orphans
     }
 
     /// The next free pid (see [`allocate_pid`]).
     fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
         allocate_pid(&self.nodes, &mut self.last_pid, pid_max)
+    }
+
+    /// Init's family, made if it has none yet.
+    fn init_family(&mut self) -> &mut Family {
+        let Inner { nodes, hasher, .. } = self;
+        nodes
+            .get_mut(&Pid::INIT)
+            .unwrap_or_else(|| unreachable!("init is never removed"))
+            .family(hasher)
     }
 
     /// Init's node, which is never removed.
@@ -1049,13 +1090,18 @@ impl Inner {
                 task.set_parent(Pid::INIT);
                 return;
             }
+            let Inner { nodes, hasher, .. } = self;
+            let node = nodes
+                .get_mut(&parent.pid())
+                .filter(|node| Arc::ptr_eq(&node.task, parent));
             if adopts(parent.state())
-                && let Some(node) = self.node_of_mut(parent)
+                && let Some(node) = node
             {
+                let family = node.family(hasher);
                 if thread {
-                    node.threads.insert(pid);
+                    family.threads.insert(pid);
                 } else {
-                    node.children.insert(pid);
+                    family.children.insert(pid);
                 }
                 task.set_parent(parent.pid());
                 return;
@@ -1066,7 +1112,7 @@ impl Inner {
             }
         }
         if !thread {
-            self.init_node().children.insert(pid);
+            self.init_family().children.insert(pid);
         }
         task.set_parent(Pid::INIT);
     }
@@ -1078,17 +1124,11 @@ impl Inner {
         match parent.upgrade() {
             Some(parent) => {
                 if let Some(node) = self.node_of_mut(&parent) {
-                    if thread {
-                        node.threads.remove(&pid);
-                    } else {
-                        node.children.remove(&pid);
-                    }
+                    node.disown(pid, thread);
                 }
             }
             // Init's; it lists no threads.
-            None if !thread => {
-                self.init_node().children.remove(&pid);
-            }
+            None if !thread => self.init_node().disown(pid, false),
             None => {}
         }
     }
