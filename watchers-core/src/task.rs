@@ -220,7 +220,9 @@ impl Task {
     /// The id that the operating system gives the thread or process this task mirrors,
     /// once its event source has recorded it (see [`set_os_id`](Task::set_os_id)). A
     /// table's pids are its own: a mirror of this program's threads numbers them from
-    /// 2, whatever their OS thread ids.
+    /// 2, whatever their OS thread ids, and its sources for threads and child processes
+    /// record the OS ids here. A mirror whose pids are the kernel's own (the
+    /// process-events connector's) records none: there the pid is the OS id.
     ///
     /// ```
     /// use watchers_core::Task;
