@@ -158,3 +158,23 @@ fn adopt_running_reports_pid_exhaustion() {
         Err(watchers_core::ForkError::PidsExhausted(3))
     ));
 }
+
+/// A task whose fork is undone after it forked children of its own (another thread
+/// found it running meanwhile) hands them to init, as an exit does: else they keep a
+/// parent pid that any later task may take, and nobody can ever reap them.
+#[test]
+fn abort_fork_hands_the_tasks_children_to_init() {
+    let (tasks, _) = table();
+    let aborted = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let child = tasks.fork(aborted.pid(), CloneFlags::empty()).unwrap();
+    let sibling = tasks.fork(child.pid(), CloneFlags::PARENT).unwrap();
+    tasks.abort_fork(&aborted).unwrap();
+    drop(aborted);
+    for orphan in [&child, &sibling] {
+        assert_eq!(orphan.parent(), Pid::INIT);
+        assert!(tasks.children(Pid::INIT).contains(&orphan.pid()));
+    }
+    // An orphan's exit is reaped by init, as any other orphan's.
+    tasks.exit(child.pid(), 0).unwrap();
+    assert_eq!(child.state(), TaskState::Dead);
+}
