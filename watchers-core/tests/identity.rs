@@ -676,3 +676,137 @@ fn clone_parent_from_a_thread_whose_parent_was_freed_goes_to_init() {
     let thread = tasks.fork(t.pid(), CloneFlags::THREAD).unwrap();
     assert_eq!(thread.parent(), Pid::INIT);
 }
+
+/// Every task's parent is in the table, and each process is among its parent's
+/// children (and only there).
+fn check_families(tasks: &TaskTable, step: usize, op: &str) {
+    let all = tasks.tasks();
+    for task in &all {
+        let pid = task.pid();
+        if pid == Pid::INIT {
+            continue;
+        }
+        let parent = task.parent();
+        assert!(
+            tasks.get(parent).is_some(),
+            "step {step} ({op}): {pid:?} ({:?}) names {parent:?}, which is not in the table",
+            task.state()
+        );
+        if !task.is_thread() {
+            assert!(
+                tasks.children(parent).contains(&pid),
+                "step {step} ({op}): {pid:?} is not among its parent {parent:?}'s children"
+            );
+        }
+    }
+    for owner in &all {
+        for child in tasks.children(owner.pid()) {
+            let child = tasks.get(child).expect("a listed child is in the table");
+            assert_eq!(child.parent(), owner.pid(), "step {step} ({op})");
+        }
+    }
+}
+
+/// Random forks (plain, thread, CLONE_PARENT), adoptions under any pid, exits, waits
+/// and frees over few pids, with watchers that adopt under an exiting task and exit a
+/// parent during its child's fork: after every step each task's parent pid is in the
+/// table and lists it.
+#[test]
+fn families_stay_consistent_under_random_changes() {
+    let tasks = table(40);
+    let adopted_in_exit = Arc::new(AtomicU64::new(0));
+    let counted = adopted_in_exit.clone();
+    reenter(
+        &tasks,
+        "adopt_in_exit",
+        EventSet::EXIT,
+        move |tasks, event| {
+            let me = event.task();
+            let pid = (2..40).map(Pid).find(|pid| tasks.get(*pid).is_none());
+            if let Some(pid) = pid.filter(|_| me.pid().0 % 2 == 0) {
+                let flags = if me.pid().0 % 4 == 0 {
+                    CloneFlags::THREAD
+                } else {
+                    CloneFlags::empty()
+                };
+                let init = TaskInit {
+                    pid,
+                    tgid: if flags.is_empty() { pid } else { me.tgid() },
+                    parent: me.pid(),
+                    sid: Pid::INIT,
+                    pgid: Pid::INIT,
+                    uids: Ids::all(0),
+                    gids: Ids::all(0),
+                    comm: "late".to_owned(),
+                };
+                if tasks.adopt(init, flags).is_ok() {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        },
+    );
+    reenter(&tasks, "exit_parent", EventSet::FORK, |tasks, event| {
+        if let watchers_core::EventData::Fork { parent, .. } = event.data()
+            && event.task().pid().0 % 5 == 0
+            && parent.pid() != Pid::INIT
+        {
+            let _ = tasks.exit(parent.pid(), 0);
+        }
+    });
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    for step in 0..20_000 {
+        let pid = Pid(1 + next(40) as u32);
+        let flags = [CloneFlags::empty(), CloneFlags::THREAD, CloneFlags::PARENT][next(3) as usize];
+        let op = match next(7) {
+            0 | 1 => {
+                let _ = tasks.fork(pid, flags);
+                "fork"
+            }
+            2 => {
+                let _ = tasks.exit(pid, 0);
+                "exit"
+            }
+            3 => {
+                let _ = tasks.exit_unreaped(pid, ExitStatus::exited(0));
+                "exit_unreaped"
+            }
+            4 => {
+                let _ = tasks.wait(pid);
+                "wait"
+            }
+            5 => {
+                if let Some(task) = tasks.get(pid) {
+                    let _ = tasks.free(&task);
+                }
+                "free"
+            }
+            _ => {
+                let new = Pid(2 + next(39) as u32);
+                let init = TaskInit {
+                    pid: new,
+                    tgid: if flags.contains(CloneFlags::THREAD) {
+                        pid
+                    } else {
+                        new
+                    },
+                    parent: pid,
+                    sid: Pid::INIT,
+                    pgid: Pid::INIT,
+                    uids: Ids::all(0),
+                    gids: Ids::all(0),
+                    comm: "adopted".to_owned(),
+                };
+                let _ = tasks.adopt(init, flags);
+                "adopt"
+            }
+        };
+        check_families(&tasks, step, op);
+    }
+    assert!(adopted_in_exit.load(Ordering::Relaxed) > 100);
+}
