@@ -506,3 +506,15 @@ fn a_thread_that_calls_exit_still_gets_exit_and_free() {
         "the child said {said:?}"
     );
 }
+
+/// Once a thread's task is freed, the OS may give its thread id to another thread:
+/// `os_tid` no longer names it, as `TaskSlot` values are gone after `free`.
+#[test]
+fn a_freed_threads_os_tid_goes_with_it() {
+    let (threads, _, _) = source();
+    let handle = threads.builder().spawn(|| ()).unwrap();
+    let task = handle.task().clone();
+    handle.join().unwrap();
+    assert_eq!(task.state(), TaskState::Dead);
+    assert_eq!(watchers_threads::os_tid(&task), None);
+}
