@@ -218,21 +218,13 @@ impl Task {
     }
 
     /// The id that the operating system gives the thread or process this task mirrors,
-    /// once its event source has recorded it (see [`set_os_id`](Task::set_os_id)). A
-    /// table's pids are its own: a mirror of this program's threads numbers them from
-    /// 2, whatever their OS thread ids, and its sources for threads and child processes
-    /// record the OS ids here. A mirror whose pids are the kernel's own (the
+    /// from when its event source records it (see
+    /// [`TaskTable::set_os_id`](crate::TaskTable::set_os_id)) until its `free` (whose
+    /// watchers still see it): after that the OS may give the id to another thread or
+    /// process. A table's pids are its own: a mirror of this program's threads numbers
+    /// them from 2, whatever their OS thread ids, and its sources for threads and child
+    /// processes record the OS ids here. A mirror whose pids are the kernel's own (the
     /// process-events connector's) records none: there the pid is the OS id.
-    ///
-    /// ```
-    /// use watchers_core::Task;
-    ///
-    /// let task = Task::detached(2);
-    /// assert_eq!(task.os_id(), None);
-    /// assert!(task.set_os_id(4242));
-    /// assert!(!task.set_os_id(7), "recorded once");
-    /// assert_eq!(task.os_id(), Some(4242));
-    /// ```
     pub fn os_id(&self) -> Option<u32> {
         match self.os_id.load(Ordering::Acquire) {
             0 => None,
@@ -240,15 +232,19 @@ impl Task {
         }
     }
 
-    /// Records the OS's id for this task: for event sources, once the thread runs or
-    /// the process is spawned. The first id sticks: false (and nothing changes) if one
-    /// was recorded already, or if `id` is 0, which no thread or process has.
-    pub fn set_os_id(&self, id: u32) -> bool {
+    /// Records the OS's id unless one is recorded already; see
+    /// [`TaskTable::set_os_id`](crate::TaskTable::set_os_id).
+    pub(crate) fn set_os_id(&self, id: u32) -> bool {
         id != 0
             && self
                 .os_id
                 .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
+    }
+
+    /// Forgets the OS's id, at `free`.
+    pub(crate) fn forget_os_id(&self) {
+        self.os_id.store(0, Ordering::Release);
     }
 
     /// When it was created (for durations; not a wall-clock time).

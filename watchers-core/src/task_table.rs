@@ -717,11 +717,7 @@ impl TaskTable {
             let mut inner = self.lock();
             task.set_state(TaskState::Zombie);
             inner.stats.exits += 1;
-            // Most tasks end with nothing to hand over: then nothing more is looked up.
-            match inner.node_of_mut(&task).and_then(|node| node.family.take()) {
-                Some(family) => inner.hand_over(*family),
-                None => Vec::new(),
-            }
+            inner.hand_over(&task)
         };
 
         // Finish what a panic interrupted, then let the first panic continue.
@@ -876,6 +872,7 @@ impl TaskTable {
                 inner.unlist(&task, &node.parent);
             }
         }
+        task.forget_os_id();
         task.slots.clear();
         task.local.clear();
         match outcome {
@@ -1006,8 +1003,12 @@ impl Inner {
     /// Hands an exiting task's children and threads to init. Zombie children are
     /// returned, held by identity, for init to reap at once; the other children, and
     /// the threads, become init's.
-    fn hand_over(&mut self, family: Family) -> Vec<Arc<Task>> {
-        let Family { children, threads } = family;
+    fn hand_over(&mut self, task: &Arc<Task>) -> Vec<Arc<Task>> {
+        // Most tasks end with nothing to hand over: then nothing more is looked up.
+        let Some(family) = self.node_of_mut(task).and_then(|node| node.family.take()) else {
+            return Vec::new();
+        };
+        let Family { children, threads } = *family;
         let mut orphans = Vec::new();
         let mut adopted = Vec::with_capacity(children.len());
         for &pid in &children {

@@ -1,7 +1,7 @@
 //! This program's child processes as an event source for task watchers: spawning a
 //! [`std::process::Command`] through [`CommandExt::spawn_watched`] sends the child's life
 //! through the same [`WatcherTable`](watchers_core::WatcherTable) as the task model, with
-//! the same ordering, fork rollback, [`TaskSlot`] and
+//! the same ordering, fork rollback, [`TaskSlot`](watchers_core::TaskSlot) and
 //! runtime-watcher rules. No privileges are needed.
 //!
 //! * `fork` runs first, in the spawning thread. A watcher may refuse: the spawn returns
@@ -72,8 +72,8 @@ use std::process::Command;
 
 use watchers_core::Task;
 
-/// The OS pid of a child's task, from its `exec` event on: its [`Task::os_id`],
-/// recorded once the OS has spawned the child.
+/// The OS pid of a child's task, from its `exec` event until its `free` (after which the
+/// OS may give the pid to another process): its [`Task::os_id`].
 pub fn os_pid(task: &Task) -> Option<u32> {
     task.os_id()
 }

@@ -90,7 +90,7 @@ impl Processes {
             .map_err(SpawnError::Fork)?;
         match command.spawn() {
             Ok(child) => {
-                task.set_os_id(child.id());
+                self.tasks.set_os_id(&task, child.id());
                 let program = command.get_program().to_string_lossy();
                 // A failing `exec` watcher is counted; the program runs regardless.
                 let _ = self.tasks.exec(task.pid(), &program);

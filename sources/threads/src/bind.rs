@@ -73,7 +73,7 @@ impl Bindings {
     fn push(&self, source: &'static Threads, task: Arc<Task>, main: bool) {
         if let Some(tid) = os::tid() {
             // A thread that several sources adopted records its id in each task.
-            task.set_os_id(tid);
+            source.tasks().set_os_id(&task, tid);
         }
         let binding = Binding { source, task };
         let mut list = self.list.borrow_mut();

@@ -63,18 +63,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! When `free` runs: on Unix, after every thread-local destructor of the thread (a
-//! pthread key's destructor reports the end), so a thread-local's `Drop` still finds the
-//! thread's task. The main thread's task ends in a thread-local destructor instead, which
-//! runs at `exit` only where the platform runs them (glibc does). Elsewhere that
-//! destructor is registered when the thread first meets the crate (first thing for a
-//! thread spawned here), so it comes after every thread-local initialised later.
+//! When `free` runs: on Linux with glibc, after every thread-local destructor of the
+//! thread (a pthread key's destructor reports its end), so a thread-local's `Drop` still
+//! finds the thread's task; a thread that ends the process with `exit` is reported by an
+//! `atexit` handler, after its thread-local destructors. The main thread's task ends in
+//! a thread-local destructor instead, which runs at `exit` only where the platform runs
+//! them (glibc does). Elsewhere that destructor is registered when the thread first
+//! meets the crate (first thing for a thread spawned here), so it comes after every
+//! thread-local initialised later. A watcher that panics there is caught and ignored (a
+//! panic escaping a thread-local destructor or a C callback would abort). A library
+//! built on this crate must not be unloaded while threads it bound still run.
 //!
 //! Limitations: threads of a dependency are adopted only when they meet this crate, so
-//! they are never refused and their `fork` comes late. Scoped threads that are not joined may be freed just after
-//! [`std::thread::scope`] returns, because std's scope waits for their closures, not for
-//! their thread-locals. A watcher that panics during the thread-local destructor is
-//! caught and ignored there (a panic in a thread-local destructor would abort).
+//! they are never refused and their `fork` comes late. Scoped threads that are not
+//! joined may be freed just after [`std::thread::scope`] returns, because std's scope
+//! waits for their closures, not for their thread-locals.
 #![deny(missing_docs)]
 
 mod bind;
@@ -93,9 +96,9 @@ use std::thread::Scope;
 
 use watchers_core::Task;
 
-/// The OS thread id of a thread's task, once the thread has run: its
-/// [`Task::os_id`], which the thread records itself when it first meets the source.
-/// `None` on platforms without thread ids.
+/// The OS thread id of a thread's task, from when the thread first meets the source (for
+/// a thread spawned through it, before its closure runs) until the task's `free`: its
+/// [`Task::os_id`]. `None` on platforms without thread ids.
 pub fn os_tid(task: &Task) -> Option<u32> {
     task.os_id()
 }

@@ -104,11 +104,36 @@ impl TaskTable {
         Err(ForkError::PidsExhausted(self.pid_max))
     }
 
+    /// Records the id that the operating system gave the real thread or process behind
+    /// `task`, a task of this table, once its event source knows it: readable as
+    /// [`Task::os_id`] until the task's `free`. Dispatches nothing. The first id
+    /// recorded for a task stays: false (and nothing changes) if one is recorded
+    /// already, or if `id` is 0, which no thread or process has. A method of the table,
+    /// not of the task, because watchers see tasks but only a table's owner changes them.
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
+    /// let child = tasks.fork(tasks.init().pid(), CloneFlags::empty())?;
+    /// assert_eq!(child.os_id(), None);
+    /// assert!(tasks.set_os_id(&child, 4242));
+    /// assert!(!tasks.set_os_id(&child, 7), "recorded once");
+    /// assert_eq!(child.os_id(), Some(4242));
+    /// tasks.exit(child.pid(), 0)?; // init reaps it: `free`
+    /// assert_eq!(child.os_id(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_os_id(&self, task: &Task, id: u32) -> bool {
+        task.set_os_id(id)
+    }
+
     /// Undoes a successful [`fork`](TaskTable::fork) whose real task could not be
     /// created (the OS refused the thread or the process): the `fork` watchers, which all
     /// succeeded, get `free` — exactly those that asked for it, in reverse order, as
     /// after a refused fork — without an `exit`, and the pid becomes free. Counted as a
-    /// fork and a free in [`stats`](TaskTable::stats).
+    /// fork and a free in [`stats`](TaskTable::stats). Children that it forked meanwhile
+    /// (another thread found it running) go to init, as at an exit.
     ///
     /// ```
     /// use watchers_core::{CloneFlags, TaskState, TaskTable, WatcherTable};
@@ -129,13 +154,24 @@ impl TaskTable {
         if task.pid() == Pid::INIT {
             return Err(TaskError::Init("abort its fork"));
         }
-        {
+        let orphans = {
             // Found by identity: the pid may name another task by now.
-            let inner = self.lock();
+            let mut inner = self.lock();
             inner.check_running(task, "abort its fork")?;
             task.set_state(TaskState::Zombie);
+            // Children it forked while it ran (another thread found it) go to init, as
+            // at an exit: else their parent pid could be taken and nobody reap them.
+            inner.hand_over(task)
+        };
+        let (orphan_error, panic) = self.settle_after_exit(task, &orphans, false);
+        let freed = self.release(task);
+        if let Some(payload) = panic {
+            std::panic::resume_unwind(payload);
         }
-        self.release(task)
+        match (freed, orphan_error) {
+            (Ok(()), Some(error)) => Err(TaskError::Watcher(error)),
+            (freed, _) => freed,
+        }
     }
 
     /// Like [`exit_with`](TaskTable::exit_with), except that the task stays a zombie even

@@ -558,7 +558,7 @@ pub enum Report {
     SubscriptionChanged(SubscriptionMode),
 }
 
-/// The process-events connector source; see the [module documentation](self).
+/// The process-events connector source; see the [crate documentation](crate).
 pub struct ProcConnector {
     socket: NetlinkSocket,
     table: TableRef,
