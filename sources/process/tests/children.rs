@@ -123,6 +123,7 @@ fn two_thousand_children_get_every_event_exactly_once() {
             .collect();
         max_alive = max_alive.max(processes.tasks().stats().tasks);
         for (kind, serial, mut child) in batch.drain(..) {
+            let task = child.task().clone();
             let status = match kind {
                 Kind::Code(_) | Kind::Terminated => Some(child.wait().unwrap()),
                 Kind::Killed => {
@@ -147,8 +148,10 @@ fn two_thousand_children_get_every_event_exactly_once() {
                     Kind::Killed => assert_eq!(signal(status), Some(9)),
                     _ => assert_eq!(status.code(), Some(0)),
                 }
-                // Once waited for, the task is freed.
+                // Once waited for, the task is freed, and its OS pid (free to be reused)
+                // is forgotten.
                 assert_eq!(lock(&SEEN)[&serial].frees, 1);
+                assert_eq!(watchers_process::os_pid(&task), None);
                 expected.insert(serial, Some(to_task_status(status)));
             } else {
                 expected.insert(serial, None);
