@@ -1,6 +1,8 @@
 //! Real threads through the source: panics, adoption of plain std threads, names,
 //! refusal, OS failure and scoped threads. Every test has its own table and source.
 
+mod common;
+
 use std::sync::{Arc, Mutex};
 
 use watchers_core::{
@@ -462,57 +464,25 @@ fn a_thread_bound_to_several_sources_ends_in_each_once_last_met_first() {
     );
 }
 
-/// Set in the copy of the test binary that
-/// `a_thread_that_calls_exit_still_gets_exit_and_free` runs.
-const EXIT_CHILD: &str = "WATCHERS_THREADS_REVIEW_EXIT_CHILD";
-
 /// A thread other than the main one that ends the process with `exit` has its
-/// thread-local destructors run by glibc (as the main thread's are), so its task gets
-/// `exit` and `free`, as it did when a thread-local destructor reported the end.
+/// thread-local destructors run by glibc (as the main thread's are), and an `atexit`
+/// handler reports its end: its task gets `exit` and `free`.
 #[test]
 #[cfg_attr(
     not(all(target_os = "linux", target_env = "gnu")),
     ignore = "relies on glibc running the exiting thread's destructors and atexit handlers"
 )]
 fn a_thread_that_calls_exit_still_gets_exit_and_free() {
-    if std::env::var_os(EXIT_CHILD).is_some() {
-        let table = WatcherTable::from_watchers([]).unwrap().leak();
-        table
-            .watcher("test::at_exit", EventSet::EXIT | EventSet::FREE)
-            .register(|event: &Event<'_>| {
-                use std::io::Write;
-                let line = format!("{:?} {}\n", event.kind(), event.task().pid());
-                std::io::stderr()
-                    .write_all(line.as_bytes())
-                    .map_err(|_| "stderr is closed")
-            })
-            .unwrap()
-            .keep();
-        let threads: &'static Threads = Box::leak(Box::new(Threads::new(table)));
+    if std::env::var_os(common::CHILD).is_some() {
         // libtest runs this on a thread of its own: not the main thread.
-        let me = threads.current().unwrap();
-        eprintln!("bound {}", me.pid());
+        common::bind_reporting_to_stderr();
         std::process::exit(0);
     }
-    let child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_thread_that_calls_exit_still_gets_exit_and_free",
-            "--nocapture",
-        ])
-        .env(EXIT_CHILD, "1")
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&child.stderr);
-    assert!(child.status.success(), "{said}");
-    let pid = said
-        .lines()
-        .find_map(|line| line.strip_prefix("bound "))
-        .unwrap_or_else(|| panic!("the child said {said:?}"));
-    assert!(
-        said.contains(&format!("bound {pid}\nExit {pid}\nFree {pid}\n")),
-        "the child said {said:?}"
-    );
+    common::child_reports_exit_and_free(&[
+        "--exact",
+        "a_thread_that_calls_exit_still_gets_exit_and_free",
+        "--nocapture",
+    ]);
 }
 
 /// Once a thread's task is freed, the OS may give its thread id to another thread:
