@@ -70,13 +70,12 @@ pub struct TaskTable {
 
 struct Inner {
     /// Keyed by pid with foldhash: SipHash cost a fork, exit and free about a thousand
-    /// instructions. The hash keeps a per-process random seed, because pids are not
-    /// always the table's own: a mirror of the kernel's processes holds pids that a
-    /// local user picks by choosing which of its processes stay alive, and an unkeyed
-    /// hash would let such a user line them up in one bucket.
+    /// instructions. The hash keeps a random seed, drawn once per table (and used for
+    /// every node's sets too), because pids are not always the table's own: a mirror of
+    /// the kernel's processes holds pids that a local user picks by choosing which of
+    /// its processes stay alive, and an unkeyed hash would let such a user line them up
+    /// in one bucket.
     nodes: HashMap<Pid, Node, SeedableRandomState>,
-    /// The seed of `nodes` and of every node's sets: drawn once per table.
-    hasher: SeedableRandomState,
     last_pid: u32,
     /// Counted under the lock that each change takes anyway: as atomics of their own,
     /// the spawning thread (forks) and the ending one (exits, frees) passed their
@@ -206,8 +205,7 @@ impl TaskTable {
             comm: "init".to_owned(),
         }));
         init.set_state(TaskState::Running);
-        let hasher = SeedableRandomState::random();
-        let mut nodes = HashMap::with_hasher(hasher.clone());
+        let mut nodes = HashMap::with_hasher(SeedableRandomState::random());
         nodes.insert(Pid::INIT, Node::new(init.clone()));
         TaskTable {
             watchers,
@@ -215,7 +213,6 @@ impl TaskTable {
             pid_max: pid_max.max(2),
             inner: Mutex::new(Inner {
                 nodes,
-                hasher,
                 last_pid: 1,
                 stats: Counters::default(),
             }),
@@ -1045,11 +1042,8 @@ impl Inner {
 
     /// Init's family, made if it has none yet.
     fn init_family(&mut self) -> &mut Family {
-        let Inner { nodes, hasher, .. } = self;
-        nodes
-            .get_mut(&Pid::INIT)
-            .unwrap_or_else(|| unreachable!("init is never removed"))
-            .family(hasher)
+        let hasher = self.nodes.hasher().clone();
+        self.init_node().family(&hasher)
     }
 
     /// Init's node, which is never removed.
@@ -1091,14 +1085,11 @@ impl Inner {
                 task.set_parent(Pid::INIT);
                 return;
             }
-            let Inner { nodes, hasher, .. } = self;
-            let node = nodes
-                .get_mut(&parent.pid())
-                .filter(|node| Arc::ptr_eq(&node.task, parent));
+            let hasher = self.nodes.hasher().clone();
             if adopts(parent.state())
-                && let Some(node) = node
+                && let Some(node) = self.node_of_mut(parent)
             {
-                let family = node.family(hasher);
+                let family = node.family(&hasher);
                 if thread {
                     family.threads.insert(pid);
                 } else {
