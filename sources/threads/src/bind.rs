@@ -69,9 +69,10 @@ impl Bindings {
             .map(|binding| binding.task.clone())
     }
 
-    /// Binds the thread to `task` in `source`; `main`: whether it is the main thread.
-    fn push(&self, source: &'static Threads, task: Arc<Task>, main: bool) {
-        if let Some(tid) = os::tid() {
+    /// Binds the thread, whose OS id is `tid`, to `task` in `source`; `main`: whether it
+    /// is the main thread.
+    fn push(&self, source: &'static Threads, task: Arc<Task>, tid: Option<u32>, main: bool) {
+        if let Some(tid) = tid {
             // A thread that several sources adopted records its id in each task.
             source.tasks().set_os_id(&task, tid);
         }
@@ -98,7 +99,9 @@ pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentErro
             if let Some(task) = bindings.find(source) {
                 return Ok(task);
             }
-            let main = os::is_main_thread();
+            // One system call for both: the id is recorded and tells the main thread.
+            let tid = os::tid();
+            let main = os::is_main_thread(tid);
             let task = if main && source.claim_main() {
                 source.process().clone()
             } else {
@@ -111,7 +114,7 @@ pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentErro
                     .map_err(CurrentError::Adopt)?;
                 task
             };
-            bindings.push(source, task.clone(), main);
+            bindings.push(source, task.clone(), tid, main);
             Ok(task)
         })
         .unwrap_or(Err(CurrentError::ThreadEnding))
@@ -122,7 +125,7 @@ pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentErro
 /// thread-locals are gone.
 pub(crate) fn enter(source: &'static Threads, task: Arc<Task>) {
     // Fails only while the thread-locals are being destroyed, never at a thread's start.
-    let _ = BINDINGS.try_with(|bindings| bindings.push(source, task, false));
+    let _ = BINDINGS.try_with(|bindings| bindings.push(source, task, os::tid(), false));
 }
 
 /// Reports the calling thread's end to every source it met: `exit` for a task still

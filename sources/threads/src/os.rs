@@ -16,14 +16,16 @@ pub(crate) fn tid() -> Option<u32> {
     }
 }
 
-/// Whether the calling thread is the process's main thread.
-pub(crate) fn is_main_thread() -> bool {
+/// Whether the calling thread, whose OS id is `tid` (from [`tid`]), is the process's
+/// main thread.
+pub(crate) fn is_main_thread(tid: Option<u32>) -> bool {
     #[cfg(any(target_os = "linux", target_os = "android"))]
     {
-        tid() == Some(std::process::id())
+        tid == Some(std::process::id())
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
+        let _ = tid;
         std::thread::current().name() == Some("main")
     }
 }
