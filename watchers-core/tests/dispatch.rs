@@ -59,17 +59,7 @@ const NAMES: [&str; 10] = ["w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8",
 
 /// Ten watchers that run w0..w9 on fork; the odd ones do not ask for `free`.
 fn chain() -> &'static WatcherTable {
-    WatcherTable::from_watchers((0..10usize).map(|i| {
-        let events = if i.is_multiple_of(2) {
-            EventSet::FORK | EventSet::EXEC | EventSet::EXIT | EventSet::FREE
-        } else {
-            EventSet::FORK | EventSet::EXEC | EventSet::EXIT
-        };
-        // Priorities fall with the index, so fork order is w0..w9 whatever the names.
-        Watcher::new(NAMES[i], events, FUNCS[i]).with_priority(100 - i as i32)
-    }))
-    .expect("distinct names")
-    .leak()
+    first(NAMES.len()).leak()
 }
 
 /// The log of a fork stopped at watcher `at`: its `fork` reached watchers 0 to `at`, then
@@ -251,10 +241,11 @@ fn a_panic_in_the_middle_of_fork_rolls_back_then_unwinds_and_the_table_stays_usa
 fn first(n: usize) -> WatcherTable {
     WatcherTable::from_watchers((0..n).map(|i| {
         let events = if i.is_multiple_of(2) {
-            EventSet::FORK | EventSet::EXIT | EventSet::FREE
+            EventSet::FORK | EventSet::EXEC | EventSet::EXIT | EventSet::FREE
         } else {
-            EventSet::FORK | EventSet::EXIT
+            EventSet::FORK | EventSet::EXEC | EventSet::EXIT
         };
+        // Priorities fall with the index, so fork order is w0..w9 whatever the names.
         Watcher::new(NAMES[i], events, FUNCS[i]).with_priority(100 - i as i32)
     }))
     .expect("distinct names")

@@ -745,14 +745,22 @@ fn families_stay_consistent_under_random_changes() {
             }
         },
     );
-    reenter(&tasks, "exit_parent", EventSet::FORK, |tasks, event| {
-        if let watchers_core::EventData::Fork { parent, .. } = event.data()
-            && event.task().pid().0 % 5 == 0
-            && parent.pid() != Pid::INIT
-        {
-            let _ = tasks.exit(parent.pid(), 0);
-        }
-    });
+    let parents_gone = Arc::new(AtomicU64::new(0));
+    let gone = parents_gone.clone();
+    reenter(
+        &tasks,
+        "exit_parent",
+        EventSet::FORK,
+        move |tasks, event| {
+            if let watchers_core::EventData::Fork { parent, .. } = event.data()
+                && event.task().pid().0 % 5 == 0
+                && parent.pid() != Pid::INIT
+                && tasks.exit(parent.pid(), 0).is_ok()
+            {
+                gone.fetch_add(1, Ordering::Relaxed);
+            }
+        },
+    );
     let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = |n: u64| {
         seed ^= seed << 13;
@@ -808,5 +816,7 @@ fn families_stay_consistent_under_random_changes() {
         };
         check_families(&tasks, step, op);
     }
+    // The premises: both re-entrant watchers really changed the table many times.
     assert!(adopted_in_exit.load(Ordering::Relaxed) > 100);
+    assert!(parents_gone.load(Ordering::Relaxed) > 100);
 }

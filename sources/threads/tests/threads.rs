@@ -391,13 +391,11 @@ fn the_event_order_of_spawned_threads_is_fork_exit_free_even_when_concurrent() {
 }
 
 /// A thread that meets several sources is a task in each, and ends in each exactly once,
-/// last met first: the thread spawned through `a` is adopted by `b`, then by `c`, and its
-/// thread-local destructor ends `c`'s task, then `b`'s (each `exit` then `free`); `a`'s
-/// task exited when the closure returned and gets its `free` last.
+/// last met first: the thread spawned through `a` is adopted by `b`, then by `c`, and the
+/// report of its end ends `c`'s task, then `b`'s (each `exit` then `free`); `a`'s task
+/// exited when the closure returned and gets its `free` last.
 #[test]
 fn a_thread_bound_to_several_sources_ends_in_each_once_last_met_first() {
-    use watchers_core::EventKind;
-
     let order: Arc<Mutex<Vec<(char, EventKind, Pid)>>> = Arc::default();
     let make = |label: char| -> &'static Threads {
         let table = WatcherTable::from_watchers([]).unwrap().leak();
@@ -490,9 +488,13 @@ fn a_thread_that_calls_exit_still_gets_exit_and_free() {
 #[test]
 fn a_freed_threads_os_tid_goes_with_it() {
     let (threads, _, _) = source();
-    let handle = threads.builder().spawn(|| ()).unwrap();
+    let handle = threads
+        .builder()
+        .spawn(move || watchers_threads::os_tid(&threads.current().unwrap()))
+        .unwrap();
     let task = handle.task().clone();
-    handle.join().unwrap();
+    // The premise: the id was there while the thread ran.
+    assert!(handle.join().unwrap().is_some());
     assert_eq!(task.state(), TaskState::Dead);
     assert_eq!(watchers_threads::os_tid(&task), None);
 }
