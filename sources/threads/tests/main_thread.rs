@@ -11,8 +11,12 @@ use watchers_threads::Threads;
 
 fn main() {
     if std::env::var_os(common::CHILD).is_some() {
-        // Binds the main thread, then returns from `main`.
-        return common::bind_reporting_to_stderr();
+        // Binds the main thread, spawns a thread through the same source (which sets up
+        // the report of a thread's end at `exit` too), then returns from `main`: the
+        // main thread's end, which both reports reach, is reported once.
+        let threads = common::bind_reporting_to_stderr();
+        threads.builder().spawn(|| ()).unwrap().join().unwrap();
+        return;
     }
     let table = WatcherTable::from_watchers([]).unwrap().leak();
     let threads: &'static Threads = Box::leak(Box::new(Threads::new(table)));

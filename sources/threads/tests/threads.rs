@@ -473,7 +473,7 @@ fn a_thread_bound_to_several_sources_ends_in_each_once_last_met_first() {
 fn a_thread_that_calls_exit_still_gets_exit_and_free() {
     if std::env::var_os(common::CHILD).is_some() {
         // libtest runs this on a thread of its own: not the main thread.
-        common::bind_reporting_to_stderr();
+        let _ = common::bind_reporting_to_stderr();
         std::process::exit(0);
     }
     common::child_reports_exit_and_free(&[

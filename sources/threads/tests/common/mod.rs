@@ -13,7 +13,7 @@ pub const CHILD: &str = "WATCHERS_THREADS_EXIT_CHILD";
 
 /// In the child: binds the calling thread to a new source whose watcher writes each
 /// `exit` and `free` to stderr (`exit 3`), after writing the thread's pid (`bound 3`).
-pub fn bind_reporting_to_stderr() {
+pub fn bind_reporting_to_stderr() -> &'static Threads {
     let table = WatcherTable::from_watchers([]).unwrap().leak();
     table
         .watcher("test::at_exit", EventSet::EXIT | EventSet::FREE)
@@ -33,10 +33,12 @@ pub fn bind_reporting_to_stderr() {
     let threads: &'static Threads = Box::leak(Box::new(Threads::new(table)));
     let me = threads.current().unwrap();
     eprintln!("bound {}", me.pid());
+    threads
 }
 
 /// In the parent: runs this test binary again as the child, with `args`, and checks
-/// that it succeeded and that the thread it bound got `exit` and then `free`.
+/// that it succeeded and that the thread it bound got `exit` and then `free`, once each
+/// (other tasks' lines may come between).
 pub fn child_reports_exit_and_free(args: &[&str]) {
     let child = Command::new(std::env::current_exe().unwrap())
         .args(args)
@@ -49,8 +51,17 @@ pub fn child_reports_exit_and_free(args: &[&str]) {
         .lines()
         .find_map(|line| line.strip_prefix("bound "))
         .unwrap_or_else(|| panic!("the child said {said:?}"));
-    assert!(
-        said.contains(&format!("bound {pid}\nexit {pid}\nfree {pid}\n")),
+    let own: Vec<&str> = said
+        .lines()
+        .filter(|line| line.split_once(' ').is_some_and(|(_, of)| of == pid))
+        .collect();
+    assert_eq!(
+        own,
+        [
+            format!("bound {pid}"),
+            format!("exit {pid}"),
+            format!("free {pid}")
+        ],
         "the child said {said:?}"
     );
 }
