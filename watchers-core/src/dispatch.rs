@@ -1,8 +1,10 @@
 //! Calling the watchers of an event: fork rollback, error recording, panics.
 //!
-//! One walk serves three kinds of chain (static only, static merged with runtime
-//! watchers, and either followed by per-task watchers) through the `Callees` trait, so
-//! the rollback rules exist once.
+//! A generic walk serves every kind of chain (static only, static merged with runtime
+//! watchers, and either followed by per-task watchers) through the `Callees` trait. The
+//! fast path walks the static chain alone with a loop of its own, which hands a failure
+//! or a panic to the same functions as the generic walk, so the rollback rules exist
+//! once.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -67,18 +69,7 @@ impl WatcherTable {
         if route & 1 << (k + ROUTE_SLOW) != 0 {
             return self.dispatch_slow(event, kind, mode);
         }
-        let statics = Statics {
-            table: self,
-            chain: &self.chains[kind.index()],
-        };
-        // The fork test is against a number loaded from the table: a test of the kind
-        // itself is folded into the mapping from the event to its kind, which then
-        // becomes a jump table (an indirect jump on every dispatch) instead of a load.
-        if mode == Mode::Dispatch && k == self.fork_index {
-            walk_statics_fork(&statics, event)
-        } else {
-            walk_statics_all(&statics, event)
-        }
+        walk_statics(self, &self.chains[kind.index()], event, mode)
     }
 
     /// An event that runtime or per-task watchers may want, or that is counted.
@@ -93,16 +84,11 @@ impl WatcherTable {
         let chain = &self.chains[kind.index()];
         if !self.runtime.wants(kind) && !local::may_reach(event) {
             // Only the counts, or another task's per-task watchers, brought it here.
-            if chain.funcs.is_empty() {
+            if chain.len() == 0 {
                 return Ok(());
             }
             self.count(kind);
-            let statics = Statics { table: self, chain };
-            return if kind == EventKind::Fork && mode == Mode::Dispatch {
-                walk_statics_fork(&statics, event)
-            } else {
-                walk_statics_all(&statics, event)
-            };
+            return walk_statics(self, chain, event, mode);
         }
         self.count(kind);
         let locals = local::reached_by(event);
@@ -182,34 +168,11 @@ enum Mode {
 }
 
 fn walk<C: Callees>(callees: &C, event: &Event<'_>, mode: Mode) -> Result<(), DispatchError> {
-    if event.kind() == EventKind::Fork && mode == Mode::Dispatch {
+    if refusable(event, mode) {
         walk_fork(callees, event)
     } else {
         walk_all(callees, event)
     }
-}
-
-/// Records, only when the call it spans unwinds, which watcher was being called: a
-/// walk forgets it once the call returns, so the normal path stores nothing. Watcher
-/// `base + K` of a block: the position is a constant of the type, and each position's
-/// landing pad calls a function of its own, so that the compiler cannot merge the pads
-/// into one that needs the position in a register, loaded before every call.
-struct Mark<'w, const K: usize> {
-    calling: &'w mut usize,
-    base: usize,
-}
-
-impl<const K: usize> Drop for Mark<'_, K> {
-    #[inline]
-    fn drop(&mut self) {
-        unwound_at::<K>(self.calling, self.base);
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn unwound_at<const K: usize>(calling: &mut usize, base: usize) {
-    *calling = base + K;
 }
 
 /// Undoes a fork when dropped: only by a panic out of watcher `calling` (the walk
@@ -232,13 +195,18 @@ impl<C: Callees> ForkWalk<'_, '_, C> {
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        let panicked = self.calling;
-        self.callees.record_error(panicked);
-        for i in panicked + 1..self.callees.len() {
-            self.callees.record_skipped(i);
-        }
-        rollback(self.callees, self.event, panicked);
+        fork_unwound(self.callees, self.event, self.calling);
     }
+}
+
+/// Watcher `panicked` of a fork panicked: count it and the skipped ones, and undo the
+/// ones before it.
+fn fork_unwound<C: Callees>(callees: &C, event: &Event<'_>, panicked: usize) {
+    callees.record_error(panicked);
+    for i in panicked + 1..callees.len() {
+        callees.record_skipped(i);
+    }
+    rollback(callees, event, panicked);
 }
 
 fn walk_fork<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchError> {
@@ -256,23 +224,6 @@ fn walk_fork<C: Callees>(callees: &C, event: &Event<'_>) -> Result<(), DispatchE
     }
     std::mem::forget(fork);
     Ok(())
-}
-
-/// [`walk_fork`] over the static chain alone, as a plain loop over its functions.
-#[inline(always)]
-fn walk_statics_fork(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), DispatchError> {
-    let funcs: &[WatcherFn] = &statics.chain.funcs;
-    let mut fork = ForkWalk {
-        callees: statics,
-        event,
-        calling: 0,
-    };
-    let outcome = call_in_order(funcs, event, &mut fork.calling);
-    std::mem::forget(fork);
-    match outcome {
-        Ok(()) => Ok(()),
-        Err((i, source)) => fork_refused(statics, event, i, source),
-    }
 }
 
 /// Watcher `i` refused the fork: count it, undo the ones before it, name it.
@@ -348,14 +299,18 @@ impl<C: Callees> AllWalk<'_, '_, C> {
     #[cold]
     #[inline(never)]
     fn unwound(&mut self) {
-        let panicked = self.calling;
-        self.callees.record_error(panicked);
-        for i in panicked + 1..self.callees.len() {
-            match catch_unwind(AssertUnwindSafe(|| self.callees.call(i, self.event))) {
-                Ok(Called::Ran(Ok(())) | Called::Removed) => {}
-                Ok(Called::Ran(Err(_))) => self.callees.record_error(i),
-                Err(_) => self.callees.record_error(i),
-            }
+        all_unwound(self.callees, self.event, self.calling);
+    }
+}
+
+/// Watcher `panicked` panicked: count it, and call the rest of the chain.
+fn all_unwound<C: Callees>(callees: &C, event: &Event<'_>, panicked: usize) {
+    callees.record_error(panicked);
+    for i in panicked + 1..callees.len() {
+        match catch_unwind(AssertUnwindSafe(|| callees.call(i, event))) {
+            Ok(Called::Ran(Ok(())) | Called::Removed) => {}
+            Ok(Called::Ran(Err(_))) => callees.record_error(i),
+            Err(_) => callees.record_error(i),
         }
     }
 }
@@ -399,26 +354,52 @@ fn walk_all_from<C: Callees>(
     }
 }
 
-/// [`walk_all`] over the static chain alone, as a plain loop over its functions; the
-/// first error hands over to [`walk_all_from`].
+/// Walks `chain`, the static chain of `event`'s kind, as a plain loop over its
+/// functions. The loop is the same for a fork as for any other event: only a failure,
+/// on a cold path, asks which it was (and finds the chain again from the event).
 #[inline(always)]
-fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), DispatchError> {
-    let funcs: &[WatcherFn] = &statics.chain.funcs;
-    let mut all = AllWalk {
-        callees: statics,
-        event,
-        calling: 0,
-    };
-    let outcome = call_in_order(funcs, event, &mut all.calling);
-    std::mem::forget(all);
-    match outcome {
+fn walk_statics(
+    table: &WatcherTable,
+    chain: &Chain,
+    event: &Event<'_>,
+    mode: Mode,
+) -> Result<(), DispatchError> {
+    debug_assert!(std::ptr::eq(chain, &table.chains[event.kind().index()]));
+    let calls = Calls { table, event, mode };
+    match call_in_order(chain, &calls) {
         Ok(()) => Ok(()),
-        Err((i, source)) => statics_failed(statics, event, i, source),
+        Err((at, source)) => statics_failed(calls, at, source),
     }
 }
 
-/// Calls `funcs` in order until one fails, and says which; a panic leaves in
-/// `calling` which watcher panicked, for the unwinding guards.
+/// What a static walk passes to each call: what the cold paths need, kept in registers
+/// on the normal path (nothing of it is stored to memory).
+#[derive(Clone, Copy)]
+struct Calls<'a, 'e> {
+    table: &'a WatcherTable,
+    event: &'a Event<'e>,
+    mode: Mode,
+}
+
+impl<'a> Calls<'a, '_> {
+    /// The chain walked, and the position in it of the function at address `at`.
+    fn position(&self, at: usize) -> (Statics<'a>, usize) {
+        let chain = &self.table.chains[self.event.kind().index()];
+        let statics = Statics {
+            table: self.table,
+            chain,
+        };
+        (statics, chain.position(at))
+    }
+}
+
+/// Whether `event` sent in `mode` is a fork that a failure undoes.
+fn refusable(event: &Event<'_>, mode: Mode) -> bool {
+    event.kind() == EventKind::Fork && mode == Mode::Dispatch
+}
+
+/// Calls the functions of `chain` in order until one fails, and says which by its
+/// address in the chain: a walk counts no positions, a failure finds its position.
 ///
 /// The loop is unrolled by eight: eight call sites rather than one, each seeing fewer
 /// distinct targets, which the indirect-branch predictor tells apart better (a chain
@@ -426,59 +407,81 @@ fn walk_statics_all(statics: &Statics<'_>, event: &Event<'_>) -> Result<(), Disp
 /// call). Measured with 8 trivial watchers on the 2-core benchmark machine: 24 ns per
 /// dispatch with one call site, 21 ns with four, 17.5 ns with eight.
 #[inline(always)]
-fn call_in_order(
-    funcs: &[WatcherFn],
-    event: &Event<'_>,
-    calling: &mut usize,
-) -> Result<(), (usize, BoxError)> {
-    const UNROLL: usize = 8;
-    let mut chunks = funcs.chunks_exact(UNROLL);
-    let mut base = 0;
-    for chunk in &mut chunks {
-        call_at::<0>(&chunk[0], event, base, calling)?;
-        call_at::<1>(&chunk[1], event, base, calling)?;
-        call_at::<2>(&chunk[2], event, base, calling)?;
-        call_at::<3>(&chunk[3], event, base, calling)?;
-        call_at::<4>(&chunk[4], event, base, calling)?;
-        call_at::<5>(&chunk[5], event, base, calling)?;
-        call_at::<6>(&chunk[6], event, base, calling)?;
-        call_at::<7>(&chunk[7], event, base, calling)?;
-        base += UNROLL;
+fn call_in_order(chain: &Chain, calls: &Calls<'_, '_>) -> Result<(), (usize, BoxError)> {
+    for block in &chain.blocks {
+        call_at::<0>(block, calls)?;
+        call_at::<1>(block, calls)?;
+        call_at::<2>(block, calls)?;
+        call_at::<3>(block, calls)?;
+        call_at::<4>(block, calls)?;
+        call_at::<5>(block, calls)?;
+        call_at::<6>(block, calls)?;
+        call_at::<7>(block, calls)?;
     }
-    for func in chunks.remainder() {
-        call_at::<0>(func, event, base, calling)?;
-        base += 1;
+    let mut rest = &*chain.rest;
+    while let [func, tail @ ..] = rest {
+        call_at::<0>(std::slice::from_ref(func), calls)?;
+        rest = tail;
     }
     Ok(())
 }
 
-/// Calls watcher `base + K`.
+/// Calls `funcs[K]`.
 #[inline(always)]
 fn call_at<const K: usize>(
-    func: &WatcherFn,
-    event: &Event<'_>,
-    base: usize,
-    calling: &mut usize,
+    funcs: &[WatcherFn],
+    calls: &Calls<'_, '_>,
 ) -> Result<(), (usize, BoxError)> {
-    let mark = Mark::<K> {
-        calling: &mut *calling,
-        base,
-    };
-    let result = func(event);
+    let func = &funcs[K];
+    let at = std::ptr::from_ref(func).addr();
+    let mark = Mark::<K> { calls: *calls, at };
+    let result = func(calls.event);
     std::mem::forget(mark);
-    result.map_err(|source| (base + K, source))
+    result.map_err(|source| (at, source))
 }
 
+/// Runs the unwinding half of a static walk, only when the call it spans unwinds (a
+/// walk forgets it once the call returns). Function `K` of a block: each position's
+/// landing pad calls a function of its own, so that the compiler cannot merge the
+/// pads into one that needs the function's address in a register, set before every
+/// call.
+struct Mark<'a, 'e, const K: usize> {
+    calls: Calls<'a, 'e>,
+    /// The address of the function called.
+    at: usize,
+}
+
+impl<const K: usize> Drop for Mark<'_, '_, K> {
+    #[inline]
+    fn drop(&mut self) {
+        unwound_at::<K>(self.calls, self.at);
+    }
+}
+
+/// The watcher at address `at` (function `K` of its block) panicked: the fork
+/// rollback, or the rest of the chain.
 #[cold]
 #[inline(never)]
-fn statics_failed(
-    statics: &Statics<'_>,
-    event: &Event<'_>,
-    i: usize,
-    source: BoxError,
-) -> Result<(), DispatchError> {
+fn unwound_at<const K: usize>(calls: Calls<'_, '_>, at: usize) {
+    let (statics, panicked) = calls.position(at);
+    if refusable(calls.event, calls.mode) {
+        fork_unwound(&statics, calls.event, panicked);
+    } else {
+        all_unwound(&statics, calls.event, panicked);
+    }
+}
+
+/// The watcher at address `at` of a static walk returned an error: the fork rollback,
+/// or the rest of the chain.
+#[cold]
+#[inline(never)]
+fn statics_failed(calls: Calls<'_, '_>, at: usize, source: BoxError) -> Result<(), DispatchError> {
+    let (statics, i) = calls.position(at);
+    if refusable(calls.event, calls.mode) {
+        return fork_refused(&statics, calls.event, i, source);
+    }
     statics.record_error(i);
-    walk_all_from(statics, event, i + 1, Some((i, source)))
+    walk_all_from(&statics, calls.event, i + 1, Some((i, source)))
 }
 
 /// The static chain of one event.
@@ -490,12 +493,12 @@ struct Statics<'a> {
 impl Callees for Statics<'_> {
     #[inline]
     fn len(&self) -> usize {
-        self.chain.funcs.len()
+        self.chain.len()
     }
 
     #[inline]
     fn call(&self, i: usize, event: &Event<'_>) -> Called {
-        Called::Ran((self.chain.funcs[i])(event))
+        Called::Ran((self.chain.func(i))(event))
     }
 
     fn wants_free(&self, i: usize) -> bool {
@@ -675,6 +678,8 @@ mod tests {
 
     /// More than two unrolled blocks of eight, and a remainder.
     const N: usize = 19;
+    /// Chain lengths around the blocks' edges.
+    const LENGTHS: [usize; 7] = [1, 7, 8, 9, 16, 17, N];
 
     thread_local! {
         static CALLED: RefCell<Vec<(usize, EventKind)>> = const { RefCell::new(Vec::new()) };
@@ -721,9 +726,10 @@ mod tests {
         "w13", "w14", "w15", "w16", "w17", "w18",
     ];
 
-    fn table() -> WatcherTable {
+    /// A table of the first `len` watchers.
+    fn table(len: usize) -> WatcherTable {
         let events = EventSet::FORK | EventSet::EXIT | EventSet::FREE;
-        WatcherTable::from_watchers((0..N).map(|i| Watcher::new(NAMES[i], events, FUNCS[i])))
+        WatcherTable::from_watchers((0..len).map(|i| Watcher::new(NAMES[i], events, FUNCS[i])))
             .expect("a valid table")
     }
 
@@ -747,48 +753,58 @@ mod tests {
 
     #[test]
     fn unrolled_walks_fail_and_roll_back_at_every_position() {
-        let table = table();
         let (parent, child) = (Task::detached(1), Task::detached(2));
         let [fork, exit] = fork_and_exit(&parent, &child);
-        for (at, name) in NAMES.into_iter().enumerate() {
-            FAIL.set(Some(at));
-            let error = table.dispatch(&fork).expect_err("the fork is refused");
-            assert_eq!(error.watcher, name);
-            let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
-            expected.extend((0..at).rev().map(|i| (i, EventKind::Free)));
-            assert_eq!(take(), expected, "fork refused by {at}");
+        for len in LENGTHS {
+            let table = table(len);
+            for (at, name) in NAMES.into_iter().enumerate().take(len) {
+                FAIL.set(Some(at));
+                let error = table.dispatch(&fork).expect_err("the fork is refused");
+                assert_eq!(error.watcher, name);
+                let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
+                expected.extend((0..at).rev().map(|i| (i, EventKind::Free)));
+                assert_eq!(take(), expected, "fork refused by {at} of {len}");
 
-            let error = table.dispatch(&exit).expect_err("exit reports the error");
-            assert_eq!((error.watcher.as_ref(), error.failures), (name, 1));
-            // Exit runs in reverse order, every watcher.
-            let expected: Vec<_> = (0..N).rev().map(|i| (i, EventKind::Exit)).collect();
-            assert_eq!(take(), expected, "exit failing at {at}");
-            FAIL.set(None);
+                // Notified, the fork runs every watcher and undoes nothing.
+                let error = table.notify(&fork).expect_err("the error is reported");
+                assert_eq!((error.watcher.as_ref(), error.failures), (name, 1));
+                let expected: Vec<_> = (0..len).map(|i| (i, EventKind::Fork)).collect();
+                assert_eq!(take(), expected, "notified fork failing at {at} of {len}");
+
+                let error = table.dispatch(&exit).expect_err("exit reports the error");
+                assert_eq!((error.watcher.as_ref(), error.failures), (name, 1));
+                // Exit runs in reverse order, every watcher.
+                let expected: Vec<_> = (0..len).rev().map(|i| (i, EventKind::Exit)).collect();
+                assert_eq!(take(), expected, "exit failing at {at} of {len}");
+                FAIL.set(None);
+            }
+            assert!(errors(&table).iter().all(|&e| e == 3), "{len}");
+            table.dispatch(&fork).expect("no failure");
+            assert_eq!(take().len(), len);
         }
-        assert!(errors(&table).iter().all(|&e| e == 2));
-        table.dispatch(&fork).expect("no failure");
-        assert_eq!(take().len(), N);
     }
 
     #[test]
     fn unrolled_walks_survive_a_panic_at_every_position() {
-        let table = table();
         let (parent, child) = (Task::detached(1), Task::detached(2));
         let [fork, exit] = fork_and_exit(&parent, &child);
-        for at in 0..N {
-            PANIC.set(Some(at));
-            let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
-            assert!(outcome.is_err(), "the panic continues");
-            let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
-            expected.extend((0..at).rev().map(|i| (i, EventKind::Free)));
-            assert_eq!(take(), expected, "fork panicking at {at}");
+        for len in LENGTHS {
+            let table = table(len);
+            for at in 0..len {
+                PANIC.set(Some(at));
+                let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
+                assert!(outcome.is_err(), "the panic continues");
+                let mut expected: Vec<_> = (0..=at).map(|i| (i, EventKind::Fork)).collect();
+                expected.extend((0..at).rev().map(|i| (i, EventKind::Free)));
+                assert_eq!(take(), expected, "fork panicking at {at} of {len}");
 
-            let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&exit)));
-            assert!(outcome.is_err(), "the panic continues");
-            let expected: Vec<_> = (0..N).rev().map(|i| (i, EventKind::Exit)).collect();
-            assert_eq!(take(), expected, "exit panicking at {at}");
-            PANIC.set(None);
+                let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&exit)));
+                assert!(outcome.is_err(), "the panic continues");
+                let expected: Vec<_> = (0..len).rev().map(|i| (i, EventKind::Exit)).collect();
+                assert_eq!(take(), expected, "exit panicking at {at} of {len}");
+                PANIC.set(None);
+            }
+            assert!(errors(&table).iter().all(|&e| e == 2), "{len}");
         }
-        assert!(errors(&table).iter().all(|&e| e == 2));
     }
 }

@@ -42,8 +42,6 @@ pub struct WatcherTable {
     /// The routing word (see [`routing`](crate::routing)): its own part is rebuilt by
     /// [`WatcherTable::reroute`].
     pub(crate) route: Arc<Routing>,
-    /// `EventKind::Fork.index()`, read from memory by dispatch (see there).
-    pub(crate) fork_index: u32,
     pub(crate) entries: Box<[Entry]>,
     pub(crate) chains: [Chain; EventKind::COUNT],
     pub(crate) dispatched: EventCounters,
@@ -64,10 +62,18 @@ pub(crate) struct Entry {
     pub(crate) rollback_frees: AtomicU64,
 }
 
+/// How many calls a static walk makes per step of its loop (see
+/// [`dispatch`](crate::dispatch)); a chain keeps its functions in blocks of this size.
+pub(crate) const UNROLL: usize = 8;
+
 /// The watchers of one event, in dispatch order.
 #[derive(Default)]
 pub(crate) struct Chain {
-    pub(crate) funcs: Box<[WatcherFn]>,
+    /// The functions, in whole blocks of [`UNROLL`]…
+    pub(crate) blocks: Box<[[WatcherFn; UNROLL]]>,
+    /// … and the rest: split when the table is built, so that a walk does no
+    /// arithmetic to find its loops' bounds.
+    pub(crate) rest: Box<[WatcherFn]>,
     /// Each function's entry index.
     pub(crate) ids: Box<[u32]>,
     /// For the `fork` chain: whether each watcher also asked for `free`.
@@ -141,7 +147,6 @@ impl WatcherTable {
         let chains = Chain::build_all(&entries);
         let table = WatcherTable {
             route: Routing::registered(0),
-            fork_index: EventKind::Fork.index() as u32,
             entries,
             chains,
             dispatched: EventCounters::default(),
@@ -191,7 +196,7 @@ impl WatcherTable {
             .chains
             .iter()
             .zip(0..)
-            .filter(|(chain, _)| !chain.funcs.is_empty())
+            .filter(|(chain, _)| chain.len() > 0)
             .fold(0u32, |bits, (_, k)| bits | 1 << k);
         let runtime = u32::from(runtime.bits());
         let counted = if self.counting { statics } else { 0 };
@@ -383,6 +388,31 @@ impl std::fmt::Debug for WatcherTable {
 }
 
 impl Chain {
+    /// How many watchers.
+    pub(crate) fn len(&self) -> usize {
+        self.blocks.len() * UNROLL + self.rest.len()
+    }
+
+    /// Watcher `i`'s function.
+    pub(crate) fn func(&self, i: usize) -> WatcherFn {
+        match self.blocks.get(i / UNROLL) {
+            Some(block) => block[i % UNROLL],
+            None => self.rest[i - self.blocks.len() * UNROLL],
+        }
+    }
+
+    /// The position of the function at address `at`, an element of `blocks` or `rest`.
+    pub(crate) fn position(&self, at: usize) -> usize {
+        let size = size_of::<WatcherFn>();
+        let blocks = self.blocks.as_ptr().addr();
+        let in_blocks = self.blocks.len() * UNROLL;
+        if (blocks..blocks + in_blocks * size).contains(&at) {
+            (at - blocks) / size
+        } else {
+            in_blocks + (at - self.rest.as_ptr().addr()) / size
+        }
+    }
+
     /// Every event's chain, from the entries (sorted in `fork` order).
     fn build_all(sorted: &[Entry]) -> [Chain; EventKind::COUNT] {
         let mut counts = [0usize; EventKind::COUNT];
@@ -399,11 +429,14 @@ impl Chain {
             if kind.is_teardown() {
                 ids.reverse();
             }
+            let funcs: Vec<WatcherFn> = ids
+                .iter()
+                .map(|&id| sorted[id as usize].watcher.func())
+                .collect();
+            let (blocks, rest) = funcs.as_chunks::<UNROLL>();
             Chain {
-                funcs: ids
-                    .iter()
-                    .map(|&id| sorted[id as usize].watcher.func())
-                    .collect(),
+                blocks: blocks.into(),
+                rest: rest.into(),
                 wants_free: ids
                     .iter()
                     .map(|&id| {
@@ -588,7 +621,11 @@ mod tests {
                 table.order(kind).map(|w| w.name()).collect::<Vec<_>>(),
                 chain
             );
-            assert_eq!(table.chains[kind.index()].funcs.len(), chain.len());
+            let built = &table.chains[kind.index()];
+            assert_eq!(built.len(), chain.len());
+            let funcs: Vec<WatcherFn> = (0..built.len()).map(|i| built.func(i)).collect();
+            let expected: Vec<WatcherFn> = table.order(kind).map(|w| w.func()).collect();
+            assert_eq!(funcs, expected);
         }
     }
 
