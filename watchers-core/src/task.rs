@@ -9,6 +9,10 @@ use std::time::Instant;
 use crate::local::LocalWatchers;
 use crate::task_values::{Comm, ExitStatus, Ids, Pid, TaskState};
 
+/// The OS id of a freed task: no thread or process has it (Linux ids stay below 2^22),
+/// and a freed task can record no other.
+const OS_ID_FORGOTTEN: u32 = u32::MAX;
+
 /// A task (a process or a thread) as watchers see it.
 ///
 /// Tasks are created by a [`TaskTable`](crate::TaskTable) (or by an event source that
@@ -26,7 +30,8 @@ pub struct Task {
     tracer: AtomicU32,
     creds: Mutex<Credentials>,
     comm: Mutex<Comm>,
-    /// The OS's id for what this task mirrors; 0 until a source records one.
+    /// The OS's id for what this task mirrors: 0 until a source records one,
+    /// [`OS_ID_FORGOTTEN`] from its `free` on.
     os_id: AtomicU32,
     started: Instant,
     /// Events of this task in flight through its table (the low bits), and whether
@@ -227,24 +232,25 @@ impl Task {
     /// process-events connector's) records none: there the pid is the OS id.
     pub fn os_id(&self) -> Option<u32> {
         match self.os_id.load(Ordering::Acquire) {
-            0 => None,
+            0 | OS_ID_FORGOTTEN => None,
             id => Some(id),
         }
     }
 
-    /// Records the OS's id unless one is recorded already; see
+    /// Records the OS's id unless one is recorded already or the task is freed; see
     /// [`TaskTable::set_os_id`](crate::TaskTable::set_os_id).
     pub(crate) fn set_os_id(&self, id: u32) -> bool {
         id != 0
+            && id != OS_ID_FORGOTTEN
             && self
                 .os_id
                 .compare_exchange(0, id, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
     }
 
-    /// Forgets the OS's id, at `free`.
+    /// Forgets the OS's id, at `free`, for good: the task cannot get one again.
     pub(crate) fn forget_os_id(&self) {
-        self.os_id.store(0, Ordering::Release);
+        self.os_id.store(OS_ID_FORGOTTEN, Ordering::Release);
     }
 
     /// When it was created (for durations; not a wall-clock time).

@@ -108,7 +108,8 @@ impl TaskTable {
     /// `task`, a task of this table, once its event source knows it: readable as
     /// [`Task::os_id`] until the task's `free`. Dispatches nothing. The first id
     /// recorded for a task stays: false (and nothing changes) if one is recorded
-    /// already, or if `id` is 0, which no thread or process has. A method of the table,
+    /// already, if the task is freed (its OS id may be another's by then), or if `id`
+    /// is 0 or `u32::MAX`, which no thread or process has. A method of the table,
     /// not of the task, because watchers see tasks but only a table's owner changes them.
     ///
     /// ```
@@ -121,6 +122,8 @@ impl TaskTable {
     /// assert!(!tasks.set_os_id(&child, 7), "recorded once");
     /// assert_eq!(child.os_id(), Some(4242));
     /// tasks.exit(child.pid(), 0)?; // init reaps it: `free`
+    /// assert_eq!(child.os_id(), None);
+    /// assert!(!tasks.set_os_id(&child, 4242), "freed");
     /// assert_eq!(child.os_id(), None);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
