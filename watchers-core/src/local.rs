@@ -179,6 +179,20 @@ impl LocalWatchers {
             .is_some_and(|shared| shared.reach.load(Ordering::Acquire) != 0)
     }
 
+    /// Waits until a [`Task::watch`] that found the task alive has published its
+    /// watcher. Called once the task is `Dead` and before its `free` is dispatched, so
+    /// that the `free` reaches every watcher attached before it began; a later `watch`
+    /// finds the task `Dead` and attaches nothing. (A `watch` checks the state and
+    /// publishes under the list's lock, which the `free`'s dispatch does not take.)
+    pub(crate) fn settle(&self) {
+        // Pairs with the fence in `Task::watch`: either this sees the `Shared` that the
+        // watch made, or the watch sees `Dead`.
+        fence(Ordering::SeqCst);
+        if let Some(shared) = self.shared.get() {
+            drop(shared.lock());
+        }
+    }
+
     /// Detaches every watcher and drops the closures (at the task's `free`), outside the
     /// lock; one whose call is in flight on this thread is dropped when that call ends.
     /// A watcher of `fork` and `free` stays until every child whose `fork` it saw has

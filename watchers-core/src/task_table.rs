@@ -861,6 +861,7 @@ impl TaskTable {
     /// sends `free`, then forgets it. Its node keeps the pid taken until then.
     fn free_claimed(&self, task: Arc<Task>) -> Result<(), TaskError> {
         task.set_state(TaskState::Dead);
+        task.local.settle();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
         {
             let mut inner = self.lock();

@@ -212,6 +212,75 @@ fn watching_a_freed_task_drops_the_closure_at_once() {
     });
 }
 
+/// Says which thread dropped the closure that owns it.
+struct DropSite(Arc<Mutex<Option<std::thread::ThreadId>>>);
+
+impl Drop for DropSite {
+    fn drop(&mut self) {
+        let mut site = self.0.lock().unwrap();
+        assert!(site.is_none(), "dropped twice");
+        *site = Some(std::thread::current().id());
+    }
+}
+
+/// `watch` racing the task's `free` on another thread: either the watcher is attached
+/// before the `free` begins, and then it gets that `free` and the free drops it, or it
+/// is not attached at all and `watch` drops it. A watch that found the task alive used
+/// to be able to publish its watcher just after the `free`'s dispatch had read the
+/// task's watchers: attached, never given its `free`, and dropped by the free.
+#[test]
+fn a_watch_racing_the_tasks_free_gets_that_free_or_is_not_attached() {
+    within(240, || {
+        let tasks = Arc::new(TaskTable::with_table(empty_table()));
+        let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let reaper = std::thread::current().id();
+        let (mut attached, mut refused) = (0, 0);
+        for round in 0..20_000u32 {
+            let task = tasks.fork(shell.pid(), CloneFlags::empty()).unwrap();
+            tasks.exit(task.pid(), 0).unwrap(); // a zombie until the shell reaps it
+            let site = Arc::new(Mutex::new(None));
+            let frees = Arc::new(AtomicUsize::new(0));
+            let start = Arc::new(Barrier::new(2));
+            let watcher = {
+                let (task, frees, start) = (task.clone(), frees.clone(), start.clone());
+                let owned = DropSite(site.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    let watch = task.watch(EventSet::FREE, move |event| {
+                        let _owned = &owned;
+                        assert_eq!(event.kind(), EventKind::Free);
+                        frees.fetch_add(1, Ordering::SeqCst);
+                        Ok::<(), String>(())
+                    });
+                    watch.keep();
+                })
+            };
+            start.wait();
+            // Vary which side is first.
+            for _ in 0..round % 64 {
+                std::hint::spin_loop();
+            }
+            tasks.reap(shell.pid(), task.pid()).unwrap();
+            watcher.join().unwrap();
+            let dropped_by = site.lock().unwrap().expect("the closure is dropped");
+            let got_free = frees.load(Ordering::SeqCst);
+            if dropped_by == reaper {
+                // Attached: the free detached it.
+                assert_eq!(got_free, 1, "round {round}: attached, but no free");
+                attached += 1;
+            } else {
+                assert_eq!(got_free, 0, "round {round}: refused, but called");
+                refused += 1;
+            }
+        }
+        // The premise: both orders happened.
+        assert!(
+            attached > 0 && refused > 0,
+            "{attached} watches attached in time, {refused} refused"
+        );
+    });
+}
+
 /// A handle dropped while its closure runs on another thread waits for that call, and
 /// the closure is dropped before the drop returns; no call starts afterwards.
 #[test]
