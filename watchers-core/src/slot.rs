@@ -13,7 +13,9 @@ use crate::task::{SlotValue, Task};
 /// no global lock is taken. Values are handed out as `Arc<T>` (the per-task lock is held
 /// only to clone the `Arc`), so a watcher may hold one while touching other slots of the
 /// same task. A task's table drops every value when the task is freed, after the `free`
-/// watchers ran.
+/// watchers ran. A value set on a task after that (by a thread that still holds the
+/// `Task`, or by the `Drop` of one of its values) stays until the `Task` itself is
+/// dropped with its last `Arc`.
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
