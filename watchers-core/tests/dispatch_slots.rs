@@ -387,3 +387,48 @@ fn an_event_without_static_watchers_calls_nothing() {
     }
     reset();
 }
+
+/// On fork, dispatches the child's exit on the same table and lets its panic through.
+fn reenter_uncaught(event: &Event<'_>) -> WatcherResult {
+    if let EventData::Fork { .. } = event.data() {
+        let table = TABLE.get().expect("a table to re-enter");
+        let exit = Event::new(
+            event.task(),
+            EventData::Exit {
+                status: ExitStatus::exited(0),
+            },
+        );
+        table.dispatch(&exit)?;
+    }
+    Ok(())
+}
+
+#[test]
+fn a_nested_walk_that_panics_through_a_later_watcher_unwinds_both_walks() {
+    let (parent, child) = (Task::detached(1), Task::detached(2));
+    let fork = fork_of(&parent, &child);
+    for counted in [true, false] {
+        for len in [2, 8, 9, 17] {
+            for at in 0..len - 1 {
+                reset();
+                let table: &'static WatcherTable =
+                    Box::leak(built_and_moved(len, counted, reenter_uncaught));
+                TABLE.set(Some(table));
+                // The nested exit's call `at` (watcher len-1-at) panics, through the
+                // outer fork's watcher 0: the nested walk finishes its exit, and the
+                // outer one counts watcher 0 and undoes nothing (none succeeded before).
+                PANIC.set(Some((EventKind::Exit, at)));
+                let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
+                let payload = outcome.expect_err("the nested panic continues");
+                let message = payload.downcast_ref::<String>().expect("a message");
+                assert_eq!(*message, format!("exit call {at} panics"));
+                assert_eq!(seen(), vec![EventKind::Exit; len - 1], "{len}/{at}");
+                let mut errors = one_error_at(len, len - 1 - at);
+                errors[0] += 1;
+                assert_eq!(calls_and_errors(&table).1, errors, "{len}/{at}/{counted}");
+            }
+        }
+    }
+    TABLE.set(None);
+    reset();
+}
