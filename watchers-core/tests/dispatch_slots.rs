@@ -147,6 +147,17 @@ fn expected_calls(len: usize, at: usize, counted: bool) -> Vec<u64> {
         .collect()
 }
 
+/// The message of the panic that `f` lets through.
+fn panic_of<R>(f: impl FnOnce() -> R) -> String {
+    let payload = catch_unwind(AssertUnwindSafe(f))
+        .err()
+        .expect("a panic reaches the caller");
+    payload
+        .downcast_ref::<String>()
+        .expect("a formatted message")
+        .clone()
+}
+
 fn one_error_at(len: usize, at: usize) -> Vec<u64> {
     (0..len).map(|i| u64::from(i == at)).collect()
 }
@@ -158,27 +169,28 @@ fn the_same_function_in_every_slot_is_told_apart_by_its_slot() {
     for counted in [true, false] {
         for len in LENGTHS {
             for at in 0..len {
-                reset();
-                let table = built_and_moved(len, counted, same);
-                FAIL.set(Some((EventKind::Fork, at)));
-                let error = table.dispatch(&fork).expect_err("refused");
-                assert_eq!(error.watcher, name(at), "{len}/{at}/{counted}");
                 let mut expected = vec![EventKind::Fork; at + 1];
                 expected.extend(vec![EventKind::Free; at]);
-                assert_eq!(seen(), expected, "{len}/{at}/{counted}");
-                let (calls, errors) = calls_and_errors(&table);
-                assert_eq!(calls, expected_calls(len, at, counted), "{len}/{at}");
-                assert_eq!(errors, one_error_at(len, at), "{len}/{at}/{counted}");
-
-                reset();
-                let table = built_and_moved(len, counted, same);
-                PANIC.set(Some((EventKind::Fork, at)));
-                let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
-                assert!(outcome.is_err(), "the panic continues");
-                assert_eq!(seen(), expected, "panic {len}/{at}/{counted}");
-                let (calls, errors) = calls_and_errors(&table);
-                assert_eq!(calls, expected_calls(len, at, counted), "panic {len}/{at}");
-                assert_eq!(errors, one_error_at(len, at), "panic {len}/{at}");
+                for panics in [false, true] {
+                    let case = format!("{len}/{at}/{counted}/{panics}");
+                    reset();
+                    let table = built_and_moved(len, counted, same);
+                    if panics {
+                        PANIC.set(Some((EventKind::Fork, at)));
+                        assert_eq!(
+                            panic_of(|| table.dispatch(&fork)),
+                            format!("fork call {at} panics")
+                        );
+                    } else {
+                        FAIL.set(Some((EventKind::Fork, at)));
+                        let error = table.dispatch(&fork).expect_err("refused");
+                        assert_eq!(error.watcher, name(at), "{case}");
+                    }
+                    assert_eq!(seen(), expected, "{case}");
+                    let (calls, errors) = calls_and_errors(&table);
+                    assert_eq!(calls, expected_calls(len, at, counted), "{case}");
+                    assert_eq!(errors, one_error_at(len, at), "{case}");
+                }
 
                 // Notified, the same fork runs every watcher and undoes nothing.
                 reset();
@@ -236,10 +248,12 @@ fn an_exit_failing_at_two_slots_of_one_function_reports_the_first_and_the_count(
                 reset();
                 PANIC.set(Some((EventKind::Exit, at)));
                 PANIC_TOO.set(Some((EventKind::Exit, len - 1)));
-                let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&exit)));
-                let payload = outcome.expect_err("the first panic continues");
-                let message = payload.downcast_ref::<String>().expect("a message");
-                assert_eq!(*message, format!("exit call {at} panics"));
+                let message = panic_of(|| table.dispatch(&exit));
+                assert_eq!(
+                    message,
+                    format!("exit call {at} panics"),
+                    "the first continues"
+                );
                 assert_eq!(seen(), vec![EventKind::Exit; len], "{len}/{at}");
                 let twice: Vec<u64> = expected.iter().map(|e| 2 * e).collect();
                 assert_eq!(calls_and_errors(&table).1, twice, "{len}/{at}/{counted}");
@@ -272,43 +286,38 @@ fn a_failure_or_a_panic_inside_the_rollback_free_spares_the_other_frees() {
                     let mut expected = vec![EventKind::Fork; at + 1];
                     expected.extend(vec![EventKind::Free; at]);
                     let bad = Some((EventKind::Free, bad_free));
-                    let case = format!("{len}/{at}/{bad_free}/{counted}");
-
-                    // Refused, and a rollback free fails: counted, nothing else.
-                    reset();
-                    let table = build(len, counted, same);
-                    FAIL.set(Some((EventKind::Fork, at)));
-                    FAIL_TOO.set(bad);
-                    let error = table.dispatch(&fork).expect_err("refused");
-                    assert_eq!(error.watcher, name(at), "{case}");
-                    assert_eq!(seen(), expected, "{case}");
-                    assert_eq!(calls_and_errors(&table).1, errors, "{case}");
-
-                    // Refused, and a rollback free panics: every free still runs,
-                    // then that panic reaches the caller.
-                    reset();
-                    let table = build(len, counted, same);
-                    FAIL.set(Some((EventKind::Fork, at)));
-                    PANIC.set(bad);
-                    let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
-                    let payload = outcome.expect_err("the free's panic");
-                    let message = payload.downcast_ref::<String>().expect("a message");
-                    assert_eq!(*message, format!("free call {bad_free} panics"), "{case}");
-                    assert_eq!(seen(), expected, "{case}");
-                    assert_eq!(calls_and_errors(&table).1, errors, "{case}");
-
-                    // The fork panics, and so does a rollback free: every free still
-                    // runs and the fork's panic is the one that continues.
-                    reset();
-                    let table = build(len, counted, same);
-                    PANIC.set(Some((EventKind::Fork, at)));
-                    PANIC_TOO.set(bad);
-                    let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
-                    let payload = outcome.expect_err("the fork's panic");
-                    let message = payload.downcast_ref::<String>().expect("a message");
-                    assert_eq!(*message, format!("fork call {at} panics"), "{case}");
-                    assert_eq!(seen(), expected, "{case}");
-                    assert_eq!(calls_and_errors(&table).1, errors, "{case}");
+                    // The fork refused or panicking; the free failing or panicking.
+                    for (fork_panics, free_panics) in [(false, false), (false, true), (true, true)]
+                    {
+                        let case = format!("{len}/{at}/{bad_free}/{counted}/{fork_panics}");
+                        reset();
+                        let table = build(len, counted, same);
+                        let fork_trigger = Some((EventKind::Fork, at));
+                        if fork_panics {
+                            PANIC.set(fork_trigger);
+                        } else {
+                            FAIL.set(fork_trigger);
+                        }
+                        if free_panics {
+                            PANIC_TOO.set(bad);
+                        } else {
+                            FAIL_TOO.set(bad);
+                        }
+                        if free_panics {
+                            // Every free still runs; then the first panic continues.
+                            let first = if fork_panics {
+                                format!("fork call {at} panics")
+                            } else {
+                                format!("free call {bad_free} panics")
+                            };
+                            assert_eq!(panic_of(|| table.dispatch(&fork)), first, "{case}");
+                        } else {
+                            let error = table.dispatch(&fork).expect_err("refused");
+                            assert_eq!(error.watcher, name(at), "{case}");
+                        }
+                        assert_eq!(seen(), expected, "{case}");
+                        assert_eq!(calls_and_errors(&table).1, errors, "{case}");
+                    }
                 }
             }
         }
@@ -353,7 +362,7 @@ fn a_watcher_that_dispatches_on_its_own_table_mid_walk_leaves_the_outer_walk_int
                     assert_eq!(NESTED.get(), Some((len - 1, nested)), "{len}/{at}");
                     let mut errors = one_error_at(len, at);
                     errors[len - 1] += 1;
-                    assert_eq!(calls_and_errors(&table).1, errors, "{len}/{at}/{nested}");
+                    assert_eq!(calls_and_errors(table).1, errors, "{len}/{at}/{nested}");
                     let kinds = seen();
                     let frees = kinds.iter().filter(|&&k| k == EventKind::Free).count();
                     // Watcher 0 (`reenter`) logs nothing: frees of 1..at only.
@@ -418,14 +427,12 @@ fn a_nested_walk_that_panics_through_a_later_watcher_unwinds_both_walks() {
                 // outer fork's watcher 0: the nested walk finishes its exit, and the
                 // outer one counts watcher 0 and undoes nothing (none succeeded before).
                 PANIC.set(Some((EventKind::Exit, at)));
-                let outcome = catch_unwind(AssertUnwindSafe(|| table.dispatch(&fork)));
-                let payload = outcome.expect_err("the nested panic continues");
-                let message = payload.downcast_ref::<String>().expect("a message");
-                assert_eq!(*message, format!("exit call {at} panics"));
+                let message = panic_of(|| table.dispatch(&fork));
+                assert_eq!(message, format!("exit call {at} panics"));
                 assert_eq!(seen(), vec![EventKind::Exit; len - 1], "{len}/{at}");
                 let mut errors = one_error_at(len, len - 1 - at);
                 errors[0] += 1;
-                assert_eq!(calls_and_errors(&table).1, errors, "{len}/{at}/{counted}");
+                assert_eq!(calls_and_errors(table).1, errors, "{len}/{at}/{counted}");
             }
         }
     }
