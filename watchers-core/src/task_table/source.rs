@@ -108,7 +108,8 @@ impl TaskTable {
     /// `task`, a task of this table, once its event source knows it: readable as
     /// [`Task::os_id`] until the task's `free`. Dispatches nothing. The first id
     /// recorded for a task stays: false (and nothing changes) if one is recorded
-    /// already, if the task is freed (its OS id may be another's by then), or if `id`
+    /// already, if the task's `free` is over (its OS id may be another's by then; during
+    /// the `free` an id may still be recorded, and is forgotten with the rest), or if `id`
     /// is 0 or `u32::MAX`, which no thread or process has. A method of the table,
     /// not of the task, because watchers see tasks but only a table's owner changes them.
     ///
