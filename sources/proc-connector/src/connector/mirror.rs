@@ -983,6 +983,36 @@ mod tests {
         assert!(m.tasks.get(Pid(me)).is_some());
     }
 
+    #[test]
+    fn a_resync_keeps_a_live_task_whose_name_is_not_utf8() {
+        // A process that renames itself with a byte that is not UTF-8 must not look
+        // gone: a resync would send it `exit` and `free` while it runs, and its later
+        // events would concern an unknown task.
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let (tid, stop, handle) = procfs::tests::named_thread(b"plain");
+        m.seed(&mut sink).unwrap();
+        assert!(m.tasks.get(Pid(tid)).is_some(), "seeded");
+        std::fs::write(format!("/proc/self/task/{tid}/comm"), b"\xffhidden")
+            .expect("rename the thread");
+        let renamed = ProcEvent::Comm {
+            pid: tid as i32,
+            tgid: std::process::id() as i32,
+            comm: *b"\xffhidden\0\0\0\0\0\0\0\0\0",
+        };
+        m.apply(&message(renamed, monotonic_ns()), &mut sink);
+        resync(&mut m);
+        let still = m.tasks.get(Pid(tid)).is_some();
+        drop(stop);
+        handle.join().unwrap();
+        assert!(
+            !kinds(&log, tid as i32).contains(&EventKind::Exit),
+            "a live task got `exit`: {:?}",
+            kinds(&log, tid as i32)
+        );
+        assert!(still, "still mirrored after the resync");
+    }
+
     fn resync(m: &mut Mirror) -> Resync {
         let plan = m.resync_scan(&mut |_| {}).unwrap();
         m.resync_finish(plan, &mut |_| {})

@@ -175,7 +175,7 @@ pub(crate) fn scan() -> io::Result<Vec<ProcTask>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -202,6 +202,64 @@ mod tests {
         assert_eq!(parse_start_ticks(stat), Some(123_456));
         assert_eq!(parse_start_ticks("42 (x) S 1"), None);
         assert_eq!(parse_start_ticks(""), None);
+    }
+
+    /// A thread of this process that named itself `name` (through its own `comm`
+    /// file, as `prctl(PR_SET_NAME)` would), parked until the sender is dropped.
+    pub(crate) fn named_thread(
+        name: &'static [u8],
+    ) -> (
+        u32,
+        std::sync::mpsc::Sender<()>,
+        std::thread::JoinHandle<()>,
+    ) {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::spawn(move || {
+            fs::write("/proc/thread-self/comm", name).expect("rename this thread");
+            let link = fs::read_link("/proc/thread-self").expect("read /proc/thread-self");
+            let tid: u32 = link
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.parse().ok())
+                .expect("a thread id");
+            tid_tx.send(tid).expect("report the thread id");
+            let _ = stop_rx.recv();
+        });
+        let tid = tid_rx.recv().expect("the thread started");
+        (tid, stop_tx, handle)
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_does_not_hide_the_task() {
+        // Any process can name itself with bytes that are not UTF-8 (`prctl`, or the
+        // file name it execs); /proc/<pid>/status then holds them raw.
+        let (tid, stop, handle) = named_thread(b"\xffhidden");
+        let found = task(tid);
+        let listed = scan().unwrap().iter().any(|t| t.pid == tid);
+        let name = comm(tid);
+        drop(stop);
+        handle.join().unwrap();
+        let found = found.expect("the task is found");
+        assert_eq!(found.comm, "\u{fffd}hidden");
+        assert!(listed, "a scan lists it");
+        assert_eq!(name.as_deref(), Some("\u{fffd}hidden"));
+    }
+
+    #[test]
+    fn status_names_are_read_as_the_kernel_holds_them() {
+        // The kernel escapes `\n` and `\\` in the status file's Name (only those) and
+        // puts a tab after the colon: the name is what follows, unescaped.
+        let text = "Name:\ta\\\\b\\nc\nState:\tS\nTgid:\t4\nPid:\t4\nPPid:\t1\n\
+                    Uid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n";
+        assert_eq!(parse_status(text).unwrap().comm, "a\\b\nc");
+        for name in [&b"a\\b"[..], b"a\nb", b"\t lead", b"x\\n"] {
+            let (tid, stop, handle) = named_thread(name);
+            let found = task(tid).map(|t| t.comm);
+            drop(stop);
+            handle.join().unwrap();
+            assert_eq!(found.as_deref().map(str::as_bytes), Some(name));
+        }
     }
 
     #[test]
