@@ -52,6 +52,35 @@ fn ids(value: &str) -> Option<Ids> {
     })
 }
 
+/// The name as the task holds it: the status file escapes a newline as `\n` and a
+/// backslash as `\\` (and nothing else), so a name cannot break the file's lines.
+fn unescape_name(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+/// A `/proc` file as text. Not `read_to_string`: a task's name is any bytes it chose,
+/// and a file that is not UTF-8 must not make the task look gone.
+fn read_text(path: &Path) -> Option<String> {
+    let bytes = fs::read(path).ok()?;
+    Some(match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(error) => String::from_utf8_lossy(error.as_bytes()).into_owned(),
+    })
+}
+
 fn first_number(value: &str) -> Option<u32> {
     value.split_whitespace().next()?.parse().ok()
 }
@@ -72,7 +101,7 @@ pub(crate) fn parse_status(text: &str) -> Option<ProcTask> {
             continue;
         };
         match key {
-            "Name" => name = Some(value.trim_start_matches([' ', '\t']).to_owned()),
+            "Name" => name = Some(unescape_name(value.strip_prefix('\t').unwrap_or(value))),
             "State" => state = value.trim().chars().next(),
             "Pid" => pid = first_number(value),
             "Tgid" => tgid = first_number(value),
@@ -100,7 +129,7 @@ pub(crate) fn parse_status(text: &str) -> Option<ProcTask> {
 }
 
 fn read_status(path: &Path) -> Option<ProcTask> {
-    parse_status(&fs::read_to_string(path).ok()?)
+    parse_status(&read_text(path)?)
 }
 
 /// One task by its id (a thread id works too: `/proc/<tid>` exists though unlisted),
@@ -113,7 +142,7 @@ pub(crate) fn task(pid: u32) -> Option<ProcTask> {
 
 /// The task's current name.
 pub(crate) fn comm(pid: u32) -> Option<String> {
-    let mut name = fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+    let mut name = read_text(Path::new(&format!("/proc/{pid}/comm")))?;
     if name.ends_with('\n') {
         name.pop();
     }
@@ -129,7 +158,7 @@ pub(crate) fn cmdline(pid: u32) -> Option<Vec<u8>> {
 
 /// When the task started, in clock ticks since boot (`/proc/<pid>/stat` field 22).
 pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
-    parse_start_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+    parse_start_ticks(&read_text(Path::new(&format!("/proc/{pid}/stat")))?)
 }
 
 fn parse_start_ticks(stat: &str) -> Option<u64> {
@@ -165,7 +194,8 @@ pub(crate) fn scan() -> io::Result<Vec<ProcTask>> {
                 read_status(Path::new(&format!("/proc/{pid}/task/{tid}/status")))
             {
                 task.start_ticks = parse_start_ticks(
-                    &fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).unwrap_or_default(),
+                    &read_text(Path::new(&format!("/proc/{pid}/task/{tid}/stat")))
+                        .unwrap_or_default(),
                 );
                 out.push(task);
             }
