@@ -95,6 +95,25 @@ mod tests {
     }
 
     #[test]
+    fn every_bidirectional_mark_is_escaped() {
+        // The Unicode bidi formatting characters (UAX #9): the marks LRM, RLM and ALM,
+        // the embeddings and overrides, the isolates. Any of them can reorder what a
+        // terminal shows ("Trojan Source").
+        for c in [
+            '\u{200e}', '\u{200f}', '\u{061c}', '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}',
+            '\u{202e}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(
+                escaped(text.as_bytes()),
+                format!("a\\u{{{:x}}}b", c as u32),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+    }
+
+    #[test]
     fn escapes_cannot_be_forged() {
         // A literal backslash-n in the input is not a newline in the output.
         assert_eq!(escaped(b"\\n"), "\\\\n");

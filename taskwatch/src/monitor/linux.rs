@@ -773,3 +773,42 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
         None => Ok(ExitCode::SUCCESS),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A thread of this process that named itself `name`, parked until the sender is
+    /// dropped; its id.
+    fn named_thread(name: &'static [u8]) -> (u32, std::sync::mpsc::Sender<()>) {
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            std::fs::write("/proc/thread-self/comm", name).expect("rename this thread");
+            let link = std::fs::read_link("/proc/thread-self").expect("/proc/thread-self");
+            let tid = link
+                .file_name()
+                .and_then(|n| n.to_str()?.parse::<u32>().ok());
+            tid_tx
+                .send(tid.expect("a thread id"))
+                .expect("report the id");
+            let _ = stop_rx.recv();
+        });
+        (tid_rx.recv().expect("the thread started"), stop_tx)
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_does_not_hide_the_group_or_the_terminal() {
+        // `-p` and `-x` read /proc/<pid>/stat, which holds the name raw: a process
+        // named with a byte that is not UTF-8 must not lose its group (and slip past or
+        // into a `-p` filter by a stale guess) nor its terminal.
+        let (plain, stop_plain) = named_thread(b"plain");
+        let (hostile, stop_hostile) = named_thread(b"\xff) 1 2 3");
+        let groups = (pgrp_of(plain), pgrp_of(hostile));
+        let ttys = (tty_of(plain), tty_of(hostile));
+        drop((stop_plain, stop_hostile));
+        assert!(groups.0.is_some(), "this process has a group");
+        assert_eq!(groups.1, groups.0);
+        assert_eq!(ttys.1, ttys.0);
+    }
+}

@@ -1013,6 +1013,105 @@ mod tests {
         assert!(still, "still mirrored after the resync");
     }
 
+    /// A small deterministic generator (xorshift64*), so a failure replays.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Checks the watchers' view of each pid: `fork`, then events, then `free`, and
+    /// never an event on a pid that is not alive. Returns the first violation.
+    fn lifecycle_violation(log: &Log) -> Option<String> {
+        let mut alive: HashMap<u32, bool> = HashMap::new();
+        for (i, &(kind, pid, _)) in log.lock().unwrap().iter().enumerate() {
+            let live = alive.entry(pid).or_insert(false);
+            match kind {
+                EventKind::Fork if *live => return Some(format!("#{i}: {pid} forked twice")),
+                EventKind::Fork => *live = true,
+                EventKind::Free if !*live => return Some(format!("#{i}: {pid} freed twice")),
+                EventKind::Free => *live = false,
+                other if !*live => return Some(format!("#{i}: {other} on dead {pid}")),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn random_event_streams_keep_every_task_freed_exactly_once() {
+        // Fake pids (no /proc entry), events in any order: unknown pids, exits before
+        // forks, threads of groups never seen, reused pids, time going backwards.
+        for seed in 1..=200u64 {
+            let (mut m, log, _) = setup();
+            let mut sink = |_| {};
+            let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+            let pids: Vec<i32> = (0..6).map(|i| BASE + 100 + i).collect();
+            let mut ts = 1_000u64;
+            for _ in 0..200 {
+                ts = if rng.below(10) == 0 {
+                    ts.saturating_sub(rng.below(50))
+                } else {
+                    ts + rng.below(20)
+                };
+                let pick = |rng: &mut Rng| pids[rng.below(pids.len() as u64) as usize];
+                let pid = pick(&mut rng);
+                let tgid = if rng.below(3) == 0 { pick(&mut rng) } else { pid };
+                let event = match rng.below(9) {
+                    0 | 1 | 2 => {
+                        let parent = if rng.below(4) == 0 { 1 } else { pick(&mut rng) };
+                        fork(parent, pid, tgid)
+                    }
+                    3 | 4 => exit(pid, tgid, (rng.below(256) as u32) << 8),
+                    5 => ProcEvent::Exec { pid, tgid },
+                    6 => ProcEvent::Comm {
+                        pid,
+                        tgid,
+                        comm: comm_bytes("x"),
+                    },
+                    7 => ProcEvent::Uid {
+                        pid,
+                        tgid,
+                        ruid: 1,
+                        euid: 1,
+                    },
+                    _ => ProcEvent::Coredump {
+                        pid,
+                        tgid,
+                        parent_pid: 0,
+                        parent_tgid: 0,
+                    },
+                };
+                m.apply(&message(event, ts), &mut sink);
+                if let Some(violation) = lifecycle_violation(&log) {
+                    panic!("seed {seed}: {violation} after {event:?} at {ts}");
+                }
+            }
+            // Every task exits (threads first): nothing may be left, nothing freed twice.
+            let mut left = m.tasks.tasks();
+            left.sort_by_key(|t| (!t.is_thread(), t.pid()));
+            for task in left.iter().filter(|t| t.pid() != Pid::INIT) {
+                let (pid, tgid) = (task.pid().get() as i32, task.tgid().get() as i32);
+                m.apply(&message(exit(pid, tgid, 0), u64::MAX / 2), &mut sink);
+            }
+            if let Some(violation) = lifecycle_violation(&log) {
+                panic!("seed {seed}: {violation} at the final exits");
+            }
+            assert_eq!(m.tasks.len(), 1, "seed {seed}: only init is left");
+            assert!(m.origin.is_empty(), "seed {seed}: origins {:?}", m.origin);
+            assert!(m.threads.is_empty(), "seed {seed}: threads {:?}", m.threads);
+        }
+    }
+
     fn resync(m: &mut Mirror) -> Resync {
         let plan = m.resync_scan(&mut |_| {}).unwrap();
         m.resync_finish(plan, &mut |_| {})
