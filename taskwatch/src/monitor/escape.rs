@@ -10,7 +10,7 @@
 //! | `\` | `\\` |
 //! | newline, tab, carriage return | `\n`, `\t`, `\r` |
 //! | other C0 controls and DEL (U+0000–U+001F, U+007F) | `\x1b`, `\x7f`, … |
-//! | C1 controls (U+0080–U+009F), line/paragraph separators, bidirectional overrides | `\u{85}`, `\u{202e}`, … |
+//! | C1 controls (U+0080–U+009F), line/paragraph separators, bidirectional marks, overrides and isolates | `\u{85}`, `\u{202e}`, … |
 //! | a byte that is not part of valid UTF-8 | `\xff`, … |
 //!
 //! JSON output stays lossless instead: see [`json_arg`].
@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 /// Characters that are printable but reorder or break the line on a terminal.
 fn is_layout_control(c: char) -> bool {
-    matches!(c, '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Appends `bytes`, escaped, to `out`.

@@ -93,16 +93,23 @@ fn time_of_day(wall_ns: i128) -> String {
     )
 }
 
+/// `/proc/<pid>/stat` as text. It holds the process's name raw, any bytes the process
+/// chose: those that are not UTF-8 are replaced, not a reason to fail.
+fn stat_of(pid: u32) -> Option<String> {
+    let bytes = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    Some(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 /// The process group of `pid` now (`/proc/<pid>/stat` field 5).
 fn pgrp_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = stat_of(pid)?;
     let (_, rest) = stat.rsplit_once(')')?;
     rest.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// The controlling terminal of `pid` (`/proc/<pid>/stat` field 7), as `pts/3`, `tty1`.
 fn tty_of(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = stat_of(pid)?;
     let (_, rest) = stat.rsplit_once(')')?;
     let tty_nr: u32 = rest.split_whitespace().nth(4)?.parse().ok()?;
     if tty_nr == 0 {
