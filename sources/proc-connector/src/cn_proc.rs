@@ -1208,6 +1208,207 @@ mod tests {
         }
     }
 
+    /// A netlink message with a header whose length says `declared`, whatever the
+    /// payload really is.
+    fn lying(declared: u32, kind: u16, payload: &[u8]) -> Vec<u8> {
+        let mut out = wrap_netlink(payload, kind, 0, 0, 0);
+        out[0..4].copy_from_slice(&declared.to_ne_bytes());
+        out
+    }
+
+    fn walk(bytes: &[u8]) -> Vec<Result<NetlinkMessage<'_>, DecodeError>> {
+        netlink_messages(bytes).collect()
+    }
+
+    #[test]
+    fn hand_made_netlink_edge_cases_are_typed_errors() {
+        let exec = encode(&ProcEvent::Exec { pid: 9, tgid: 9 }, 1, 0, 0);
+        // Fewer bytes than a header.
+        assert!(matches!(
+            &walk(&[1, 2, 3])[..],
+            [Err(DecodeError::Truncated {
+                what: "nlmsghdr",
+                ..
+            })]
+        ));
+        // nlmsg_len shorter than the header (0 included: no endless loop), past the end,
+        // or u32::MAX.
+        for declared in [0, 1, 15, 77, 1000, u32::MAX] {
+            let bytes = lying(declared, netlink::NLMSG_DONE, &exec);
+            let all = walk(&bytes);
+            assert!(
+                matches!(
+                    &all[..],
+                    [Err(DecodeError::BadLength {
+                        what: "nlmsghdr",
+                        ..
+                    })]
+                ),
+                "{declared}: {all:?}"
+            );
+        }
+        // A length that is not a multiple of 4: the next message starts aligned.
+        let mut two = lying(17, netlink::NLMSG_NOOP, &[0xaa; 4]);
+        two.extend(wrap_netlink(&exec, netlink::NLMSG_DONE, 0, 5, 0));
+        let all = walk(&two);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[0].as_ref().unwrap().payload, &[0xaa]);
+        assert_eq!(
+            decode(all[1].as_ref().unwrap().payload).unwrap().header.seq,
+            1
+        );
+        // A multi-part datagram whose last message is cut: the good ones, then one error.
+        let mut cut = wrap_netlink(&exec, netlink::NLMSG_DONE, 0, 1, 0);
+        cut.extend(&wrap_netlink(&exec, netlink::NLMSG_DONE, 0, 2, 0)[..40]);
+        let all = walk(&cut);
+        assert!(
+            matches!(&all[..], [Ok(_), Err(DecodeError::BadLength { .. })]),
+            "{all:?}"
+        );
+        // NLMSG_ERROR: an ack (0), an error, and one too short to say.
+        let error = |payload: &[u8]| {
+            let bytes = wrap_netlink(payload, netlink::NLMSG_ERROR, 0, 0, 0);
+            walk(&bytes)[0].as_ref().unwrap().error_code()
+        };
+        assert_eq!(error(&0i32.to_ne_bytes()), Some(0));
+        assert_eq!(error(&(-22i32).to_ne_bytes()), Some(-22));
+        assert_eq!(error(&[1, 2]), None);
+        // Another type has no error code.
+        let done = wrap_netlink(&exec, netlink::NLMSG_DONE, 0, 0, 0);
+        assert_eq!(walk(&done)[0].as_ref().unwrap().error_code(), None);
+    }
+
+    #[test]
+    fn hand_made_connector_edge_cases_are_typed_errors() {
+        let fork = ProcEvent::Fork {
+            parent_pid: 1,
+            parent_tgid: 1,
+            child_pid: 2,
+            child_tgid: 2,
+        };
+        let bytes = encode(&fork, 3, 0, 0);
+        let with_len = |len: u16| {
+            let mut b = bytes.clone();
+            b[16..18].copy_from_slice(&len.to_ne_bytes());
+            b
+        };
+        // cn_msg.len lying: zero, too short for the header, past the end.
+        assert!(matches!(
+            decode(&with_len(0)),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&with_len(3)),
+            Err(DecodeError::Truncated { .. })
+        ));
+        assert!(matches!(
+            decode(&with_len(41)),
+            Err(DecodeError::BadLength {
+                declared: 41,
+                available: 40,
+                ..
+            })
+        ));
+        assert!(matches!(
+            decode(&with_len(u16::MAX)),
+            Err(DecodeError::BadLength { .. })
+        ));
+        // Oversized, even when the bytes are there.
+        let mut long = with_len(44);
+        long.extend([0; 4]);
+        assert_eq!(
+            decode(&long),
+            Err(DecodeError::Oversized { max: 40, got: 44 })
+        );
+        // An ack needs only its error field.
+        let mut ack = encode(&ProcEvent::Ack { err: 0 }, 0, u32::MAX, 0);
+        ack.truncate(CN_MSG_HEADER_LEN + PROC_EVENT_HEADER_LEN + 4);
+        ack[16..18].copy_from_slice(&20u16.to_ne_bytes());
+        assert_eq!(decode(&ack).unwrap().event, ProcEvent::Ack { err: 0 });
+        // Unknown and combined `what` codes.
+        for what_value in [0x8u32, 0x10, 0x400, 0x1000_0000, u32::MAX] {
+            let mut unknown = bytes.clone();
+            unknown[20..24].copy_from_slice(&what_value.to_ne_bytes());
+            assert_eq!(decode(&unknown), Err(DecodeError::UnknownWhat(what_value)));
+        }
+        // Misaligned: the same bytes at every offset of a buffer decode the same.
+        for shift in 0..8 {
+            let mut buffer = vec![0xee; shift];
+            buffer.extend(&bytes);
+            assert_eq!(decode(&buffer[shift..]).unwrap().event, fork);
+        }
+    }
+
+    #[test]
+    fn many_random_datagrams_are_events_or_typed_errors() {
+        // Deterministic (xorshift64), so a failure replays: headers that are right,
+        // lie, or are noise, around events that are right, cut, or noise.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let samples = samples();
+        let (mut events, mut errors) = (0, 0);
+        for _ in 0..20_000 {
+            let event = samples[(next() % samples.len() as u64) as usize];
+            let mut payload = encode(&event, next() as u32, (next() % 4) as u32, next());
+            match next() % 4 {
+                0 => payload.truncate((next() % 61) as usize),
+                1 => {
+                    let at = (next() % 60) as usize;
+                    payload[at] = next() as u8;
+                }
+                2 => payload.extend((0..next() % 9).map(|_| next() as u8)),
+                _ => {}
+            }
+            let mut datagram = Vec::new();
+            for _ in 0..=next() % 3 {
+                let kind = [
+                    netlink::NLMSG_DONE,
+                    netlink::NLMSG_ERROR,
+                    netlink::NLMSG_NOOP,
+                    0x10,
+                ][(next() % 4) as usize];
+                let mut message = wrap_netlink(&payload, kind, 0, 0, 0);
+                if next() % 4 == 0 {
+                    message[0..4].copy_from_slice(&(next() as u32 % 128).to_ne_bytes());
+                }
+                datagram.extend(message);
+            }
+            datagram.truncate(datagram.len() - (next() % 3) as usize);
+            let mut walked = 0;
+            let mut failed = false;
+            for message in netlink_messages(&datagram) {
+                assert!(!failed, "nothing follows an error");
+                match message {
+                    Ok(message) => {
+                        walked += netlink::NLMSG_HDRLEN + message.payload.len();
+                        let _ = message.error_code();
+                        match decode(message.payload) {
+                            Ok(decoded) => {
+                                events += 1;
+                                // What decodes re-encodes to the same event.
+                                let again = encode(&decoded.event, 0, 0, 0);
+                                assert_eq!(decode(&again).unwrap().event, decoded.event);
+                            }
+                            Err(_) => errors += 1,
+                        }
+                    }
+                    Err(_) => failed = true,
+                }
+            }
+            assert!(walked <= datagram.len());
+        }
+        // The mix really reached both outcomes, many times.
+        assert!(
+            events > 1_000 && errors > 1_000,
+            "{events} events, {errors} errors"
+        );
+    }
+
     fn any_event() -> impl Strategy<Value = ProcEvent> {
         let i = any::<i32>;
         let u = any::<u32>;

@@ -1065,7 +1065,11 @@ mod tests {
                 };
                 let pick = |rng: &mut Rng| pids[rng.below(pids.len() as u64) as usize];
                 let pid = pick(&mut rng);
-                let tgid = if rng.below(3) == 0 { pick(&mut rng) } else { pid };
+                let tgid = if rng.below(3) == 0 {
+                    pick(&mut rng)
+                } else {
+                    pid
+                };
                 let event = match rng.below(9) {
                     0 | 1 | 2 => {
                         let parent = if rng.below(4) == 0 { 1 } else { pick(&mut rng) };
