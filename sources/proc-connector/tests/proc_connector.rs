@@ -754,3 +754,95 @@ fn an_exec_from_a_non_leader_thread_keeps_the_process() {
     );
     assert!(exit.started_ns.is_some(), "the exit knows the lifetime");
 }
+
+#[test]
+fn netlink_control_messages_are_reported_as_documented() {
+    let options = Options {
+        kernel_filter: false,
+        seed: false,
+        ..Options::default()
+    };
+    let Some(mut source) = open_or_skip(empty_table(), options) else {
+        return;
+    };
+    use cn_proc::netlink::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
+    let mut replay = |datagram: Vec<u8>| {
+        let mut reports = Vec::new();
+        source.replay_datagram(&datagram, 0, |r| reports.push(r));
+        (reports, source.counters())
+    };
+    let before = replay(Vec::new()).1;
+    // Nothing to say: a no-op, and an ack of a request.
+    let (reports, counters) = replay(cn_proc::wrap_netlink(&[], NLMSG_NOOP, 0, 0, 0));
+    assert!(reports.is_empty() && counters == before, "{reports:?}");
+    let ack = cn_proc::wrap_netlink(&0i32.to_ne_bytes(), NLMSG_ERROR, 0, 0, 0);
+    let (reports, counters) = replay(ack);
+    assert!(reports.is_empty() && counters == before, "{reports:?}");
+    // An error, one too short to read, a type the connector never sends.
+    let (reports, _) = replay(cn_proc::wrap_netlink(
+        &(-22i32).to_ne_bytes(),
+        NLMSG_ERROR,
+        0,
+        0,
+        0,
+    ));
+    assert!(
+        matches!(
+            &reports[..],
+            [Report::Rejected(Rejection::NetlinkError(-22))]
+        ),
+        "{reports:?}"
+    );
+    let (reports, _) = replay(cn_proc::wrap_netlink(&[1], NLMSG_ERROR, 0, 0, 0));
+    assert!(
+        matches!(&reports[..], [Report::DecodeFailed(_)]),
+        "{reports:?}"
+    );
+    let (reports, counters) = replay(cn_proc::wrap_netlink(&[], 0x10, 0, 0, 0));
+    assert!(
+        matches!(
+            &reports[..],
+            [Report::Rejected(Rejection::UnexpectedType(0x10))]
+        ),
+        "{reports:?}"
+    );
+    assert_eq!(
+        (counters.rejected, counters.decode_errors),
+        (before.rejected + 2, before.decode_errors + 1)
+    );
+    // An overrun is a loss, reported.
+    let (reports, counters) = replay(cn_proc::wrap_netlink(&[], NLMSG_OVERRUN, 0, 0, 0));
+    assert!(
+        matches!(&reports[..], [Report::Lost(loss)] if loss.events.is_none()),
+        "{reports:?}"
+    );
+    assert_eq!(
+        (counters.overruns, counters.lost),
+        (before.overruns + 1, before.lost + 1)
+    );
+    // Several messages: an event of a task nobody knows, then a length that lies.
+    let fake = 0x3fff_ff10;
+    let exit = ProcEvent::Exit {
+        pid: fake,
+        tgid: fake,
+        exit_code: 0,
+        exit_signal: 17,
+        parent_pid: 1,
+        parent_tgid: 1,
+    };
+    let mut datagram = cn_proc::encode_netlink(&exit, 1, 61_000, 0);
+    let mut lying = cn_proc::encode_netlink(&exit, 2, 61_000, 0);
+    lying[0..4].copy_from_slice(&500u32.to_ne_bytes());
+    datagram.extend(lying);
+    let (reports, counters) = replay(datagram);
+    assert!(
+        matches!(&reports[..], [Report::DecodeFailed(_), Report::Event(_)]),
+        "{reports:?}"
+    );
+    assert_eq!(counters.unknown, before.unknown + 1);
+    // Another listener's subscription acknowledged: counted, not an event.
+    let other_ack = cn_proc::encode_netlink(&ProcEvent::Ack { err: 0 }, 7, u32::MAX, 0);
+    let (reports, counters) = replay(other_ack);
+    assert!(reports.is_empty(), "{reports:?}");
+    assert_eq!(counters.acks, before.acks + 1);
+}
