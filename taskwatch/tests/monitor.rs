@@ -767,3 +767,55 @@ fn realtime_without_the_privilege_is_a_clear_error() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(output.stdout.is_empty(), "nothing was monitored");
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_monitor_by_itself_with_0() {
+    // `taskwatch monitor | head -1`: once the reader has gone, the next write fails
+    // with EPIPE and the monitor ends on its own, successfully, without a panic.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+        .args(["monitor", "--json", "-e", "all", "-D", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("taskwatch runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (stderr, reader) = collect(child.stderr.take().expect("stderr"));
+    let mut first = Vec::new();
+    let mut byte = [0u8; 1];
+    while first.last() != Some(&b'\n') && stdout.read(&mut byte).unwrap_or(0) == 1 {
+        first.push(byte[0]);
+    }
+    if !String::from_utf8_lossy(&first).contains(r#""type":"start""#) {
+        let _ = child.wait();
+        let _ = reader.join();
+        let text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+        assert!(text.contains("cannot monitor processes"), "{text}");
+        assert_ne!(
+            std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref(),
+            Ok("1"),
+            "{text}"
+        );
+        println!("skipped: {text}");
+        return;
+    }
+    // The reader goes away, as `head -1` does after its line.
+    drop(stdout);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let mut spawned = Command::new("true").spawn().expect("true");
+        let _ = spawned.wait();
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after its reader left"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    reader.join().expect("reader");
+    let text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
+    assert_eq!(status.code(), Some(0), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(!text.contains("cannot write"), "{text}");
+}
