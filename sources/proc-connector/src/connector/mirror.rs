@@ -1189,6 +1189,35 @@ mod tests {
     }
 
     #[test]
+    fn a_late_event_is_not_pinned_on_a_newer_task_that_has_its_pid() {
+        // An event about a task the mirror lacks (its fork was lost) is adopted from
+        // /proc: but if the task there started after the event, the pid was reused
+        // meanwhile and /proc shows another task. Adopting that one would give it the
+        // old task's events (and then its exit).
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let before = monotonic_ns();
+        let mut child = sleeper();
+        let pid = child.id() as i32;
+        // An event from a second before the child existed.
+        let stale = before.saturating_sub(1_000_000_000);
+        let exec = m.apply(
+            &message(ProcEvent::Exec { pid, tgid: pid }, stale),
+            &mut sink,
+        );
+        // And its parent, found through a fork event just as old.
+        let fork = m.apply(&message(fork(pid, BASE + 50, BASE + 50), stale), &mut sink);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(exec.disposition, Disposition::UnknownTask);
+        assert!(kinds(&log, pid).is_empty(), "{:?}", kinds(&log, pid));
+        assert!(
+            fork.parent.is_none_or(|p| p.pid().get() != pid as u32),
+            "the newer task became the parent of an older fork"
+        );
+    }
+
+    #[test]
     fn an_exec_after_the_leaders_exit_brings_the_process_back() {
         // The kernel's de_thread: a thread that execs takes over its leader's pid after
         // the leader's exit event; the exec event proves the pid alive.
