@@ -282,21 +282,37 @@ impl Mirror {
         self.cmdlines.get(&tgid).cloned()
     }
 
+    /// Whether the task `/proc` shows as `info` may be the one an event of time `ts`
+    /// concerns: it started by then (to a clock tick). One that started later has a
+    /// reused pid: the task of the event is gone.
+    fn existed_at(&self, info: &ProcTask, ts: u64) -> bool {
+        info.start_ticks.is_none_or(|ticks| {
+            self.ticks_to_ns(ticks) <= ts.saturating_add(self.tick_ns + START_SLACK_NS)
+        })
+    }
+
     /// The mirrored task, adopting it from `/proc` if the mirror does not know it
-    /// (forked before the seed, or its events lost). `None` if it is gone.
-    fn ensure(&mut self, pid: u32, sink: &mut dyn FnMut(Report)) -> Option<(Arc<Task>, bool)> {
+    /// (forked before the seed, or its events lost) and the task there existed at `ts`,
+    /// the time of the event that names it. `None` if it is gone.
+    fn ensure(
+        &mut self,
+        pid: u32,
+        ts: u64,
+        sink: &mut dyn FnMut(Report),
+    ) -> Option<(Arc<Task>, bool)> {
         if let Some(task) = self.tasks.get(Pid(pid)) {
             return Some((task, false));
         }
-        let info = procfs::task(pid).filter(|info| !info.gone && info.pid == pid)?;
+        let info = procfs::task(pid)
+            .filter(|info| !info.gone && info.pid == pid && self.existed_at(info, ts))?;
         if self.died_already(pid) {
             return None;
         }
         if info.pid != info.tgid && self.tasks.get(Pid(info.tgid)).is_none() {
             // Its leader first (one level: the leader's own parent is not chased).
-            if let Some(leader) = procfs::task(info.tgid)
-                .filter(|l| !l.gone && l.pid == l.tgid && !self.died_already(l.pid))
-            {
+            if let Some(leader) = procfs::task(info.tgid).filter(|l| {
+                !l.gone && l.pid == l.tgid && !self.died_already(l.pid) && self.existed_at(l, ts)
+            }) {
                 let now = monotonic_ns();
                 self.adopt(&leader, now, sink);
             }
@@ -525,7 +541,7 @@ impl Mirror {
                     // group leader, which had to exit first (the kernel's de_thread).
                     self.tombstones.remove(&pid);
                 }
-                let Some((task, late)) = pid.and_then(|pid| self.ensure(pid, sink)) else {
+                let Some((task, late)) = pid.and_then(|pid| self.ensure(pid, ts, sink)) else {
                     applied.disposition = Disposition::UnknownTask;
                     self.count(&applied);
                     return applied;
@@ -595,7 +611,7 @@ impl Mirror {
         } else {
             pid_of(parent_tgid).unwrap_or(1)
         };
-        let source = self.ensure(source_pid, sink).map(|(task, _)| task);
+        let source = self.ensure(source_pid, ts, sink).map(|(task, _)| task);
         let source = source.unwrap_or_else(|| Arc::clone(self.tasks.init()));
         let info = ProcTask {
             pid: child,

@@ -94,7 +94,8 @@
 //!   parents the mirror does not model.
 //! * **Tasks unknown to the mirror** (forked before the seed, or whose fork was lost)
 //!   are adopted lazily from `/proc` when an event other than `exit` concerns them;
-//!   if `/proc` no longer has them, the event is counted in [`Counters::unknown`] and
+//!   if `/proc` no longer has them, or shows under their pid a task that started after
+//!   the event (the pid was reused), the event is counted in [`Counters::unknown`] and
 //!   not dispatched. An `exit` of an unknown task is counted the same way.
 
 mod mirror;
