@@ -765,7 +765,7 @@ fn netlink_control_messages_are_reported_as_documented() {
     let Some(mut source) = open_or_skip(empty_table(), options) else {
         return;
     };
-    use cn_proc::netlink::{NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
+    use cn_proc::netlink::{NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
     let mut replay = |datagram: Vec<u8>| {
         let mut reports = Vec::new();
         source.replay_datagram(&datagram, 0, |r| reports.push(r));

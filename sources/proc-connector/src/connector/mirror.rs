@@ -1090,7 +1090,7 @@ mod tests {
                     pid
                 };
                 let event = match rng.below(9) {
-                    0 | 1 | 2 => {
+                    0..=2 => {
                         let parent = if rng.below(4) == 0 { 1 } else { pick(&mut rng) };
                         fork(parent, pid, tgid)
                     }
