@@ -1234,6 +1234,36 @@ mod tests {
     }
 
     #[test]
+    fn an_exit_older_than_the_mirrored_task_does_not_end_it() {
+        // A resync finds a task under a reused pid while the exit of the pid's previous
+        // task is still queued; the drain then applies that exit. It is about the older
+        // task: the one mirrored now started after it and is alive.
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let before = monotonic_ns();
+        let mut child = sleeper();
+        let pid = child.id();
+        let plan = m.resync_scan(&mut sink).unwrap();
+        assert!(m.tasks.get(Pid(pid)).is_some(), "found by the scan");
+        let old_exit = exit(pid as i32, pid as i32, 7 << 8);
+        let applied = m.apply(
+            &message(old_exit, before.saturating_sub(1_000_000_000)),
+            &mut sink,
+        );
+        m.resync_finish(plan, &mut sink);
+        let still = m.tasks.get(Pid(pid));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            kinds(&log, pid as i32),
+            [EventKind::Fork],
+            "no exit for a live task"
+        );
+        assert!(still.is_some(), "still mirrored");
+        assert_eq!(applied.disposition, Disposition::UnknownTask);
+    }
+
+    #[test]
     fn an_exec_after_the_leaders_exit_brings_the_process_back() {
         // The kernel's de_thread: a thread that execs takes over its leader's pid after
         // the leader's exit event; the exec event proves the pid alive.
