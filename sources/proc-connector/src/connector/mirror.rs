@@ -272,6 +272,14 @@ impl Mirror {
         }
     }
 
+    /// Whether the mirrored task `pid` had started by `ts` (to a clock tick), so that
+    /// an event of that time can be about it; an exit from before it started is about
+    /// an older task that had the pid (a resync found this one first).
+    fn alive_at(&self, pid: u32, ts: u64) -> bool {
+        self.started(pid)
+            .is_none_or(|started| self.started_by(started, ts))
+    }
+
     /// When the mirrored task `pid` started (events' clock), if known.
     pub(crate) fn started(&self, pid: u32) -> Option<u64> {
         self.started.get(&pid).copied()
@@ -286,9 +294,14 @@ impl Mirror {
     /// concerns: it started by then (to a clock tick). One that started later has a
     /// reused pid: the task of the event is gone.
     fn existed_at(&self, info: &ProcTask, ts: u64) -> bool {
-        info.start_ticks.is_none_or(|ticks| {
-            self.ticks_to_ns(ticks) <= ts.saturating_add(self.tick_ns + START_SLACK_NS)
-        })
+        info.start_ticks
+            .is_none_or(|ticks| self.started_by(self.ticks_to_ns(ticks), ts))
+    }
+
+    /// Whether a task that started at `started_ns` (events' clock) had started by `ts`,
+    /// to a `/proc` clock tick.
+    fn started_by(&self, started_ns: u64, ts: u64) -> bool {
+        started_ns <= ts.saturating_add(self.tick_ns + START_SLACK_NS)
     }
 
     /// The mirrored task, adopting it from `/proc` if the mirror does not know it
@@ -521,7 +534,7 @@ impl Mirror {
             } => match pid_of(pid) {
                 Some(pid) => {
                     self.bury(pid, ts);
-                    if self.tasks.get(Pid(pid)).is_some() {
+                    if self.tasks.get(Pid(pid)).is_some() && self.alive_at(pid, ts) {
                         applied.started_ns = self.started(pid);
                         applied.command_line = pid_of(tgid).and_then(|t| self.command_line(t));
                         applied.task = self.remove(pid, ExitStatus(exit_code as i32), sink);

@@ -91,7 +91,9 @@
 //!   filesystem ids from `/proc` when it agrees. `sid`, `comm`, `ptrace` update the task;
 //!   `coredump` carries signal 0 (the kernel does not say; the exit status does).
 //! * `exit`: `exit` then `free` at once, for every task: real tasks are reaped by
-//!   parents the mirror does not model.
+//!   parents the mirror does not model. An exit older than the mirrored task's start
+//!   is about an earlier task with that pid (a resync found the new one while the old
+//!   one's exit was still queued): counted in [`Counters::unknown`], the task stays.
 //! * **Tasks unknown to the mirror** (forked before the seed, or whose fork was lost)
 //!   are adopted lazily from `/proc` when an event other than `exit` concerns them;
 //!   if `/proc` no longer has them, or shows under their pid a task that started after
