@@ -625,14 +625,32 @@ proptest! {
     }
 }
 
-#[test]
-fn a_sequence_number_that_goes_back_is_not_a_loss_nor_the_new_reference() {
+/// The exit, with status 0, of a process of init.
+fn clean_exit(pid: i32) -> ProcEvent {
+    ProcEvent::Exit {
+        pid,
+        tgid: pid,
+        exit_code: 0,
+        exit_signal: 17,
+        parent_pid: 1,
+        parent_tgid: 1,
+    }
+}
+
+/// A source for replayed datagrams: every event sent (sequence numbers tracked), no
+/// seed.
+fn replaying_source() -> Option<ProcConnector> {
     let options = Options {
         kernel_filter: false,
         seed: false,
         ..Options::default()
     };
-    let Some(mut source) = open_or_skip(empty_table(), options) else {
+    open_or_skip(empty_table(), options)
+}
+
+#[test]
+fn a_sequence_number_that_goes_back_is_not_a_loss_nor_the_new_reference() {
+    let Some(mut source) = replaying_source() else {
         return;
     };
     assert!(source.mode().tracks_sequence());
@@ -640,14 +658,7 @@ fn a_sequence_number_that_goes_back_is_not_a_loss_nor_the_new_reference() {
     let cpu = 60_000;
     let fake = 0x3fff_ff00;
     for seq in [100, 101, 99, 102, 103] {
-        let event = ProcEvent::Exit {
-            pid: fake,
-            tgid: fake,
-            exit_code: 0,
-            exit_signal: 17,
-            parent_pid: 1,
-            parent_tgid: 1,
-        };
+        let event = clean_exit(fake);
         source.replay_datagram(&cn_proc::encode_netlink(&event, seq, cpu, 0), 0, |_| {});
     }
     assert_eq!(source.counters().lost, 0, "99 came late; 102 follows 101");
@@ -757,12 +768,7 @@ fn an_exec_from_a_non_leader_thread_keeps_the_process() {
 
 #[test]
 fn netlink_control_messages_are_reported_as_documented() {
-    let options = Options {
-        kernel_filter: false,
-        seed: false,
-        ..Options::default()
-    };
-    let Some(mut source) = open_or_skip(empty_table(), options) else {
+    let Some(mut source) = replaying_source() else {
         return;
     };
     use cn_proc::netlink::{NLMSG_ERROR, NLMSG_NOOP, NLMSG_OVERRUN};
@@ -822,14 +828,7 @@ fn netlink_control_messages_are_reported_as_documented() {
     );
     // Several messages: an event of a task nobody knows, then a length that lies.
     let fake = 0x3fff_ff10;
-    let exit = ProcEvent::Exit {
-        pid: fake,
-        tgid: fake,
-        exit_code: 0,
-        exit_signal: 17,
-        parent_pid: 1,
-        parent_tgid: 1,
-    };
+    let exit = clean_exit(fake);
     let mut datagram = cn_proc::encode_netlink(&exit, 1, 61_000, 0);
     let mut lying = cn_proc::encode_netlink(&exit, 2, 61_000, 0);
     lying[0..4].copy_from_slice(&500u32.to_ne_bytes());
