@@ -1,0 +1,213 @@
+//! Children whose status other code collects first (a `waitpid` of its own), and watchers
+//! that panic while a child is spawned: each task still gets `exit` and `free` exactly
+//! once, never with a status the child did not have, and no child is left unreaped.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use watchers_core::{
+    Event, EventData, EventKind, EventSet, ExitStatus, Pid, TaskState, WatcherTable,
+};
+use watchers_process::{CommandExt, Processes};
+
+type Log = Arc<Mutex<Vec<(EventKind, Pid, Option<ExitStatus>)>>>;
+
+/// A source whose one watcher logs every event, and panics on `exec` while `panic_exec`
+/// is set.
+fn source(panic_exec: &'static AtomicBool) -> (&'static Processes, Log) {
+    let table = WatcherTable::from_watchers([]).unwrap().leak();
+    let log = Log::default();
+    let seen = log.clone();
+    table
+        .watcher("stolen::log", EventSet::ALL)
+        .register(move |event: &Event<'_>| {
+            let status = match event.data() {
+                EventData::Exit { status } => Some(*status),
+                _ => None,
+            };
+            seen.lock()
+                .unwrap()
+                .push((event.kind(), event.task().pid(), status));
+            if event.kind() == EventKind::Exec && panic_exec.load(Ordering::Relaxed) {
+                panic!("exec watcher panics");
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap()
+        .keep();
+    let processes: &'static Processes = Box::leak(Box::new(Processes::new(table)));
+    log.lock().unwrap().clear();
+    (processes, log)
+}
+
+/// The events `pid` got, in order.
+fn events_of(log: &Log, pid: Pid) -> Vec<(EventKind, Option<ExitStatus>)> {
+    log.lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p, _)| *p == pid)
+        .map(|(kind, _, status)| (*kind, *status))
+        .collect()
+}
+
+/// Waits (up to 30 s) until `pid` got its `free`.
+fn await_free(log: &Log, pid: Pid) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if events_of(log, pid)
+            .iter()
+            .any(|(k, _)| *k == EventKind::Free)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
+fn await_zombie(os_pid: u32) {
+    // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here; WNOWAIT
+    // leaves the child to be reaped later.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let result = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            os_pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+}
+
+/// Another part of the program reaps the child `os_pid`: its raw wait status.
+fn steal(os_pid: u32) -> i32 {
+    let mut status = 0;
+    // SAFETY: waitpid writes only into `status`, an i32 owned here.
+    let reaped = unsafe { libc::waitpid(os_pid as libc::pid_t, &mut status, 0) };
+    assert_eq!(reaped, os_pid as libc::pid_t, "the steal itself failed");
+    status
+}
+
+/// Whether the child `os_pid` still exists, as a zombie or running (without reaping it).
+fn is_our_child(os_pid: u32) -> bool {
+    // SAFETY: as in `await_zombie`; WNOHANG makes it return at once.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let result = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            os_pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    result == 0
+}
+
+#[test]
+fn a_stolen_status_is_never_reported_as_a_clean_exit() {
+    static NO: AtomicBool = AtomicBool::new(false);
+    let (processes, log) = source(&NO);
+    let mut child = Command::new("sh")
+        .args(["-c", "exit 7"])
+        .spawn_watched_in(processes)
+        .unwrap();
+    let pid = child.task().pid();
+    await_zombie(child.id());
+    // The premise: the thief got the real status, so nobody else can know it.
+    assert_eq!(steal(child.id()), 7 << 8);
+
+    let error = child.wait().unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ECHILD), "{error}");
+    let error = child.try_wait().unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ECHILD), "{error}");
+    assert_eq!(child.task().state(), TaskState::Running);
+    drop(child);
+
+    assert!(await_free(&log, pid), "the stolen child was never freed");
+    let events = events_of(&log, pid);
+    let exits: Vec<_> = events
+        .iter()
+        .filter(|(kind, _)| *kind == EventKind::Exit)
+        .collect();
+    assert_eq!(exits.len(), 1, "{events:?}");
+    // The child exited with 7: `exit` must not claim that it exited cleanly.
+    assert_ne!(
+        exits[0].1,
+        Some(ExitStatus::exited(0)),
+        "a fabricated status: {events:?}"
+    );
+}
+
+#[test]
+fn wait_with_output_after_a_steal_still_frees_the_task() {
+    static NO: AtomicBool = AtomicBool::new(false);
+    let (processes, log) = source(&NO);
+    let child = Command::new("sh")
+        .args(["-c", "echo hi; exit 5"])
+        .stdout(Stdio::piped())
+        .spawn_watched_in(processes)
+        .unwrap();
+    let (pid, task) = (child.task().pid(), child.task().clone());
+    await_zombie(child.id());
+    assert_eq!(steal(child.id()), 5 << 8);
+
+    let error = child.wait_with_output().unwrap_err();
+    assert_eq!(error.raw_os_error(), Some(libc::ECHILD), "{error}");
+    assert!(
+        await_free(&log, pid),
+        "no free after wait_with_output failed: {:?} (task {:?})",
+        events_of(&log, pid),
+        task.state()
+    );
+}
+
+#[test]
+fn a_panicking_exec_watcher_leaves_no_child_unreaped_and_no_task_unfreed() {
+    static PANIC: AtomicBool = AtomicBool::new(true);
+    let (processes, log) = source(&PANIC);
+    let spawned = catch_unwind(AssertUnwindSafe(|| {
+        Command::new("sh")
+            .args(["-c", "exit 4"])
+            .spawn_watched_in(processes)
+    }));
+    // The premise: the watcher did panic, out of the spawn, after the child existed.
+    assert!(spawned.is_err());
+    let forked: Vec<_> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(kind, ..)| *kind == EventKind::Exec)
+        .map(|(_, pid, _)| *pid)
+        .collect();
+    assert_eq!(forked.len(), 1);
+    let pid = forked[0];
+    let task = processes.tasks().get(pid);
+    let os_pid = task.as_ref().and_then(|task| task.os_id());
+
+    assert!(
+        await_free(&log, pid),
+        "the child's task never got free: {:?} (os pid {os_pid:?}, state {:?})",
+        events_of(&log, pid),
+        task.map(|task| task.state())
+    );
+    let events = events_of(&log, pid);
+    assert_eq!(
+        events.iter().map(|(kind, _)| *kind).collect::<Vec<_>>(),
+        [
+            EventKind::Fork,
+            EventKind::Exec,
+            EventKind::Exit,
+            EventKind::Free
+        ]
+    );
+    assert_eq!(events[2].1, Some(ExitStatus::exited(4)));
+    if let Some(os_pid) = os_pid {
+        assert!(!is_our_child(os_pid), "child {os_pid} left unreaped");
+    }
+    assert_eq!(processes.reaping(), 0);
+}
