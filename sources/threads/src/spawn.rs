@@ -157,11 +157,15 @@ where
 {
     move || {
         bind::enter(source, task.clone());
-        if let Some(name) = name {
-            // A failing `comm` watcher is counted; the thread runs regardless.
-            let _ = source.tasks().set_comm(task.pid(), &name);
-        }
-        let outcome = catch_unwind(AssertUnwindSafe(f));
+        // A panicking `comm` watcher ends the thread before its closure, as a panic of
+        // the closure would, so it exits with the panic code too.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(name) = name {
+                // A failing `comm` watcher is counted; the thread runs regardless.
+                let _ = source.tasks().set_comm(task.pid(), &name);
+            }
+            f()
+        }));
         let status = match outcome {
             Ok(_) => ExitStatus::exited(0),
             Err(_) => ExitStatus::exited(PANIC_EXIT_CODE),
