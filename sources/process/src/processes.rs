@@ -91,10 +91,14 @@ impl Processes {
         match command.spawn() {
             Ok(child) => {
                 self.tasks.set_os_id(&task, child.id());
+                let pid = task.pid();
+                // Made before the `exec` watchers run: should one panic, the unwinding
+                // drops it, which hands the running program to the reaper.
+                let child = Child::new(self, child, task);
                 let program = command.get_program().to_string_lossy();
                 // A failing `exec` watcher is counted; the program runs regardless.
-                let _ = self.tasks.exec(task.pid(), &program);
-                Ok(Child::new(self, child, task))
+                let _ = self.tasks.exec(pid, &program);
+                Ok(child)
             }
             Err(error) => {
                 // The task was forked just now and is running; a failing `free` watcher
