@@ -1,6 +1,6 @@
 //! A spawned child whose wait sends `exit` and `free`.
 
-use std::io;
+use std::io::{self, Read};
 use std::process::{ExitStatus, Output};
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ use crate::processes::Processes;
 #[derive(Debug)]
 pub struct Child {
     source: &'static Processes,
-    /// Taken only by `wait_with_output` and `drop`, which end the `Child`.
+    /// Taken only by `drop`.
     inner: Option<std::process::Child>,
     task: Arc<Task>,
     reported: bool,
@@ -91,19 +91,44 @@ impl Child {
     }
 
     /// Reads the child's output to the end and waits, as
-    /// [`std::process::Child::wait_with_output`].
+    /// [`std::process::Child::wait_with_output`]; the first time it collects the
+    /// status, the `exit` and `free` watchers run.
     ///
     /// # Errors
-    /// As [`std::process::Child::wait_with_output`]; the task is then never freed, as
-    /// std gives the child up.
+    /// As [`std::process::Child::wait_with_output`]. The `Child` is then dropped: its
+    /// task still gets `exit` and `free` as for any dropped child.
     pub fn wait_with_output(mut self) -> io::Result<Output> {
-        let inner = self.inner.take();
-        let output = inner.map_or_else(
-            || Err(io::Error::other("the child was already consumed")),
-            std::process::Child::wait_with_output,
-        )?;
-        self.report(output.status);
-        Ok(output)
+        // Not std's own `wait_with_output`, which consumes the std child: on an error
+        // nothing would be left to reap it and report its end.
+        let child = self.std();
+        drop(child.stdin.take());
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (stdout, stderr) = std::thread::scope(|scope| -> io::Result<_> {
+            // Both pipes are drained at once, so that a child blocked on a full one
+            // cannot keep the other from ending.
+            let stderr = match stderr {
+                Some(pipe) => Some(
+                    std::thread::Builder::new()
+                        .name("watchers-stderr".into())
+                        .spawn_scoped(scope, move || read_all(Some(pipe)))?,
+                ),
+                None => None,
+            };
+            let stdout = read_all(stdout);
+            let stderr = match stderr {
+                Some(reader) => reader
+                    .join()
+                    .unwrap_or_else(|payload| std::panic::resume_unwind(payload)),
+                None => Ok(Vec::new()),
+            };
+            Ok((stdout?, stderr?))
+        })?;
+        let status = self.wait()?;
+        Ok(Output {
+            status,
+            stdout,
+            stderr,
+        })
     }
 
     fn report(&mut self, status: ExitStatus) {
@@ -112,6 +137,15 @@ impl Child {
             self.source.finish(&self.task, status);
         }
     }
+}
+
+/// Everything left to read from `pipe` (nothing if there is none).
+fn read_all(pipe: Option<impl Read>) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    if let Some(mut pipe) = pipe {
+        pipe.read_to_end(&mut bytes)?;
+    }
+    Ok(bytes)
 }
 
 impl Drop for Child {

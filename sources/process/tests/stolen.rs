@@ -211,3 +211,37 @@ fn a_panicking_exec_watcher_leaves_no_child_unreaped_and_no_task_unfreed() {
     }
     assert_eq!(processes.reaping(), 0);
 }
+
+#[test]
+fn wait_with_output_drains_both_pipes_at_once() {
+    static NO: AtomicBool = AtomicBool::new(false);
+    let (processes, log) = source(&NO);
+    // Far more than a pipe holds goes to stderr first: read one pipe after the other,
+    // the child would block on it while stdout is read, and never end.
+    let output = Command::new("sh")
+        .args([
+            "-c",
+            "head -c 300000 /dev/zero >&2; head -c 200000 /dev/zero; exit 3",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(Stdio::piped())
+        .spawn_watched_in(processes)
+        .unwrap()
+        .wait_with_output()
+        .unwrap();
+    assert_eq!(
+        (output.stdout.len(), output.stderr.len()),
+        (200_000, 300_000)
+    );
+    assert_eq!(output.status.code(), Some(3));
+    let frees = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(kind, _, status)| {
+            *kind == EventKind::Free || *status == Some(ExitStatus::exited(3))
+        })
+        .count();
+    assert_eq!(frees, 2, "one exit with code 3 and one free");
+}
