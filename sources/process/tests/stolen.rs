@@ -245,3 +245,50 @@ fn wait_with_output_drains_both_pipes_at_once() {
         .count();
     assert_eq!(frees, 2, "one exit with code 3 and one free");
 }
+
+#[test]
+fn a_panicking_fork_watcher_spawns_nothing_and_rolls_back_the_others() {
+    let table = WatcherTable::from_watchers([]).unwrap().leak();
+    let log: Arc<Mutex<Vec<EventKind>>> = Arc::default();
+    let seen = log.clone();
+    table
+        .watcher("stolen::first", EventSet::ALL)
+        .priority(10)
+        .register(move |event: &Event<'_>| {
+            seen.lock().unwrap().push(event.kind());
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap()
+        .keep();
+    let armed = Arc::new(AtomicBool::new(false));
+    let panicking = armed.clone();
+    table
+        .watcher("stolen::panics", EventSet::FORK)
+        .priority(-10)
+        .register(move |_: &Event<'_>| {
+            if panicking.load(Ordering::SeqCst) {
+                panic!("fork watcher panics");
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap()
+        .keep();
+    let processes: &'static Processes = Box::leak(Box::new(Processes::new(table)));
+    log.lock().unwrap().clear();
+    armed.store(true, Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("watchers-process-panic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let marker = dir.join("ran");
+    let spawned = catch_unwind(AssertUnwindSafe(|| {
+        Command::new("touch")
+            .arg(&marker)
+            .spawn_watched_in(processes)
+    }));
+    assert!(spawned.is_err(), "the watcher's panic reaches the caller");
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!marker.exists(), "nothing was spawned");
+    // The watcher that had succeeded gets `free`; nothing else happened.
+    assert_eq!(*log.lock().unwrap(), [EventKind::Fork, EventKind::Free]);
+    assert_eq!(processes.tasks().stats().tasks, 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
