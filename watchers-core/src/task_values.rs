@@ -153,10 +153,26 @@ impl ExitStatus {
     /// The terminating signal, if the task was killed by one.
     pub const fn signal(self) -> Option<i32> {
         match self.0 & 0x7f {
-            0 => None,
+            // 0x7f marks a stopped or continued task (`WIFSTOPPED`, `WIFCONTINUED`), as
+            // in [`UNKNOWN`](ExitStatus::UNKNOWN): no signal ended it.
+            0 | 0x7f => None,
             signal => Some(signal),
         }
     }
+
+    /// The status of a task whose real status nobody could learn: a child process
+    /// whose status other code collected first (a `waitpid` of its own, or `SIGCHLD`
+    /// ignored so that the kernel reaped it). Neither an exit code nor a signal: it is
+    /// the `wait(2)` encoding of a continued task, which no ended task has.
+    ///
+    /// ```
+    /// use watchers_core::ExitStatus;
+    ///
+    /// let lost = ExitStatus::UNKNOWN;
+    /// assert_eq!((lost.code(), lost.signal(), lost.core_dumped()), (None, None, false));
+    /// assert_eq!(lost.to_string(), "status 0xffff");
+    /// ```
+    pub const UNKNOWN: ExitStatus = ExitStatus(0xffff);
 }
 
 impl fmt::Display for ExitStatus {
