@@ -7,6 +7,25 @@ use std::sync::Arc;
 use watchers_core::Task;
 
 use crate::processes::Processes;
+use crate::to_task_status;
+
+/// The OS's "no child process" error (`ECHILD`): a wait for a child whose status other
+/// code collected.
+#[cfg(unix)]
+const NO_CHILD: i32 = libc::ECHILD;
+#[cfg(not(unix))]
+const NO_CHILD: i32 = -1;
+
+/// The OS's "no such process" error (`ESRCH`).
+#[cfg(unix)]
+const NO_SUCH_PROCESS: i32 = libc::ESRCH;
+#[cfg(not(unix))]
+const NO_SUCH_PROCESS: i32 = -1;
+
+/// The error of a call on a child whose status other code collected.
+fn gone(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
 
 /// A child spawned through a [`Processes`] source: [`std::process::Child`] with its task.
 /// The first wait that collects its status sends `exit` and `free`; dropping it without
@@ -18,6 +37,9 @@ pub struct Child {
     inner: Option<std::process::Child>,
     task: Arc<Task>,
     reported: bool,
+    /// Other code collected the status (see [`Child::wait`]): the pid is no longer this
+    /// child's, so std is not asked about it again.
+    lost: bool,
 }
 
 impl Child {
@@ -31,6 +53,7 @@ impl Child {
             inner: Some(inner),
             task,
             reported: false,
+            lost: false,
         }
     }
 
@@ -60,34 +83,69 @@ impl Child {
     /// Sends `SIGKILL`, as [`std::process::Child::kill`].
     ///
     /// # Errors
-    /// As [`std::process::Child::kill`].
+    /// As [`std::process::Child::kill`]; "no such process" once a wait found the
+    /// child's status collected by other code (its pid may be another process's by
+    /// then, which must not get the signal).
     pub fn kill(&mut self) -> io::Result<()> {
+        if self.lost {
+            return Err(gone(NO_SUCH_PROCESS));
+        }
         self.std().kill()
     }
 
     /// Waits for the child to exit, as [`std::process::Child::wait`]; the first time it
     /// collects the status, the `exit` and `free` watchers run.
     ///
+    /// Should other code have collected the status first (a `waitpid` of its own, or
+    /// `SIGCHLD` ignored so that the kernel reaps children), the OS says this is no
+    /// child of ours (`ECHILD`): that error is returned, now and by every later wait,
+    /// and the task exits with [`watchers_core::ExitStatus::UNKNOWN`] and is freed.
+    ///
     /// # Errors
     /// As [`std::process::Child::wait`].
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
-        let status = self.std().wait()?;
-        self.report(status);
-        Ok(status)
+        if self.lost {
+            return Err(gone(NO_CHILD));
+        }
+        match self.std().wait() {
+            Ok(status) => {
+                self.report(to_task_status(status));
+                Ok(status)
+            }
+            Err(error) => Err(self.failed(error)),
+        }
     }
 
     /// Collects the status if the child has exited, as
     /// [`std::process::Child::try_wait`]; the first time it does, the `exit` and `free`
-    /// watchers run.
+    /// watchers run. A status that other code collected is an error, as for
+    /// [`wait`](Child::wait).
     ///
     /// # Errors
     /// As [`std::process::Child::try_wait`].
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let status = self.std().try_wait()?;
-        if let Some(status) = status {
-            self.report(status);
+        if self.lost {
+            return Err(gone(NO_CHILD));
         }
-        Ok(status)
+        match self.std().try_wait() {
+            Ok(status) => {
+                if let Some(status) = status {
+                    self.report(to_task_status(status));
+                }
+                Ok(status)
+            }
+            Err(error) => Err(self.failed(error)),
+        }
+    }
+
+    /// A wait failed: if the child is no longer ours, its end is reported, with the
+    /// status nobody can learn any more.
+    fn failed(&mut self, error: io::Error) -> io::Error {
+        if error.raw_os_error() == Some(NO_CHILD) {
+            self.lost = true;
+            self.report(watchers_core::ExitStatus::UNKNOWN);
+        }
+        error
     }
 
     /// Reads the child's output to the end and waits, as
@@ -131,7 +189,7 @@ impl Child {
         })
     }
 
-    fn report(&mut self, status: ExitStatus) {
+    fn report(&mut self, status: watchers_core::ExitStatus) {
         if !self.reported {
             self.reported = true;
             self.source.finish(&self.task, status);
@@ -162,7 +220,7 @@ impl Drop for Child {
             && let Ok(Some(status)) = child.try_wait()
         {
             self.reported = true;
-            self.source.finish(&self.task, status);
+            self.source.finish(&self.task, to_task_status(status));
             return;
         }
         self.source

@@ -13,7 +13,10 @@
 //!   task's `comm` becomes the program's file name, as the kernel sets it.
 //! * `exit` with the real status — code, or signal and whether core was dumped — when
 //!   [`Child::wait`] or [`Child::try_wait`] collects it, then `free` (the child is
-//!   reaped): exactly once per child.
+//!   reaped): exactly once per child. Should other code collect the status first (a
+//!   `waitpid` of its own, or `SIGCHLD` ignored so that the kernel reaps children), the
+//!   wait returns the OS's `ECHILD` error and the task exits with
+//!   [`ExitStatus::UNKNOWN`](watchers_core::ExitStatus::UNKNOWN), never a made-up code.
 //! * A [`Child`] dropped without a wait is still reaped: at once if it has exited, else
 //!   by a background reaper thread (one per source, started on first need) that polls
 //!   every few milliseconds; its `exit` and `free` watchers then run on that thread.

@@ -4,12 +4,11 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
-use watchers_core::{CloneFlags, Task, TaskTable, WatcherTable};
+use watchers_core::{CloneFlags, ExitStatus, Task, TaskTable, WatcherTable};
 
 use crate::child::Child;
 use crate::error::SpawnError;
 use crate::reaper::Reaper;
-use crate::to_task_status;
 
 /// This program's child processes as an event source: a mirror [`TaskTable`] holding
 /// one task for the program and one per child, dispatching through one
@@ -111,11 +110,9 @@ impl Processes {
 
     /// A child was waited for: `exit` with its status, then `free` as it is reaped, even
     /// if an `exit` watcher panics (the panic then continues).
-    pub(crate) fn finish(&self, task: &Task, status: std::process::ExitStatus) {
+    pub(crate) fn finish(&self, task: &Task, status: ExitStatus) {
         let pid = task.pid();
-        let exited = catch_unwind(AssertUnwindSafe(|| {
-            self.tasks.exit_with(pid, to_task_status(status))
-        }));
+        let exited = catch_unwind(AssertUnwindSafe(|| self.tasks.exit_with(pid, status)));
         // Watcher failures are counted in the table's statistics.
         let _ = self.tasks.reap(self.process.pid(), pid);
         if let Err(payload) = exited {

@@ -5,9 +5,10 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
-use watchers_core::Task;
+use watchers_core::{ExitStatus, Task};
 
 use crate::processes::Processes;
+use crate::to_task_status;
 
 /// How often the reaper looks at children that are still running. Polling keeps it
 /// from blocking on one child while others exit, with no signal handler and no
@@ -51,9 +52,8 @@ impl Reaper {
                 .spawn(move || source.reaper().run(source));
             if started.is_err() {
                 drop(state);
-                if let Ok(status) = child.wait() {
-                    source.finish(&task, status);
-                }
+                let status = child.wait().map_or(ExitStatus::UNKNOWN, to_task_status);
+                source.finish(&task, status);
                 return;
             }
             state.running = true;
@@ -74,14 +74,15 @@ impl Reaper {
                 .children
                 .retain_mut(|(child, task)| match child.try_wait() {
                     Ok(Some(status)) => {
-                        done.push((task.clone(), status));
+                        done.push((task.clone(), to_task_status(status)));
                         false
                     }
                     Ok(None) => true,
-                    // Someone else reaped it (a `waitpid(-1)` elsewhere): its status is
-                    // lost, and it is reported as exit code 0 so that it is still freed.
+                    // Someone else reaped it (a `waitpid(-1)` elsewhere, or the kernel
+                    // with `SIGCHLD` ignored): its status is lost, and so reported, so
+                    // that it is still freed.
                     Err(_) => {
-                        done.push((task.clone(), success()));
+                        done.push((task.clone(), ExitStatus::UNKNOWN));
                         false
                     }
                 });
@@ -95,18 +96,5 @@ impl Reaper {
                 std::thread::sleep(POLL);
             }
         }
-    }
-}
-
-/// An exit status of code 0.
-fn success() -> std::process::ExitStatus {
-    #[cfg(unix)]
-    {
-        use std::os::unix::process::ExitStatusExt;
-        std::process::ExitStatus::from_raw(0)
-    }
-    #[cfg(not(unix))]
-    {
-        std::process::ExitStatus::default()
     }
 }
