@@ -213,3 +213,70 @@ fn a_panic_payload_that_panics_on_drop_reaches_join_and_the_task_ends_once() {
         ]
     );
 }
+
+#[test]
+fn watchers_that_panic_on_a_threads_exit_or_free_neither_abort_nor_repeat_events() {
+    // Per thread name: which of its events panic.
+    let (threads, log) = source(|_, event| {
+        let comm = event.task().comm();
+        let kind = event.kind();
+        if (kind == EventKind::Exit && comm.contains("exit"))
+            || (kind == EventKind::Free && comm.contains("free"))
+        {
+            panic!("{kind:?} watcher panics");
+        }
+    });
+    let ends = |name: &str, closure_panics: bool| {
+        let handle = threads
+            .builder()
+            .name(name.into())
+            .spawn(move || {
+                if closure_panics {
+                    panic!("closure panics");
+                }
+            })
+            .unwrap();
+        let pid = handle.task().pid();
+        let joined = handle.join().map_err(|payload| {
+            payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap()
+        });
+        let kinds: Vec<_> = events_of(&log, pid).into_iter().map(|(k, _)| k).collect();
+        (joined, kinds)
+    };
+    let all = vec![
+        EventKind::Fork,
+        EventKind::Comm,
+        EventKind::Exit,
+        EventKind::Free,
+    ];
+    // An `exit` watcher's panic reaches `join`; the closure's own panic goes first.
+    assert_eq!(
+        ends("exit", false),
+        (Err("Exit watcher panics".into()), all.clone())
+    );
+    assert_eq!(
+        ends("exit", true),
+        (Err("closure panics".into()), all.clone())
+    );
+    // A `free` watcher's panic, in the thread's end after its closure, goes nowhere.
+    assert_eq!(ends("free", false), (Ok(()), all.clone()));
+    assert_eq!(
+        ends("exit+free", false),
+        (Err("Exit watcher panics".into()), all)
+    );
+
+    // A plain std thread, adopted, ends in the pthread key's destructor, where a panic
+    // would abort the process.
+    let pid = std::thread::Builder::new()
+        .name("adopted exit+free".into())
+        .spawn(move || threads.current().unwrap().pid())
+        .unwrap()
+        .join()
+        .unwrap();
+    let kinds: Vec<_> = events_of(&log, pid).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(kinds, [EventKind::Fork, EventKind::Exit, EventKind::Free]);
+}
