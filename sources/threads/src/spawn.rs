@@ -106,6 +106,11 @@ impl Builder {
 
     /// Spawns a scoped thread, as [`std::thread::Builder::spawn_scoped`].
     ///
+    /// Its task gets `free` before [`ScopedJoinHandle::join`] returns, but not
+    /// necessarily before [`std::thread::scope`] returns for a thread not joined: the
+    /// scope waits for the closures, not for the threads' thread-locals, after which
+    /// `free` comes.
+    ///
     /// # Errors
     /// As [`spawn`](Builder::spawn).
     pub fn spawn_scoped<'scope, 'env, F, T>(
