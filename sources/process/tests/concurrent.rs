@@ -19,9 +19,10 @@ const PER_THREAD: usize = 150;
 
 static SERIAL: TaskSlot<u64> = TaskSlot::new();
 static NEXT: AtomicU64 = AtomicU64::new(0);
-/// Per serial: forks, execs, exits, frees, and the exit status.
-static SEEN: LazyLock<Mutex<HashMap<u64, ([u32; 4], Option<ExitStatus>)>>> =
-    LazyLock::new(Default::default);
+/// Forks, execs, exits, frees, and the exit status of one task.
+type Counts = ([u32; 4], Option<ExitStatus>);
+/// Per serial.
+static SEEN: LazyLock<Mutex<HashMap<u64, Counts>>> = LazyLock::new(Default::default);
 /// Threads inside a spawn (between its `fork` and its `exec`) right now, and the most.
 static SPAWNING: AtomicUsize = AtomicUsize::new(0);
 static MOST_SPAWNING: AtomicUsize = AtomicUsize::new(0);

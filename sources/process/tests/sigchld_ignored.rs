@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 use watchers_core::{Event, EventData, EventKind, EventSet, ExitStatus, WatcherTable};
 use watchers_process::{CommandExt, Processes};
 
+type Log = Arc<Mutex<Vec<(EventKind, Option<ExitStatus>)>>>;
+
 #[test]
 fn children_the_kernel_reaps_end_once_without_a_made_up_status() {
     let table = WatcherTable::from_watchers([]).unwrap().leak();
-    let log: Arc<Mutex<Vec<(EventKind, Option<ExitStatus>)>>> = Arc::default();
+    let log: Log = Arc::default();
     let seen = log.clone();
     table
         .watcher("sigchld::log", EventSet::EXIT | EventSet::FREE)
