@@ -13,16 +13,20 @@ use watchers_core::{
 };
 use watchers_process::{CommandExt, Processes};
 
+/// For sources whose watchers never panic.
+static NEVER: AtomicBool = AtomicBool::new(false);
+
 type Log = Arc<Mutex<Vec<(EventKind, Pid, Option<ExitStatus>)>>>;
 
-/// A source whose one watcher logs every event, and panics on `exec` while `panic_exec`
-/// is set.
-fn source(panic_exec: &'static AtomicBool) -> (&'static Processes, Log) {
+/// A source with two watchers: one that logs every event, and after it one that panics
+/// on `panic_on` events while `armed` is set.
+fn source(panic_on: EventKind, armed: &'static AtomicBool) -> (&'static Processes, Log) {
     let table = WatcherTable::from_watchers([]).unwrap().leak();
     let log = Log::default();
     let seen = log.clone();
     table
         .watcher("stolen::log", EventSet::ALL)
+        .priority(10)
         .register(move |event: &Event<'_>| {
             let status = match event.data() {
                 EventData::Exit { status } => Some(*status),
@@ -31,8 +35,15 @@ fn source(panic_exec: &'static AtomicBool) -> (&'static Processes, Log) {
             seen.lock()
                 .unwrap()
                 .push((event.kind(), event.task().pid(), status));
-            if event.kind() == EventKind::Exec && panic_exec.load(Ordering::Relaxed) {
-                panic!("exec watcher panics");
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap()
+        .keep();
+    table
+        .watcher("stolen::panics", EventSet::ALL)
+        .register(move |event: &Event<'_>| {
+            if event.kind() == panic_on && armed.load(Ordering::SeqCst) {
+                panic!("{panic_on:?} watcher panics");
             }
             Ok::<(), std::convert::Infallible>(())
         })
@@ -68,20 +79,30 @@ fn await_free(log: &Log, pid: Pid) -> bool {
     false
 }
 
-/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
-fn await_zombie(os_pid: u32) {
+/// `waitid` for the child `os_pid` with `WEXITED | WNOWAIT | flags`: it is never
+/// reaped here. Zero if the child exists (with `WNOHANG`, even if it runs).
+fn peek(os_pid: u32, flags: libc::c_int) -> libc::c_int {
     // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here; WNOWAIT
     // leaves the child to be reaped later.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let result = unsafe {
+    unsafe {
         libc::waitid(
             libc::P_PID,
             os_pid as libc::id_t,
             &mut info,
-            libc::WEXITED | libc::WNOWAIT,
+            libc::WEXITED | libc::WNOWAIT | flags,
         )
-    };
-    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+    }
+}
+
+/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
+fn await_zombie(os_pid: u32) {
+    assert_eq!(peek(os_pid, 0), 0, "{}", std::io::Error::last_os_error());
+}
+
+/// Whether the child `os_pid` still exists, as a zombie or running.
+fn is_our_child(os_pid: u32) -> bool {
+    peek(os_pid, libc::WNOHANG) == 0
 }
 
 /// Another part of the program reaps the child `os_pid`: its raw wait status.
@@ -93,25 +114,9 @@ fn steal(os_pid: u32) -> i32 {
     status
 }
 
-/// Whether the child `os_pid` still exists, as a zombie or running (without reaping it).
-fn is_our_child(os_pid: u32) -> bool {
-    // SAFETY: as in `await_zombie`; WNOHANG makes it return at once.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let result = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            os_pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
-        )
-    };
-    result == 0
-}
-
 #[test]
 fn a_stolen_status_ends_the_task_at_once_with_an_unknown_status() {
-    static NO: AtomicBool = AtomicBool::new(false);
-    let (processes, log) = source(&NO);
+    let (processes, log) = source(EventKind::Exec, &NEVER);
     let mut child = Command::new("sh")
         .args(["-c", "exit 7"])
         .spawn_watched_in(processes)
@@ -148,8 +153,7 @@ fn a_stolen_status_ends_the_task_at_once_with_an_unknown_status() {
 
 #[test]
 fn wait_with_output_after_a_steal_still_frees_the_task() {
-    static NO: AtomicBool = AtomicBool::new(false);
-    let (processes, log) = source(&NO);
+    let (processes, log) = source(EventKind::Exec, &NEVER);
     let child = Command::new("sh")
         .args(["-c", "echo hi; exit 5"])
         .stdout(Stdio::piped())
@@ -179,7 +183,7 @@ fn wait_with_output_after_a_steal_still_frees_the_task() {
 #[test]
 fn a_panicking_exec_watcher_leaves_no_child_unreaped_and_no_task_unfreed() {
     static PANIC: AtomicBool = AtomicBool::new(true);
-    let (processes, log) = source(&PANIC);
+    let (processes, log) = source(EventKind::Exec, &PANIC);
     let spawned = catch_unwind(AssertUnwindSafe(|| {
         Command::new("sh")
             .args(["-c", "exit 4"])
@@ -224,8 +228,7 @@ fn a_panicking_exec_watcher_leaves_no_child_unreaped_and_no_task_unfreed() {
 
 #[test]
 fn wait_with_output_drains_both_pipes_at_once() {
-    static NO: AtomicBool = AtomicBool::new(false);
-    let (processes, log) = source(&NO);
+    let (processes, log) = source(EventKind::Exec, &NEVER);
     // Far more than a pipe holds goes to stderr first: read one pipe after the other,
     // the child would block on it while stdout is read, and never end.
     let output = Command::new("sh")
@@ -258,34 +261,10 @@ fn wait_with_output_drains_both_pipes_at_once() {
 
 #[test]
 fn a_panicking_fork_watcher_spawns_nothing_and_rolls_back_the_others() {
-    let table = WatcherTable::from_watchers([]).unwrap().leak();
-    let log: Arc<Mutex<Vec<EventKind>>> = Arc::default();
-    let seen = log.clone();
-    table
-        .watcher("stolen::first", EventSet::ALL)
-        .priority(10)
-        .register(move |event: &Event<'_>| {
-            seen.lock().unwrap().push(event.kind());
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap()
-        .keep();
-    let armed = Arc::new(AtomicBool::new(false));
-    let panicking = armed.clone();
-    table
-        .watcher("stolen::panics", EventSet::FORK)
-        .priority(-10)
-        .register(move |_: &Event<'_>| {
-            if panicking.load(Ordering::SeqCst) {
-                panic!("fork watcher panics");
-            }
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap()
-        .keep();
-    let processes: &'static Processes = Box::leak(Box::new(Processes::new(table)));
-    log.lock().unwrap().clear();
-    armed.store(true, Ordering::SeqCst);
+    // Armed once the source exists: making it announces the program's own task.
+    static PANIC: AtomicBool = AtomicBool::new(false);
+    let (processes, log) = source(EventKind::Fork, &PANIC);
+    PANIC.store(true, Ordering::SeqCst);
     let dir = std::env::temp_dir().join(format!("watchers-process-panic-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let marker = dir.join("ran");
@@ -298,7 +277,8 @@ fn a_panicking_fork_watcher_spawns_nothing_and_rolls_back_the_others() {
     std::thread::sleep(Duration::from_millis(200));
     assert!(!marker.exists(), "nothing was spawned");
     // The watcher that had succeeded gets `free`; nothing else happened.
-    assert_eq!(*log.lock().unwrap(), [EventKind::Fork, EventKind::Free]);
+    let kinds: Vec<_> = log.lock().unwrap().iter().map(|(kind, ..)| *kind).collect();
+    assert_eq!(kinds, [EventKind::Fork, EventKind::Free]);
     assert_eq!(processes.tasks().stats().tasks, 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
