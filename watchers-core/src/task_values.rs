@@ -170,7 +170,7 @@ impl ExitStatus {
     ///
     /// let lost = ExitStatus::UNKNOWN;
     /// assert_eq!((lost.code(), lost.signal(), lost.core_dumped()), (None, None, false));
-    /// assert_eq!(lost.to_string(), "status 0xffff");
+    /// assert_eq!(lost.to_string(), "unknown status");
     /// ```
     pub const UNKNOWN: ExitStatus = ExitStatus(0xffff);
 }
@@ -180,6 +180,7 @@ impl fmt::Display for ExitStatus {
         match (self.code(), self.signal()) {
             (Some(code), _) => write!(f, "exit code {code}"),
             (None, Some(signal)) => write!(f, "killed by signal {signal}"),
+            _ if *self == ExitStatus::UNKNOWN => f.write_str("unknown status"),
             (None, None) => write!(f, "status {:#x}", self.0),
         }
     }
