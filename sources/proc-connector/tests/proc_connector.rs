@@ -845,3 +845,99 @@ fn netlink_control_messages_are_reported_as_documented() {
     assert!(reports.is_empty(), "{reports:?}");
     assert_eq!(counters.acks, before.acks + 1);
 }
+
+// A time namespace whose clocks are shifted (as CRIU restores a container: monotonic and
+// boottime moved together). The kernel stamps events with the host's CLOCK_MONOTONIC,
+// while /proc start times and the source's own clock reads are shifted: a task found in
+// /proc must still get its exit. The test re-runs itself under `unshare --time` (root or
+// CAP_SYS_ADMIN, util-linux); without that it is skipped like the connector.
+
+/// Set in the re-run, inside the namespace.
+const INNER: &str = "TASKWATCH_TEST_IN_TIME_NAMESPACE";
+const SHIFT_S: &str = "3600";
+
+/// Passes as skipped, unless `TASKWATCH_REQUIRE_PROC_CONNECTOR=1`.
+fn skip(reason: &str) {
+    if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
+        panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but {reason}");
+    }
+    println!("skipped: {reason}");
+}
+
+#[test]
+fn a_task_found_in_proc_gets_its_exit_in_a_shifted_time_namespace() {
+    if std::env::var_os(INNER).is_none() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let output = Command::new("unshare")
+            .args([
+                "--time",
+                "--fork",
+                "--monotonic",
+                SHIFT_S,
+                "--boottime",
+                SHIFT_S,
+            ])
+            .arg(exe)
+            .args([
+                "--exact",
+                "a_task_found_in_proc_gets_its_exit_in_a_shifted_time_namespace",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(INNER, "1")
+            .output();
+        let output = match output {
+            Ok(output) => output,
+            Err(error) => return skip(&format!("no unshare: {error}")),
+        };
+        let text = String::from_utf8_lossy(&output.stdout);
+        let errors = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() && errors.contains("unshare failed") {
+            return skip(&format!("no time namespace: {errors}"));
+        }
+        assert!(
+            output.status.success(),
+            "inside the namespace:\n{text}\n{errors}"
+        );
+        print!("{text}");
+        return;
+    }
+    let offsets = std::fs::read_to_string("/proc/self/timens_offsets").unwrap_or_default();
+    assert!(offsets.contains(SHIFT_S), "in the namespace: {offsets}");
+    // Started before the source, so it is found in /proc by the seed.
+    let mut victim = Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .expect("spawn sleep");
+    let pid = victim.id();
+    let table = empty_table();
+    let exits: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    let record = exits.clone();
+    let _exits = table
+        .watcher("test::exits", EventSet::EXIT)
+        .register(move |event| {
+            record.lock().unwrap().insert(event.task().pid().get());
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .expect("register");
+    let Some(mut source) = open_or_skip(table, Options::default()) else {
+        let _ = victim.kill();
+        let _ = victim.wait();
+        return;
+    };
+    assert!(
+        source.mirror().get(watchers_core::Pid(pid)).is_some(),
+        "seeded from /proc"
+    );
+    victim.kill().expect("kill");
+    victim.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && !exits.lock().unwrap().contains(&pid) {
+        source.poll(|_| {}).expect("poll");
+    }
+    assert!(
+        exits.lock().unwrap().contains(&pid),
+        "the exit of {pid} never reached the watchers; still mirrored: {}",
+        source.mirror().get(watchers_core::Pid(pid)).is_some()
+    );
+}
