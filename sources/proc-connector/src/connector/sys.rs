@@ -250,9 +250,37 @@ impl AsRawFd for NetlinkSocket {
     }
 }
 
-/// `CLOCK_MONOTONIC` in nanoseconds: the clock of the events' `timestamp_ns`.
+/// `CLOCK_MONOTONIC` in nanoseconds: the clock of the events' `timestamp_ns`. The
+/// kernel stamps events with its own clock, which a time namespace's offset does not
+/// move, so that offset is taken back out.
 pub(crate) fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    let ns = i128::from(clock_ns(libc::CLOCK_MONOTONIC)) - monotonic_offset_ns();
+    u64::try_from(ns.max(0)).unwrap_or(u64::MAX)
+}
+
+/// The `monotonic` offset of this process's time namespace (`/proc/self/timens_offsets`,
+/// Linux 5.6), in nanoseconds; 0 without one. Fixed once processes are in the namespace.
+fn monotonic_offset_ns() -> i128 {
+    static OFFSET: std::sync::OnceLock<i128> = std::sync::OnceLock::new();
+    *OFFSET.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/timens_offsets")
+            .ok()
+            .and_then(|text| parse_monotonic_offset(&text))
+            .unwrap_or(0)
+    })
+}
+
+/// The `monotonic <seconds> <nanoseconds>` line of a `timens_offsets` file.
+fn parse_monotonic_offset(text: &str) -> Option<i128> {
+    text.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        if fields.next()? != "monotonic" {
+            return None;
+        }
+        let seconds: i128 = fields.next()?.parse().ok()?;
+        let nanoseconds: i128 = fields.next()?.parse().ok()?;
+        Some(seconds * 1_000_000_000 + nanoseconds)
+    })
 }
 
 /// `CLOCK_BOOTTIME` minus `CLOCK_MONOTONIC` (time spent suspended), in nanoseconds:
@@ -282,4 +310,19 @@ fn clock_ns(clock: libc::clockid_t) -> u64 {
         .unwrap_or(0)
         .saturating_mul(1_000_000_000)
         .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_monotonic_offset;
+
+    #[test]
+    fn the_monotonic_offset_is_read_from_timens_offsets() {
+        let text = "monotonic      3600        5\nboottime      -2     0\n";
+        assert_eq!(parse_monotonic_offset(text), Some(3_600_000_000_005));
+        let text = "boottime 1 0\nmonotonic -1 500000000\n";
+        assert_eq!(parse_monotonic_offset(text), Some(-500_000_000));
+        assert_eq!(parse_monotonic_offset("boottime 1 0\n"), None);
+        assert_eq!(parse_monotonic_offset("monotonic x 0\n"), None);
+    }
 }
