@@ -282,3 +282,75 @@ fn a_panicking_fork_watcher_spawns_nothing_and_rolls_back_the_others() {
     assert_eq!(processes.tasks().stats().tasks, 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Starts `sleep 30` under the OS pid `wanted`, which is free, as a process that is not
+/// this program's child (a shell forks it and exits). Needs root to set `ns_last_pid`;
+/// other forks on the machine may take the pid first, hence the retries. `None` if not
+/// permitted.
+fn respawn_with_pid(wanted: u32) -> Option<u32> {
+    let script =
+        "echo $1 > /proc/sys/kernel/ns_last_pid || exit 1; sleep 30 >/dev/null 2>&1 & echo $!";
+    for _ in 0..200 {
+        let out = Command::new("sh")
+            .args(["-c", script, "sh", &(wanted - 1).to_string()])
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            return None;
+        }
+        let got: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        if got == wanted {
+            return Some(got);
+        }
+        // SAFETY: plain system call on a pid just printed by its parent.
+        unsafe { libc::kill(got as libc::pid_t, libc::SIGKILL) };
+    }
+    panic!("premise: pid {wanted} was never given to a new process");
+}
+
+/// Whether `pid` runs (not gone, not a zombie).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
+}
+
+#[test]
+fn kill_after_a_steal_does_not_signal_the_process_that_reused_the_pid() {
+    let (processes, log) = source(EventKind::Exec, &NEVER);
+    let mut child = Command::new("sh")
+        .args(["-c", "exit 7"])
+        .spawn_watched_in(processes)
+        .unwrap();
+    let (pid, os_pid) = (child.task().pid(), child.id());
+    await_zombie(os_pid);
+    assert_eq!(steal(os_pid), 7 << 8);
+    // The kernel hands the pid on once it wraps around; here at once.
+    let Some(other) = respawn_with_pid(os_pid) else {
+        println!("skipped: cannot set ns_last_pid (not root)");
+        return;
+    };
+    assert!(runs(other), "premise: the new holder of the pid runs");
+    // No wait noticed the steal yet: the kill is the first call after it.
+    let killed = child.kill();
+    std::thread::sleep(Duration::from_millis(20));
+    let other_alive = runs(other);
+    // SAFETY: plain system call on the process started above.
+    unsafe { libc::kill(other as libc::pid_t, libc::SIGKILL) };
+    assert!(
+        other_alive,
+        "Child::kill signalled the process now holding pid {os_pid} (kill: {killed:?})"
+    );
+    assert_eq!(killed.map_err(|e| e.raw_os_error()), Err(Some(libc::ESRCH)));
+    drop(child);
+    assert!(await_free(&log, pid));
+    assert_eq!(
+        events_of(&log, pid)[2..],
+        [
+            (EventKind::Exit, Some(ExitStatus::UNKNOWN)),
+            (EventKind::Free, None)
+        ]
+    );
+}
