@@ -83,14 +83,20 @@ impl Child {
     /// Sends `SIGKILL`, as [`std::process::Child::kill`].
     ///
     /// # Errors
-    /// As [`std::process::Child::kill`]; "no such process" once a wait found the
-    /// child's status collected by other code (its pid may be another process's by
-    /// then, which must not get the signal).
+    /// As [`std::process::Child::kill`]; "no such process" if other code collected
+    /// the child's status (its pid may be another process's by then, which must not
+    /// get the signal): the task then ends as for [`wait`](Child::wait). A child that
+    /// has exited is collected first, as by [`try_wait`](Child::try_wait), so its
+    /// `exit` and `free` run here and a later wait returns the same status.
     pub fn kill(&mut self) -> io::Result<()> {
-        if self.lost {
-            return Err(gone(NO_SUCH_PROCESS));
+        // Polled first: std would signal the pid even after another waitpid reaped the
+        // child. Only a steal between this poll and the signal still escapes.
+        match self.try_wait() {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => self.std().kill(),
+            Err(error) if error.raw_os_error() == Some(NO_CHILD) => Err(gone(NO_SUCH_PROCESS)),
+            Err(error) => Err(error),
         }
-        self.std().kill()
     }
 
     /// Waits for the child to exit, as [`std::process::Child::wait`]; the first time it
