@@ -136,7 +136,9 @@ impl ExitStatus {
         ExitStatus((code & 0xff) << 8)
     }
 
-    /// Death by `signal`.
+    /// Death by `signal`, 1 to 126 (only its low 7 bits survive, as in a `wait(2)`
+    /// status, where 127 marks a stopped or continued task: `signaled(127)` has neither
+    /// a code nor a [`signal`](ExitStatus::signal)).
     pub const fn signaled(signal: i32) -> ExitStatus {
         ExitStatus(signal & 0x7f)
     }

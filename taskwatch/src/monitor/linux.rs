@@ -186,13 +186,23 @@ fn ids_json(ids: Ids) -> Value {
 
 /// `exit` info: the code, or the signal and whether it dumped core.
 fn exit_info(status: ExitStatus) -> String {
-    let core = status.0 & 0x80 != 0;
+    let core = status.core_dumped();
     match (status.code(), status.signal()) {
         (Some(code), _) => code.to_string(),
         (None, Some(signal)) if core => format!("sig {signal} core"),
         (None, Some(signal)) => format!("sig {signal}"),
         _ => format!("{:#x}", status.0),
     }
+}
+
+/// `exit` info as JSON: the raw status and what it means.
+fn exit_json(status: ExitStatus) -> Value {
+    json!({
+        "status": status.0,
+        "code": status.code(),
+        "signal": status.signal(),
+        "core_dumped": status.core_dumped(),
+    })
 }
 
 #[derive(Default, Clone, Copy)]
@@ -482,15 +492,7 @@ impl<W: Write> Monitor<W> {
             _ => {}
         }
         if let Some(status) = status {
-            value.insert(
-                "exit".into(),
-                json!({
-                    "status": status.0,
-                    "code": status.code(),
-                    "signal": status.signal(),
-                    "core_dumped": status.0 & 0x80 != 0,
-                }),
-            );
+            value.insert("exit".into(), exit_json(status));
             value.insert("duration_s".into(), json!(duration));
         }
         match &applied.change {
@@ -784,6 +786,20 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exit_status_dumps_core_only_when_a_signal_killed_the_task() {
+        let killed = ExitStatus(11 | 0x80);
+        assert_eq!(exit_json(killed)["core_dumped"], true);
+        assert_eq!(exit_info(killed), "sig 11 core");
+        // A kernel thread's -1: the low bits read as a stopped task, not a signal.
+        let odd = ExitStatus(-1);
+        assert_eq!(
+            exit_json(odd),
+            json!({"status": -1, "code": null, "signal": null, "core_dumped": false})
+        );
+        assert_eq!(exit_info(odd), "0xffffffff");
+    }
 
     /// A thread of this process that named itself `name`, parked until the sender is
     /// dropped; its id.

@@ -33,8 +33,8 @@ const TOMBSTONE_NS: u64 = 60_000_000_000;
 const MAX_TOMBSTONES: usize = 1 << 18;
 
 /// The status reported for a task found gone without its exit event (lost, or removed
-/// by a resync): nothing is known, so `0`.
-const UNKNOWN_STATUS: ExitStatus = ExitStatus(0);
+/// by a resync): nothing is known, so neither a code nor a signal.
+const UNKNOWN_STATUS: ExitStatus = ExitStatus::UNKNOWN;
 
 /// How far a fork event's time may lie from the start time `/proc` reports for the
 /// same task, beyond one clock tick (the kernel stamps the two a few microseconds apart).
@@ -299,9 +299,10 @@ impl Mirror {
     }
 
     /// Whether a task that started at `started_ns` (events' clock) had started by `ts`,
-    /// to a `/proc` clock tick.
+    /// to a `/proc` clock tick. An event without a time (0: the kernel always stamps
+    /// its events, replayed traffic may not) is taken to be about the task there is.
     fn started_by(&self, started_ns: u64, ts: u64) -> bool {
-        started_ns <= ts.saturating_add(self.tick_ns + START_SLACK_NS)
+        ts == 0 || started_ns <= ts.saturating_add(self.tick_ns + START_SLACK_NS)
     }
 
     /// The mirrored task, adopting it from `/proc` if the mirror does not know it
@@ -1167,6 +1168,33 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
         child
+    }
+
+    #[test]
+    fn a_task_a_resync_finds_gone_ends_with_an_unknown_status_not_exit_0() {
+        let (mut m, _, _) = setup();
+        let mut sink = |_| {};
+        let p = BASE + 41;
+        let task = m
+            .apply(&message(fork(1, p, p), 1), &mut sink)
+            .task
+            .expect("mirrored");
+        // Its exit was lost: no process has this pid, so the resync ends the task.
+        assert_eq!(resync(&mut m).removed, 1);
+        assert_eq!(task.exit_status(), Some(ExitStatus::UNKNOWN));
+    }
+
+    #[test]
+    fn an_event_without_a_time_is_about_the_task_the_mirror_knows() {
+        let (mut m, _, _) = setup();
+        let mut sink = |_| {};
+        let p = BASE + 42;
+        m.apply(&message(fork(1, p, p), 1_000_000_000), &mut sink);
+        // Replayed traffic may carry no time (the kernel's always has one).
+        let applied = m.apply(&message(exit(p, p, 3 << 8), 0), &mut sink);
+        assert_eq!(applied.disposition, Disposition::Applied);
+        let task = applied.task.expect("the mirrored task");
+        assert_eq!(task.exit_status(), Some(ExitStatus::exited(3)));
     }
 
     #[test]
