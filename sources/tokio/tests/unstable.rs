@@ -86,3 +86,32 @@ fn plain_tokio_spawn_tasks_are_seen_current_thread() {
 fn plain_tokio_spawn_tasks_are_seen_multi_thread() {
     plain_tasks(Flavour::MultiThread);
 }
+
+/// A plain task spawned on a runtime that has shut down: tokio shuts it down (and runs
+/// `on_task_terminate`) inside the spawn, before `on_task_spawn`. It must not be left
+/// forked and never freed.
+fn plain_task_on_a_shut_down_runtime(flavour: Flavour) {
+    let h = harness();
+    let source = h.source;
+    let runtime = common::runtime(flavour, source);
+    let handle = runtime.handle().clone();
+    drop(runtime);
+    let forked = h.ledger.forked();
+    let task = handle.spawn(async {});
+    assert!(task.is_finished(), "tokio shut the task down at once");
+    // Whether or not it was announced, it must not stay in the table.
+    let announced = h.ledger.forked() - forked;
+    assert!(announced <= 1);
+    h.ledger.assert_balanced();
+    assert_eq!(source.tasks().stats().tasks, 2, "{source:?}");
+}
+
+#[test]
+fn a_plain_task_spawned_on_a_shut_down_runtime_is_not_left_forked_current_thread() {
+    plain_task_on_a_shut_down_runtime(Flavour::CurrentThread);
+}
+
+#[test]
+fn a_plain_task_spawned_on_a_shut_down_runtime_is_not_left_forked_multi_thread() {
+    plain_task_on_a_shut_down_runtime(Flavour::MultiThread);
+}
