@@ -17,6 +17,11 @@ const COMM: &str = "tokio-task";
 thread_local! {
     /// Set while the source itself spawns, whose tasks are not plain ones.
     static HIDDEN: Cell<bool> = const { Cell::new(false) };
+    /// The last task this thread saw terminate that was not in the map. A task spawned
+    /// on a runtime that has shut down is shut down inside the spawn, so tokio runs
+    /// `on_task_terminate` for it before `on_task_spawn`, on the spawning thread: the
+    /// spawn hook must then not adopt a task that no terminate will ever retire.
+    static ENDED_UNSEEN: Cell<Option<Id>> = const { Cell::new(None) };
 }
 
 /// The plain tasks alive, by tokio id.
@@ -59,7 +64,8 @@ pub(crate) fn hidden<R>(spawn: impl FnOnce() -> R) -> R {
 /// `on_task_spawn`: runs on the spawning thread before the task is scheduled. The task
 /// is adopted (its `fork` watchers cannot refuse it; a refusal is counted).
 fn spawned(source: &'static AsyncTasks, meta: &TaskMeta<'_>) {
-    if HIDDEN.get() {
+    let ended = ENDED_UNSEEN.take() == Some(meta.id());
+    if HIDDEN.get() || ended {
         return;
     }
     let parent = source.parent();
@@ -72,7 +78,11 @@ fn spawned(source: &'static AsyncTasks, meta: &TaskMeta<'_>) {
 /// say which), and its future is gone: `exit` (code 0) and `free`.
 fn terminated(source: &'static AsyncTasks, meta: &TaskMeta<'_>) {
     let task = source.plain.lock().remove(&meta.id());
-    if let Some(task) = task {
-        source.retire(&task, ExitStatus::exited(0));
+    match task {
+        Some(task) => source.retire(&task, ExitStatus::exited(0)),
+        // Not spawned yet (see `ENDED_UNSEEN`), or not a plain task of the source (one
+        // of its own, or a blocking task, which gets no spawn hook): one slot is enough,
+        // as the spawn hook of a task that ended early runs next on this thread.
+        None => ENDED_UNSEEN.set(Some(meta.id())),
     }
 }
