@@ -130,3 +130,53 @@ fn a_refused_runtime_thread_runs_and_the_refusal_is_counted() {
     ledger.assert_balanced();
     assert_eq!(source.tasks().stats().tasks, 2);
 }
+
+/// The user's `on_thread_stop` hook panics: the thread still stops being a task (its
+/// `exit` and `free` are sent), rather than staying in the table forever.
+#[test]
+fn a_panicking_user_thread_stop_hook_still_retires_the_thread() {
+    let h = harness();
+    let source = h.source;
+    let runtime = Builder::new_current_thread()
+        .source(source)
+        .on_thread_stop(|| panic!("the user's stop hook panics"))
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::task::spawn_blocking(|| ()).await.unwrap();
+    });
+    // One blocking thread was started; dropping the runtime stops it.
+    assert_eq!(h.ledger.forked(), 1);
+    drop(runtime);
+    h.ledger.assert_balanced();
+    assert_eq!(source.tasks().stats().tasks, 2, "{source:?}");
+}
+
+/// The user's `on_thread_start` hook panics on a blocking thread after it became a
+/// task: tokio never runs `on_thread_stop` for it, so the source must retire it.
+#[test]
+fn a_panicking_user_thread_start_hook_still_retires_the_thread() {
+    let h = harness();
+    let source = h.source;
+    let runtime = Builder::new_current_thread()
+        .source(source)
+        .on_thread_start(|| panic!("the user's start hook panics"))
+        .build()
+        .unwrap();
+    // The thread dies before it runs the closure; do not wait for it.
+    runtime.block_on(async {
+        drop(tokio::task::spawn_blocking(|| ()));
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h.ledger.forked() == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert_eq!(h.ledger.forked(), 1);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while source.tasks().stats().tasks != 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    h.ledger.assert_balanced();
+    assert_eq!(source.tasks().stats().tasks, 2, "{source:?}");
+}
