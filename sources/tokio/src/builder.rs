@@ -1,6 +1,7 @@
 //! A runtime builder whose worker and blocking threads are tasks of a source.
 
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use tokio::runtime::{self, Runtime};
@@ -79,7 +80,9 @@ impl Builder {
     }
 
     /// Runs `f` on each runtime thread once it is a task (so it can look its task up
-    /// with [`AsyncTasks::current_thread`]).
+    /// with [`AsyncTasks::current_thread`]). If `f` panics, the thread's task gets
+    /// `exit` and `free` at once (tokio stops such a thread without its stop hook), and
+    /// the panic continues.
     pub fn on_thread_start<F>(&mut self, f: F) -> &mut Builder
     where
         F: Fn() + Send + Sync + 'static,
@@ -88,7 +91,8 @@ impl Builder {
         self
     }
 
-    /// Runs `f` on each runtime thread as it stops, while it is still a task.
+    /// Runs `f` on each runtime thread as it stops, while it is still a task. If `f`
+    /// panics, the thread's task still gets `exit` and `free`, and the panic continues.
     pub fn on_thread_stop<F>(&mut self, f: F) -> &mut Builder
     where
         F: Fn() + Send + Sync + 'static,
@@ -113,17 +117,26 @@ impl Builder {
         let source = self.source;
         let start = self.start.clone();
         let stop = self.stop.clone();
+        // The user's hooks are caught around: tokio runs no `on_thread_stop` for a
+        // thread whose start hook panicked, and a panicking stop hook would skip the
+        // source's own; either way the thread's task would never get `exit` and `free`.
         self.inner.on_thread_start(move || {
             threads::started(source);
-            if let Some(start) = &start {
-                start();
+            if let Some(start) = &start
+                && let Err(payload) = catch_unwind(AssertUnwindSafe(|| start()))
+            {
+                threads::stopping(source);
+                resume_unwind(payload);
             }
         });
         self.inner.on_thread_stop(move || {
-            if let Some(stop) = &stop {
-                stop();
-            }
+            let stopped = stop
+                .as_ref()
+                .map(|stop| catch_unwind(AssertUnwindSafe(|| stop())));
             threads::stopping(source);
+            if let Some(Err(payload)) = stopped {
+                resume_unwind(payload);
+            }
         });
         #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
         crate::plain::install(&mut self.inner, source);
