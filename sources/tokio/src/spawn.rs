@@ -138,6 +138,10 @@ impl AsyncTasks {
     /// # Errors
     /// [`SpawnError::NoRuntime`] outside a runtime (nothing was forked);
     /// [`SpawnError::Fork`] if a `fork` watcher refused (see [`SpawnError::watcher`]).
+    ///
+    /// # Panics
+    /// If a `fork` watcher panics: the fork is rolled back as for a refusal (nothing is
+    /// spawned, the future is dropped unpolled) and the panic continues here.
     pub fn spawn<F>(&'static self, future: F) -> Result<JoinHandle<F::Output>, SpawnError>
     where
         F: Future + Send + 'static,
