@@ -323,3 +323,63 @@ fn concurrent_spawns_and_aborts_from_several_threads() {
     );
     table_is_empty(source);
 }
+
+/// Tasks of the source on a runtime not built through it, dropped from a blocking task
+/// of another runtime; spawns from a `LocalSet`'s local task and from `block_on`: all
+/// balanced, and the parents are the tasks that spawned.
+#[test]
+fn other_runtimes_local_sets_and_block_on() {
+    let h = harness();
+    let source = h.source;
+    let runtime = common::runtime(Flavour::MultiThread, source);
+    let other = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    // Pending tasks of the source on the plain runtime.
+    for _ in 0..10 {
+        source.spawn_on(pending::<()>(), other.handle()).unwrap();
+    }
+    runtime.block_on(async move {
+        // The plain runtime is dropped on a blocking task of the source: its pending
+        // tasks are cancelled there.
+        source
+            .spawn_blocking(move || {
+                drop(other);
+            })
+            .unwrap()
+            .await
+            .unwrap()
+    });
+    assert_eq!(h.ledger.exited(Outcome::Cancelled), 10);
+    // A LocalSet inside a task of the source: a local task spawns through the source.
+    let (outer, inner_parent) = runtime.block_on(async move {
+        source
+            .spawn_blocking(move || {
+                let local = tokio::task::LocalSet::new();
+                let handle = tokio::runtime::Handle::current();
+                let me = source.current().unwrap();
+                let parent = handle.block_on(local.run_until(async move {
+                    tokio::task::spawn_local(async move {
+                        // Its serial, read while it lives (`free` clears the slots).
+                        let child = source
+                            .spawn(async move {
+                                *common::SERIAL.get(&source.current().unwrap()).unwrap()
+                            })
+                            .unwrap();
+                        child.await.unwrap()
+                    })
+                    .await
+                    .unwrap()
+                }));
+                (me, parent)
+            })
+            .unwrap()
+            .await
+            .unwrap()
+    });
+    // The local task runs inside the blocking task: that task is the child's parent.
+    assert_eq!(h.ledger.parents.lock().unwrap()[&inner_parent], outer.pid());
+    drop(runtime);
+    h.ledger.assert_balanced();
+    table_is_empty(source);
+}
