@@ -87,7 +87,10 @@
 //! runs; a panicking `exit` watcher on a task that completed fails that task as its own
 //! panic would. A runtime thread's `fork` watcher that panics leaves the thread
 //! unwatched ([`AsyncTasks::untracked`]). [`current`] works while the future is polled,
-//! not in its destructor.
+//! not in its destructor. With `unstable-hooks`, a plain task that its runtime shuts
+//! down, from another thread, after tokio made it but before tokio's spawn hook ran, is
+//! adopted and never freed: tokio's hooks give no way to tell its early `on_task_terminate`
+//! from a blocking task's, which gets no spawn hook.
 #![deny(missing_docs)]
 
 #[cfg(all(feature = "unstable-hooks", not(tokio_unstable)))]
