@@ -39,7 +39,7 @@ pub(crate) fn task_watcher(args: TokenStream, item: TokenStream) -> TokenStream 
         Item::Fn(function) => function,
         item => {
             errors.push(not_a_function(&item));
-            return fallback(allow_dead_code(item), &errors);
+            return fallback(allow_unused_import(item), &errors);
         }
     };
     valid::function(&function, &mut errors);
@@ -97,12 +97,13 @@ fn not_a_function_but_expression(expr: &Expr) -> Error {
     }
 }
 
-/// The function without its registration: not used anywhere, which is not worth a
-/// warning next to the error; without another `#[task_watcher]`, which would only
-/// repeat the errors; and without a C-variadic `...`, which rustc would report again.
+/// The function without its registration: without another `#[task_watcher]`, which
+/// would only repeat the errors; and without a C-variadic `...`, which rustc would
+/// report again. It is left unused without an `allow(dead_code)`: rustc reports no
+/// `dead_code` in a crate with errors, and the `allow` would be an error of its own
+/// under a `#![forbid(dead_code)]`.
 fn fallback_function(mut function: ItemFn) -> ItemFn {
     function.attrs.retain(|attr| !valid::is_task_watcher(attr));
-    function.attrs.push(syn::parse_quote!(#[allow(dead_code)]));
     if function.sig.variadic.take().is_some() {
         // `fn f(a: A, ...)`: drop the comma left after `a: A`.
         let inputs = std::mem::take(&mut function.sig.inputs);
@@ -111,21 +112,14 @@ fn fallback_function(mut function: ItemFn) -> ItemFn {
     function
 }
 
-/// Marks an item that will not be registered as possibly unused.
-fn allow_dead_code(mut item: Item) -> Item {
-    let (attrs, attr): (_, syn::Attribute) = match &mut item {
-        Item::Use(item) => (&mut item.attrs, syn::parse_quote!(#[allow(unused_imports)])),
-        Item::Const(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Enum(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Static(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Struct(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Trait(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Type(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Union(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        Item::Impl(item) => (&mut item.attrs, syn::parse_quote!(#[allow(dead_code)])),
-        _ => return item,
-    };
-    attrs.push(attr);
+/// Marks a `use` that will not be registered as possibly unused: `unused_imports` is
+/// reported even next to errors. No other item is marked: `dead_code` is never reported
+/// in a crate with errors, and an `allow` under a `#![forbid(dead_code)]` would be an
+/// error of its own (E0453).
+fn allow_unused_import(mut item: Item) -> Item {
+    if let Item::Use(item) = &mut item {
+        item.attrs.push(syn::parse_quote!(#[allow(unused_imports)]));
+    }
     item
 }
 
