@@ -84,6 +84,25 @@ fn runtime_watchers_merge_with_static_ones_by_priority_then_name() {
     assert_eq!(table.watchers().len(), 1, "only the static watcher is left");
 }
 
+/// A blank name is refused at run time as `#[task_watcher(name = "")]` is at compile
+/// time: it would name nothing in `taskwatch list` or an error.
+#[test]
+fn a_blank_runtime_name_is_refused() {
+    let table = empty_table();
+    let ok = |_: &Event<'_>| -> WatcherResult { Ok(()) };
+    for blank in ["", "  ", "\n"] {
+        assert_eq!(
+            table
+                .watcher(blank, EventSet::EXIT)
+                .register(ok)
+                .unwrap_err(),
+            RegisterError::EmptyName,
+            "{blank:?}"
+        );
+    }
+    assert!(table.watchers().is_empty());
+}
+
 #[test]
 fn names_must_be_unique_across_static_and_runtime_watchers() {
     let table = WatcherTable::from_watchers([Watcher::new("taken", EventSet::FORK, static_b)])

@@ -906,3 +906,72 @@ fn free_pairs_with_a_seen_fork_while_watchers_register_concurrently() {
         assert!(paired > 0);
     });
 }
+
+/// On drop: unregisters another watcher, then registers a new one under the name of the
+/// watcher whose closure is being dropped.
+struct Reenter {
+    table: &'static WatcherTable,
+    other: Option<Registration<'static>>,
+    replacement: Arc<Mutex<Option<Registration<'static>>>>,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Drop for Reenter {
+    fn drop(&mut self) {
+        if let Some(other) = self.other.take() {
+            other.unregister().unwrap();
+        }
+        let calls = self.calls.clone();
+        let again = self
+            .table
+            .watcher("reentrant", EventSet::EXEC)
+            .register(move |_| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        *self.replacement.lock().unwrap() = Some(again);
+    }
+}
+
+/// A closure whose `Drop` unregisters and registers on the same table, under the name
+/// just freed, neither deadlocks nor is refused: `unregister` drops the closure outside
+/// the registration lock, after the name is free.
+#[test]
+fn a_closure_whose_drop_registers_and_unregisters_does_not_deadlock() {
+    within(30, || {
+        let table = empty_table();
+        let other = table
+            .watcher("other", EventSet::EXEC)
+            .register(|_| Ok::<(), String>(()))
+            .unwrap();
+        let replacement: Arc<Mutex<Option<Registration<'static>>>> = Arc::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let guard = Reenter {
+            table,
+            other: Some(other),
+            replacement: replacement.clone(),
+            calls: calls.clone(),
+        };
+        let first = table
+            .watcher("reentrant", EventSet::EXEC)
+            .register(move |_| {
+                let _ = &guard;
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        first.unregister().unwrap();
+        let names: Vec<String> = table.watchers().into_iter().map(|w| w.name).collect();
+        assert_eq!(names, ["reentrant"]);
+        let task = Task::detached(3);
+        table.dispatch(&exec_of(&task)).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        replacement
+            .lock()
+            .unwrap()
+            .take()
+            .unwrap()
+            .unregister()
+            .unwrap();
+    });
+}
