@@ -32,6 +32,9 @@ pub enum RegisterError {
     /// The watcher asked for no events.
     #[error("runtime task watcher `{0}` asks for no events")]
     NoEvents(String),
+    /// The name is empty or only blanks, which `#[task_watcher(name = ...)]` refuses too.
+    #[error("the name of a task watcher cannot be empty or blank")]
+    EmptyName,
 }
 
 /// How to register a runtime watcher: its name, events and priority. Build one with
@@ -68,7 +71,8 @@ impl<'t> RuntimeBuilder<'t> {
     ///
     /// # Errors
     /// [`RegisterError::DuplicateName`] if a static or runtime watcher has the name;
-    /// [`RegisterError::NoEvents`] for an empty event set.
+    /// [`RegisterError::NoEvents`] for an empty event set;
+    /// [`RegisterError::EmptyName`] for an empty or blank name.
     pub fn register<F, E>(self, callback: F) -> Result<Registration<'t>, RegisterError>
     where
         F: Fn(&Event<'_>) -> Result<(), E> + Send + Sync + 'static,
@@ -82,6 +86,9 @@ impl<'t> RuntimeBuilder<'t> {
 
     fn register_boxed(self, callback: Box<Callback>) -> Result<Registration<'t>, RegisterError> {
         let table = self.table;
+        if self.name.trim().is_empty() {
+            return Err(RegisterError::EmptyName);
+        }
         if self.events.is_empty() {
             return Err(RegisterError::NoEvents(self.name));
         }
