@@ -233,10 +233,21 @@ fn is_event(ty: &Type) -> bool {
 }
 
 fn not_event(reference: &TypeReference) -> Error {
+    // `&E<'_>` has `Event`'s shape: most likely `Event` renamed, which the macro, seeing
+    // names only, cannot follow.
+    let renamed = matches!(strip(&reference.elem), Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|last| matches!(&last.arguments,
+            PathArguments::AngleBracketed(args) if args.args.len() == 1
+                && matches!(args.args[0], GenericArgument::Lifetime(_)))));
+    let hint = if renamed {
+        "\nthe macro knows the event type by its name: if this is `Event` imported under another name or aliased, write `Event` or its path, `&watchers_core::Event<'_>`"
+    } else {
+        ""
+    };
     Error::new_spanned(
         reference,
         format!(
-            "a task watcher takes the event, `&Event<'_>`, not `{}`",
+            "a task watcher takes the event, `&Event<'_>`, not `{}`{hint}",
             pretty(&Type::Reference(reference.clone()))
         ),
     )
