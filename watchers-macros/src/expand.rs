@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Error, Expr, Item, ItemFn, ReturnType, Stmt, TraitItemFn};
+use syn::{Error, Expr, FnArg, Item, ItemFn, ReturnType, Stmt, TraitItemFn, Type};
 
 use crate::attr::{self, Args, EVENTS, Errors};
 use crate::valid;
@@ -267,8 +267,13 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
 /// to another accepted signature in `valid`.
 fn shim(function: &ItemFn, private: &TokenStream) -> TokenStream {
     let ident = &function.sig.ident;
-    // Hygienic, so that a function called `event` or `returned` is not shadowed.
-    let event = syn::Ident::new("event", Span::mixed_site());
+    // Hygienic, so that a function called `event` or `returned` is not shadowed; located
+    // at the parameter's type name, so that a type the macro took for the event by its
+    // name (a crate's own `Event`) is reported there.
+    let event = syn::Ident::new(
+        "event",
+        Span::mixed_site().located_at(event_type_span(function)),
+    );
     // An unsupported return type is reported on the whole return type: the argument of
     // `into_watcher_result` is an expression from its first token to its last.
     let (first, last) = match &function.sig.output {
@@ -282,6 +287,30 @@ fn shim(function: &ItemFn, private: &TokenStream) -> TokenStream {
         |#event: &#private::Event<'_>| -> #private::WatcherResult {
             let #returned = #ident(#event);
             #private::IntoWatcherResult::into_watcher_result(#identity #argument)
+        }
+    }
+}
+
+/// The span of the parameter's type name (`Event` in `&path::Event<'_>`), else the
+/// function's name.
+fn event_type_span(function: &ItemFn) -> Span {
+    let Some(FnArg::Typed(parameter)) = function.sig.inputs.first() else {
+        return function.sig.ident.span();
+    };
+    let mut ty = &*parameter.ty;
+    loop {
+        match ty {
+            Type::Reference(reference) => ty = &reference.elem,
+            Type::Group(group) => ty = &group.elem,
+            Type::Paren(paren) => ty = &paren.elem,
+            Type::Path(path) => {
+                return path
+                    .path
+                    .segments
+                    .last()
+                    .map_or_else(|| function.sig.ident.span(), |last| last.ident.span());
+            }
+            _ => return function.sig.ident.span(),
         }
     }
 }
