@@ -232,6 +232,14 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
         .iter()
         .filter(|attr| attr.path().is_ident("cfg"));
     let vis = &function.vis;
+    // The record calls the function: that is the macro's use, not the user's, and a
+    // `#[deprecated]` watcher would otherwise warn about itself. Only then, so that a
+    // crate that forbids `deprecated` still compiles its other watchers.
+    let allow_deprecated = function
+        .attrs
+        .iter()
+        .any(|attr| attr.path().is_ident("deprecated"))
+        .then(|| quote!(#[allow(deprecated)]));
 
     // The record is a constant with the function's visibility, so that an explicit table
     // can name it (`watcher_record!`) and get the very record `inventory` gets. The
@@ -244,6 +252,7 @@ fn registration(function: &ItemFn, args: &Args) -> TokenStream {
         #function
 
         #(#cfgs)*
+        #allow_deprecated
         #[doc(hidden)]
         #vis const #holder: #private::Watcher = {
             const #holder: #private::Watcher = #private::Watcher::new(#name, #events, #shim)
