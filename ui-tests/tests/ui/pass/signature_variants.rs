@@ -1,7 +1,6 @@
 //! Signatures the attribute documents as accepted: lifetimes, `&Event` without `'_`,
 //! a path to `Event`, doc comments and `#[deprecated]` on the function, non-ASCII names.
 #![deny(warnings)]
-#![allow(deprecated)]
 
 use watchers_core::__private::inventory;
 use watchers_core::{Event, Watcher, task_watcher};
