@@ -663,6 +663,23 @@ mod tests {
     }
 
     #[test]
+    fn a_watcher_with_a_blank_name_is_reported() {
+        for blank in ["", " \t"] {
+            let list = [
+                Watcher::new("a", EventSet::FORK, nothing),
+                Watcher::new(blank, EventSet::FORK, nothing),
+            ];
+            assert!(
+                matches!(
+                    WatcherTable::from_watchers(list),
+                    Err(FreezeError::EmptyName { .. })
+                ),
+                "{blank:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_watcher_without_events_is_reported() {
         let list = [
             Watcher::new("a", EventSet::FORK, nothing),
