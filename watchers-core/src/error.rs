@@ -26,6 +26,13 @@ pub enum FreezeError {
         /// Where it was declared.
         location: Location,
     },
+    /// A hand-built watcher has an empty or blank name (`#[task_watcher]` refuses one
+    /// at compile time).
+    #[error("a task watcher (at {location}) has an empty or blank name")]
+    EmptyName {
+        /// Where it was declared.
+        location: Location,
+    },
 }
 
 /// A name that several watchers share, as [`FreezeError::DuplicateNames`] reports it.

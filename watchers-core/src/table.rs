@@ -100,7 +100,7 @@ impl WatcherTable {
     /// # Errors
     /// [`FreezeError::DuplicateNames`] if watchers share a name: every such name, each
     /// with all its locations; otherwise [`FreezeError::NoEvents`] for a watcher with an
-    /// empty event set.
+    /// empty event set, or [`FreezeError::EmptyName`] for one with an empty or blank name.
     pub fn from_watchers(watchers: impl IntoIterator<Item = Watcher>) -> Result<Self, FreezeError> {
         let input: Vec<Watcher> = watchers.into_iter().collect();
         let count = u32::try_from(input.len()).expect("fewer than 2^32 watchers");
@@ -131,6 +131,11 @@ impl WatcherTable {
             let watcher = &input[i as usize];
             return Err(FreezeError::NoEvents {
                 name: watcher.name(),
+                location: watcher.location(),
+            });
+        }
+        if let Some(watcher) = input.iter().find(|w| w.name().trim().is_empty()) {
+            return Err(FreezeError::EmptyName {
                 location: watcher.location(),
             });
         }
