@@ -1,0 +1,229 @@
+//! Edge cases of the task model's Linux semantics: sessions of threads and of reused
+//! pids, ids, names, `CLONE_PARENT` from init, pid reuse under a thread group.
+
+use std::sync::Mutex;
+
+use watchers_core::{
+    CloneFlags, Event, EventKind, EventSet, Pid, TaskError, TaskState, TaskTable, Watcher,
+    WatcherResult, WatcherTable,
+};
+
+fn nop(_: &Event<'_>) -> WatcherResult {
+    Ok(())
+}
+
+fn tasks_with_pid_max(pid_max: u32) -> TaskTable {
+    let table = WatcherTable::from_watchers([Watcher::new("nop", EventSet::ALL, nop)]).unwrap();
+    TaskTable::with_pid_max(table, pid_max)
+}
+
+fn tasks() -> TaskTable {
+    tasks_with_pid_max(watchers_core::DEFAULT_PID_MAX)
+}
+
+/// Linux's `setsid` names the session after the thread group (its leader's pid) and
+/// refuses with `EPERM` when a process group of that id exists: a thread of a process
+/// that leads its process group cannot start a session.
+#[test]
+fn setsid_from_a_thread_of_a_group_leader_is_refused() {
+    let tasks = tasks();
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.setsid(leader.pid()).unwrap();
+    let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(thread.pgid(), leader.pid());
+    let outcome = tasks.setsid(thread.pid());
+    assert!(
+        matches!(outcome, Err(TaskError::GroupLeader(_))),
+        "setsid from a thread of a group leader: {outcome:?}; thread sid {:?}, pgid {:?}",
+        thread.sid(),
+        thread.pgid()
+    );
+    assert_eq!((thread.sid(), thread.pgid()), (leader.pid(), leader.pid()));
+}
+
+/// A session a thread starts is its thread group's: named by the group's id, never by
+/// the thread's own pid (which is freed, and reused, when the thread exits).
+#[test]
+fn setsid_from_a_thread_names_the_session_after_its_thread_group() {
+    let tasks = tasks();
+    let process = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(process.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(process.pgid(), Pid::INIT);
+    let sid = tasks.setsid(thread.pid()).unwrap();
+    assert_eq!(sid, process.pid(), "the session is the thread group's");
+    assert_eq!((thread.sid(), thread.pgid()), (process.pid(), process.pid()));
+    assert_eq!(
+        (process.sid(), process.pgid()),
+        (process.pid(), process.pid())
+    );
+}
+
+/// A pid that still names a live process group cannot start a session (Linux keeps such
+/// a pid from reuse altogether; here it is reused after `free`, so `setsid` must refuse
+/// rather than put the new task in the old group).
+#[test]
+fn setsid_refuses_a_pid_that_names_another_process_group() {
+    // Pids 2 and 3 only.
+    let tasks = tasks_with_pid_max(3);
+    let old = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.setsid(old.pid()).unwrap();
+    let member = tasks.fork(old.pid(), CloneFlags::empty()).unwrap();
+    assert_eq!(member.pgid(), old.pid());
+    tasks.exit(old.pid(), 0).unwrap();
+    assert_eq!(old.state(), TaskState::Dead);
+    let new = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(new.pid(), old.pid(), "the premise: the pid was reused");
+    let outcome = tasks.setsid(new.pid());
+    assert!(
+        matches!(outcome, Err(TaskError::GroupLeader(_))),
+        "setsid of a reused pid that names {member:?}'s process group: {outcome:?}"
+    );
+    assert_eq!(new.pgid(), Pid::INIT);
+}
+
+/// `-1` is "unchanged" to the kernel's `set*id` calls and never an id a task can have
+/// (`setuid(-1)` is `EINVAL`).
+#[test]
+fn an_id_of_minus_one_is_never_set() {
+    let tasks = tasks();
+    let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let _ = tasks.setuid(task.pid(), u32::MAX);
+    let _ = tasks.setgid(task.pid(), u32::MAX);
+    let _ = tasks.seteuid(task.pid(), u32::MAX);
+    let _ = tasks.setresuid(task.pid(), Some(u32::MAX), None, Some(u32::MAX));
+    let (uids, gids) = (task.uids(), task.gids());
+    for id in [uids.real, uids.effective, uids.saved, uids.fs] {
+        assert_ne!(id, u32::MAX, "uids {uids:?}");
+    }
+    for id in [gids.real, gids.effective, gids.saved, gids.fs] {
+        assert_ne!(id, u32::MAX, "gids {gids:?}");
+    }
+}
+
+#[test]
+fn set_comm_cuts_at_fifteen_bytes_on_a_character_boundary() {
+    let tasks = tasks();
+    let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.set_comm(task.pid(), "0123456789abcdefgh").unwrap();
+    assert_eq!(task.comm(), "0123456789abcde");
+    // 14 bytes, then a two-byte character across the cut.
+    tasks.set_comm(task.pid(), "0123456789abcdé").unwrap();
+    assert_eq!(task.comm(), "0123456789abcd");
+    // 13 bytes, then a four-byte character across it.
+    tasks.set_comm(task.pid(), "0123456789abc🦀").unwrap();
+    assert_eq!(task.comm(), "0123456789abc");
+    tasks.set_comm(task.pid(), "0123456789abcé").unwrap();
+    assert_eq!(task.comm(), "0123456789abcé");
+}
+
+static FORK_PARENTS: Mutex<Vec<(Pid, Pid)>> = Mutex::new(Vec::new());
+
+fn record_fork_parent(event: &Event<'_>) -> WatcherResult {
+    if event.kind() == EventKind::Fork {
+        let task = event.task();
+        FORK_PARENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((task.pid(), task.parent()));
+    }
+    Ok(())
+}
+
+/// A `CLONE_PARENT` fork (or a thread) of init: init has no parent, so the child is
+/// init's; the `fork` watchers never see a parent pid of 0.
+#[test]
+fn clone_parent_from_init_never_shows_pid_zero() {
+    let table = WatcherTable::from_watchers([Watcher::new(
+        "fork_parent",
+        EventSet::ALL,
+        record_fork_parent,
+    )])
+    .unwrap();
+    let tasks = TaskTable::with_table(table);
+    let child = tasks.fork(Pid::INIT, CloneFlags::PARENT).unwrap();
+    let thread = tasks.fork(Pid::INIT, CloneFlags::THREAD).unwrap();
+    assert_eq!(child.parent(), Pid::INIT);
+    assert!(tasks.children(Pid::INIT).contains(&child.pid()));
+    assert_eq!(thread.parent(), Pid::INIT);
+    let seen = FORK_PARENTS.lock().unwrap().clone();
+    for (pid, parent) in seen {
+        assert_ne!(parent, Pid(0), "the fork watchers saw task {pid} with parent 0");
+    }
+    tasks.exit(child.pid(), 0).unwrap();
+    tasks.exit(thread.pid(), 0).unwrap();
+    assert_eq!(
+        (child.state(), thread.state()),
+        (TaskState::Dead, TaskState::Dead)
+    );
+    assert_eq!(tasks.len(), 1);
+}
+
+/// A thread group keeps its id while any of its threads runs: a task forked later never
+/// gets the id of a group it does not belong to.
+#[test]
+fn a_reused_leader_pid_does_not_join_a_running_thread_group() {
+    // Pids 2 and 3 only.
+    let tasks = tasks_with_pid_max(3);
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    tasks.exit(leader.pid(), 0).unwrap();
+    assert_eq!(thread.state(), TaskState::Running);
+    if let Ok(new) = tasks.fork(Pid::INIT, CloneFlags::empty()) {
+        assert_ne!(
+            new.tgid(),
+            thread.tgid(),
+            "{new:?} has the thread group id of {thread:?}, whose leader {leader:?} is freed"
+        );
+    }
+}
+
+/// Exiting twice, reaping a non-child, a thread or a running child: clear errors.
+#[test]
+fn misuse_gets_errors_not_panics() {
+    let tasks = tasks();
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(child.pid(), CloneFlags::THREAD).unwrap();
+    assert!(matches!(
+        tasks.reap(parent.pid(), child.pid()),
+        Err(TaskError::WrongState { .. })
+    ));
+    assert!(matches!(
+        tasks.reap(Pid::INIT, child.pid()),
+        Err(TaskError::NotAChild { .. })
+    ));
+    assert!(matches!(
+        tasks.reap(child.pid(), thread.pid()),
+        Err(TaskError::NotAChild { .. })
+    ));
+    tasks.exit(child.pid(), 0).unwrap();
+    assert!(matches!(
+        tasks.exit(child.pid(), 0),
+        Err(TaskError::WrongState { .. })
+    ));
+    assert!(matches!(tasks.exit(Pid::INIT, 0), Err(TaskError::Init(_))));
+    assert_eq!(tasks.wait(parent.pid()).unwrap().map(|(p, _)| p), Some(child.pid()));
+    assert!(tasks.wait(parent.pid()).unwrap().is_none());
+    assert!(matches!(
+        tasks.reap(parent.pid(), child.pid()),
+        Err(TaskError::NoSuchTask(_))
+    ));
+    assert_eq!(tasks.stats().frees, 1);
+}
+
+#[test]
+fn pids_wrap_around_to_the_lowest_free_one_and_exhaustion_is_an_error() {
+    let tasks = tasks_with_pid_max(4);
+    let a = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let b = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let c = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!((a.pid(), b.pid(), c.pid()), (Pid(2), Pid(3), Pid(4)));
+    assert!(matches!(
+        tasks.fork(Pid::INIT, CloneFlags::empty()),
+        Err(watchers_core::ForkError::PidsExhausted(4))
+    ));
+    tasks.exit(c.pid(), 0).unwrap();
+    tasks.exit(b.pid(), 0).unwrap();
+    assert_eq!(tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid(), Pid(3));
+    assert_eq!(tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid(), Pid(4));
+}
