@@ -170,8 +170,9 @@ pub enum TaskError {
         /// What was asked.
         operation: &'static str,
     },
-    /// `setsid` by a process-group leader (the kernel's `EPERM`).
-    #[error("task {0} is already a process group leader")]
+    /// `setsid` while a process group with the id the session would take exists: the
+    /// task (or its thread group) leads one (the kernel's `EPERM`).
+    #[error("task {0} cannot start a session: a process group with its id exists")]
     GroupLeader(Pid),
     /// `reap` of a task by something other than its parent.
     #[error("task {child} is not a child of {parent}")]
