@@ -626,19 +626,35 @@ impl TaskTable {
         self.setresgid(pid, None, Some(egid), None)
     }
 
-    /// `setsid`: the task starts a session and a process group of its own.
+    /// `setsid`: the task's thread group starts a session and a process group of its
+    /// own, both named by the group's id (its leader's pid, the task's own for a
+    /// process); every task of the group joins them, and the task gets the `sid` event.
+    /// Returns the session id.
     ///
     /// # Errors
-    /// [`TaskError::GroupLeader`] if it already leads a process group (the kernel's
-    /// `EPERM`); otherwise as [`exec`](TaskTable::exec).
+    /// [`TaskError::GroupLeader`] if a process group with that id exists (the kernel's
+    /// `EPERM`): the task, or its thread group, leads one, or a process left in the group
+    /// of a freed task that had the pid; otherwise as [`exec`](TaskTable::exec).
     pub fn setsid(&self, pid: Pid) -> Result<Pid, TaskError> {
         let task = self.running(pid, "setsid")?;
-        if task.pgid() == pid {
-            return Err(TaskError::GroupLeader(pid));
+        let sid = task.tgid();
+        {
+            // Checked and changed under one lock, so that two threads of the group
+            // cannot both start the session, and no fork joins the group in between.
+            // A scan of the table: `setsid` is rare, and keeping an index of process
+            // groups would cost every fork and free.
+            let inner = self.lock();
+            if inner.nodes.values().any(|node| node.task.pgid() == sid) {
+                return Err(TaskError::GroupLeader(pid));
+            }
+            for node in inner.nodes.values() {
+                if node.task.tgid() == sid {
+                    node.task.set_session(sid, sid);
+                }
+            }
         }
-        task.set_session(pid, pid);
-        task.send(EventData::Sid { sid: pid })?;
-        Ok(pid)
+        task.send(EventData::Sid { sid })?;
+        Ok(sid)
     }
 
     /// `prctl(PR_SET_NAME)`: renames the task (cut to 15 bytes).
