@@ -532,7 +532,8 @@ impl TaskTable {
     /// effective one. No permission checks are modelled.
     ///
     /// # Errors
-    /// As [`exec`](TaskTable::exec).
+    /// [`TaskError::InvalidId`] for `u32::MAX` (the kernel's -1, which no task has;
+    /// `None` leaves an id unchanged); otherwise as [`exec`](TaskTable::exec).
     pub fn setresuid(
         &self,
         pid: Pid,
@@ -546,7 +547,7 @@ impl TaskTable {
     /// `setuid`: every user id becomes `uid`.
     ///
     /// # Errors
-    /// As [`exec`](TaskTable::exec).
+    /// As [`setresuid`](TaskTable::setresuid).
     pub fn setuid(&self, pid: Pid, uid: u32) -> Result<(), TaskError> {
         self.setresuid(pid, Some(uid), Some(uid), Some(uid))
     }
@@ -554,7 +555,7 @@ impl TaskTable {
     /// `seteuid`: the effective (and filesystem) user id becomes `euid`.
     ///
     /// # Errors
-    /// As [`exec`](TaskTable::exec).
+    /// As [`setresuid`](TaskTable::setresuid).
     pub fn seteuid(&self, pid: Pid, euid: u32) -> Result<(), TaskError> {
         self.setresuid(pid, None, Some(euid), None)
     }
@@ -562,7 +563,7 @@ impl TaskTable {
     /// `setresgid`: as [`setresuid`](TaskTable::setresuid), for group ids.
     ///
     /// # Errors
-    /// As [`exec`](TaskTable::exec).
+    /// As [`setresuid`](TaskTable::setresuid).
     pub fn setresgid(
         &self,
         pid: Pid,
@@ -585,6 +586,11 @@ impl TaskTable {
             IdKind::User => "setresuid",
             IdKind::Group => "setresgid",
         };
+        // The kernel's -1: "unchanged" to `setresuid`, refused by `setuid`, never an id
+        // a task has. Here `None` means unchanged, so the value itself is an error.
+        if [real, effective, saved].contains(&Some(u32::MAX)) {
+            return Err(TaskError::InvalidId(u32::MAX));
+        }
         let task = self.running(pid, operation)?;
         let old = match kind {
             IdKind::User => task.uids(),
@@ -613,7 +619,7 @@ impl TaskTable {
     /// `setgid`: every group id becomes `gid`.
     ///
     /// # Errors
-    /// As [`exec`](TaskTable::exec).
+    /// As [`setresuid`](TaskTable::setresuid).
     pub fn setgid(&self, pid: Pid, gid: u32) -> Result<(), TaskError> {
         self.setresgid(pid, Some(gid), Some(gid), Some(gid))
     }
@@ -621,7 +627,7 @@ impl TaskTable {
     /// `setegid`: the effective (and filesystem) group id becomes `egid`.
     ///
     /// # Errors
-    /// As [`exec`](TaskTable::exec).
+    /// As [`setresuid`](TaskTable::setresuid).
     pub fn setegid(&self, pid: Pid, egid: u32) -> Result<(), TaskError> {
         self.setresgid(pid, None, Some(egid), None)
     }

@@ -87,7 +87,10 @@ fn setsid_refuses_a_pid_that_names_another_process_group() {
 fn an_id_of_minus_one_is_never_set() {
     let tasks = tasks();
     let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let _ = tasks.setuid(task.pid(), u32::MAX);
+    assert!(matches!(
+        tasks.setuid(task.pid(), u32::MAX),
+        Err(TaskError::InvalidId(u32::MAX))
+    ));
     let _ = tasks.setgid(task.pid(), u32::MAX);
     let _ = tasks.seteuid(task.pid(), u32::MAX);
     let _ = tasks.setresuid(task.pid(), Some(u32::MAX), None, Some(u32::MAX));
