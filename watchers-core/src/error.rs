@@ -174,6 +174,9 @@ pub enum TaskError {
     /// task (or its thread group) leads one (the kernel's `EPERM`).
     #[error("task {0} cannot start a session: a process group with its id exists")]
     GroupLeader(Pid),
+    /// A task cannot have this pid (0, which names no task: init's parent).
+    #[error("pid {0} cannot be a task's")]
+    InvalidPid(Pid),
     /// A `set*id` call with `u32::MAX`, the kernel's -1, which is no id (nothing was
     /// changed).
     #[error("{0} is not a valid user or group id (it is the kernel's -1)")]

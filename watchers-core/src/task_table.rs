@@ -441,7 +441,8 @@ impl TaskTable {
     /// parent; `init.parent` is replaced accordingly (init if there is none).
     ///
     /// # Errors
-    /// [`TaskError::WrongState`] if the pid is taken (the task is not added);
+    /// [`TaskError::InvalidPid`] for pid 0; [`TaskError::WrongState`] if the pid is taken
+    /// (the task is not added in either case);
     /// [`TaskError::Watcher`] if a `fork` watcher failed (the task was added).
     pub fn adopt(&self, init: TaskInit, flags: CloneFlags) -> Result<Arc<Task>, TaskError> {
         let (task, outcome) = self.adopt_announced(init, flags)?;
@@ -457,6 +458,9 @@ impl TaskTable {
         flags: CloneFlags,
     ) -> Result<(Arc<Task>, Result<(), DispatchError>), TaskError> {
         let (task, parent, real_parent) = {
+            if init.pid == Pid(0) {
+                return Err(TaskError::InvalidPid(init.pid));
+            }
             let mut inner = self.lock();
             if let Some(node) = inner.nodes.get(&init.pid) {
                 return Err(TaskError::WrongState {
