@@ -1208,3 +1208,39 @@ enum IdKind {
     User,
     Group,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(pid: u32) -> Node {
+        Node::new(Arc::new(Task::new(TaskInit {
+            pid: Pid(pid),
+            tgid: Pid(pid),
+            parent: Pid::INIT,
+            sid: Pid::INIT,
+            pgid: Pid::INIT,
+            uids: Ids::all(0),
+            gids: Ids::all(0),
+            comm: String::new(),
+        })))
+    }
+
+    /// The largest `pid_max` wraps from its top pid past taken low ones without an
+    /// arithmetic overflow (a panic in debug builds, a wrong pid in release ones).
+    #[test]
+    fn allocation_wraps_past_taken_pids_at_the_largest_pid_max() {
+        let mut nodes = HashMap::with_hasher(SeedableRandomState::random());
+        for pid in [2, 3, 4] {
+            nodes.insert(Pid(pid), node(pid));
+        }
+        let mut last_pid = u32::MAX;
+        assert_eq!(allocate_pid(&nodes, &mut last_pid, u32::MAX), Some(Pid(5)));
+        assert_eq!(last_pid, 5);
+        let mut last_pid = u32::MAX - 1;
+        assert_eq!(
+            allocate_pid(&nodes, &mut last_pid, u32::MAX),
+            Some(Pid(u32::MAX))
+        );
+    }
+}
