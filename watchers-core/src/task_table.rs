@@ -1195,11 +1195,17 @@ fn allocate_pid(
     last_pid: &mut u32,
     pid_max: u32,
 ) -> Option<Pid> {
-    let span = pid_max - 1;
-    (1..=span)
-        .map(|step| Pid(2 + (*last_pid - 1 + step - 1) % span))
-        .find(|pid| !nodes.contains_key(pid))
-        .inspect(|pid| *last_pid = pid.0)
+    // Stepped with a compare, not `last_pid + step` modulo the span: that sum overflows
+    // once `pid_max` passes half the range of a u32.
+    let mut pid = *last_pid;
+    for _ in 1..pid_max {
+        pid = if pid >= pid_max { 2 } else { pid + 1 };
+        if !nodes.contains_key(&Pid(pid)) {
+            *last_pid = pid;
+            return Some(Pid(pid));
+        }
+    }
+    None
 }
 
 /// Which ids a `set*id` call changes.
