@@ -380,7 +380,9 @@ impl TaskTable {
                     tgid: if thread { parent.tgid() } else { pid },
                     // Init has no parent: a thread or `CLONE_PARENT` child of init (or of
                     // a child of init) is init's, never pid 0's, also while `fork` runs.
-                    parent: real_parent.as_ref().map_or(Pid::INIT, |parent| parent.pid()),
+                    parent: real_parent
+                        .as_ref()
+                        .map_or(Pid::INIT, |parent| parent.pid()),
                     sid: parent.sid(),
                     pgid: parent.pgid(),
                     uids,

@@ -51,7 +51,10 @@ fn setsid_from_a_thread_names_the_session_after_its_thread_group() {
     assert_eq!(process.pgid(), Pid::INIT);
     let sid = tasks.setsid(thread.pid()).unwrap();
     assert_eq!(sid, process.pid(), "the session is the thread group's");
-    assert_eq!((thread.sid(), thread.pgid()), (process.pid(), process.pid()));
+    assert_eq!(
+        (thread.sid(), thread.pgid()),
+        (process.pid(), process.pid())
+    );
     assert_eq!(
         (process.sid(), process.pgid()),
         (process.pid(), process.pid())
@@ -150,7 +153,11 @@ fn clone_parent_from_init_never_shows_pid_zero() {
     assert_eq!(thread.parent(), Pid::INIT);
     let seen = FORK_PARENTS.lock().unwrap().clone();
     for (pid, parent) in seen {
-        assert_ne!(parent, Pid(0), "the fork watchers saw task {pid} with parent 0");
+        assert_ne!(
+            parent,
+            Pid(0),
+            "the fork watchers saw task {pid} with parent 0"
+        );
     }
     tasks.exit(child.pid(), 0).unwrap();
     tasks.exit(thread.pid(), 0).unwrap();
@@ -206,7 +213,10 @@ fn misuse_gets_errors_not_panics() {
         Err(TaskError::WrongState { .. })
     ));
     assert!(matches!(tasks.exit(Pid::INIT, 0), Err(TaskError::Init(_))));
-    assert_eq!(tasks.wait(parent.pid()).unwrap().map(|(p, _)| p), Some(child.pid()));
+    assert_eq!(
+        tasks.wait(parent.pid()).unwrap().map(|(p, _)| p),
+        Some(child.pid())
+    );
     assert!(tasks.wait(parent.pid()).unwrap().is_none());
     assert!(matches!(
         tasks.reap(parent.pid(), child.pid()),
@@ -228,8 +238,14 @@ fn pids_wrap_around_to_the_lowest_free_one_and_exhaustion_is_an_error() {
     ));
     tasks.exit(c.pid(), 0).unwrap();
     tasks.exit(b.pid(), 0).unwrap();
-    assert_eq!(tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid(), Pid(3));
-    assert_eq!(tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid(), Pid(4));
+    assert_eq!(
+        tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid(),
+        Pid(3)
+    );
+    assert_eq!(
+        tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid(),
+        Pid(4)
+    );
 }
 
 /// Pid 0 is no task's (it is init's parent): `fork_with_pid` refuses it, and so must
@@ -252,5 +268,41 @@ fn adopt_refuses_pid_zero() {
     );
     assert!(outcome.is_err(), "adopted as pid 0: {outcome:?}");
     assert_eq!(tasks.len(), 1);
-    assert!(tasks.fork_with_pid(Pid::INIT, Pid(0), CloneFlags::empty()).is_err());
+    assert!(
+        tasks
+            .fork_with_pid(Pid::INIT, Pid(0), CloneFlags::empty())
+            .is_err()
+    );
+}
+
+/// A leader that is not init's child exits while its thread runs: it stays a zombie for
+/// its parent, the thread runs on and reaps itself; each is freed exactly once.
+#[test]
+fn a_leader_and_its_last_thread_are_each_freed_once() {
+    let tasks = tasks();
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let leader = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    // A thread forked by a thread whose leader is a zombie joins the same group.
+    tasks.exit(leader.pid(), 3).unwrap();
+    assert_eq!(leader.state(), TaskState::Zombie);
+    let second = tasks.fork(thread.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(second.tgid(), leader.pid());
+    assert_eq!(second.parent(), parent.pid());
+    assert_eq!(
+        tasks
+            .wait(parent.pid())
+            .unwrap()
+            .map(|(pid, status)| (pid, status.code())),
+        Some((leader.pid(), Some(3)))
+    );
+    tasks.exit(thread.pid(), 0).unwrap();
+    tasks.exit(second.pid(), 0).unwrap();
+    assert!(
+        tasks.wait(parent.pid()).unwrap().is_none(),
+        "threads are not waited for"
+    );
+    let stats = tasks.stats();
+    assert_eq!((stats.exits, stats.frees), (3, 3));
+    assert_eq!(tasks.len(), 2);
 }
