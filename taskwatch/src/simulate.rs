@@ -88,6 +88,7 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
         activity: &activity,
         rng: SplitMix64::new(args.seed),
         live: Vec::new(),
+        picked: 0,
         ops: BTreeMap::new(),
         watcher_errors: 0,
         refused_forks: 0,
@@ -237,6 +238,8 @@ struct Simulation<'t> {
     rng: SplitMix64,
     /// Running tasks other than init.
     live: Vec<Pid>,
+    /// The index in `live` that `pick` returned last.
+    picked: usize,
     ops: BTreeMap<&'static str, u64>,
     watcher_errors: u64,
     refused_forks: u64,
@@ -269,6 +272,7 @@ impl Simulation<'_> {
             return None;
         }
         let index = self.rng.below(self.live.len() as u64) as usize;
+        self.picked = index;
         Some(self.live[index])
     }
 
@@ -375,7 +379,15 @@ impl Simulation<'_> {
         self.count("exit");
         let code = [0, 0, 0, 1, 2][self.rng.below(5) as usize];
         let result = self.tasks.exit(pid, code);
-        self.live.retain(|&live| live != pid);
+        // `live` holds each pid once and its order is only what `pick` indexes: a swap
+        // at the index just picked keeps an exit O(1), where a retain made large runs
+        // quadratic (`drain` exits the last pid, which the search finds first).
+        let at = Some(self.picked)
+            .filter(|&at| self.live.get(at) == Some(&pid))
+            .or_else(|| self.live.iter().rposition(|&live| live == pid));
+        if let Some(at) = at {
+            self.live.swap_remove(at);
+        }
         self.note(result);
     }
 
