@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::ext::IdentExt;
-use syn::{Error, Expr, FnArg, Item, ItemFn, ReturnType, Stmt, TraitItemFn, Type};
+use syn::{Error, Expr, Item, ItemFn, ReturnType, Stmt, TraitItemFn};
 
 use crate::attr::{self, Args, EVENTS, Errors};
 use crate::valid;
@@ -281,7 +281,9 @@ fn shim(function: &ItemFn, private: &TokenStream) -> TokenStream {
     // name (a crate's own `Event`) is reported there.
     let event = syn::Ident::new(
         "event",
-        Span::mixed_site().located_at(event_type_span(function)),
+        Span::mixed_site().located_at(
+            valid::event_type_name(function).map_or_else(|| ident.span(), syn::Ident::span),
+        ),
     );
     // An unsupported return type is reported on the whole return type: the argument of
     // `into_watcher_result` is an expression from its first token to its last.
@@ -296,30 +298,6 @@ fn shim(function: &ItemFn, private: &TokenStream) -> TokenStream {
         |#event: &#private::Event<'_>| -> #private::WatcherResult {
             let #returned = #ident(#event);
             #private::IntoWatcherResult::into_watcher_result(#identity #argument)
-        }
-    }
-}
-
-/// The span of the parameter's type name (`Event` in `&path::Event<'_>`), else the
-/// function's name.
-fn event_type_span(function: &ItemFn) -> Span {
-    let Some(FnArg::Typed(parameter)) = function.sig.inputs.first() else {
-        return function.sig.ident.span();
-    };
-    let mut ty = &*parameter.ty;
-    loop {
-        match ty {
-            Type::Reference(reference) => ty = &reference.elem,
-            Type::Group(group) => ty = &group.elem,
-            Type::Paren(paren) => ty = &paren.elem,
-            Type::Path(path) => {
-                return path
-                    .path
-                    .segments
-                    .last()
-                    .map_or_else(|| function.sig.ident.span(), |last| last.ident.span());
-            }
-            _ => return function.sig.ident.span(),
         }
     }
 }

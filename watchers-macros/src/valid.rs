@@ -146,6 +146,21 @@ fn rest(inputs: &Punctuated<FnArg, syn::Token![,]>) -> proc_macro2::TokenStream 
     tokens
 }
 
+/// The name in the event parameter's type (`Event` in `&path::Event<'_>`), if the
+/// function's first parameter is a reference to a path.
+pub(crate) fn event_type_name(item: &ItemFn) -> Option<&Ident> {
+    let Some(FnArg::Typed(parameter)) = item.sig.inputs.first() else {
+        return None;
+    };
+    let Type::Reference(reference) = strip(&parameter.ty) else {
+        return None;
+    };
+    let Type::Path(path) = strip(&reference.elem) else {
+        return None;
+    };
+    path.path.segments.last().map(|last| &last.ident)
+}
+
 fn strip(ty: &Type) -> &Type {
     match ty {
         Type::Group(group) => strip(&group.elem),
