@@ -182,7 +182,7 @@ impl fmt::Display for ExitStatus {
         match (self.code(), self.signal()) {
             (Some(code), _) => write!(f, "exit code {code}"),
             (None, Some(signal)) => write!(f, "killed by signal {signal}"),
-            _ if *self == ExitStatus::UNKNOWN => f.write_str("unknown status"),
+            (None, None) if *self == ExitStatus::UNKNOWN => f.write_str("unknown status"),
             (None, None) => write!(f, "status {:#x}", self.0),
         }
     }
