@@ -647,6 +647,10 @@ impl TaskTable {
     /// [`TaskError::GroupLeader`] if a process group with that id exists (the kernel's
     /// `EPERM`): the task, or its thread group, leads one, or a process left in the group
     /// of a freed task that had the pid; otherwise as [`exec`](TaskTable::exec).
+    ///
+    /// # Cost
+    /// A scan of every task in the table, under its lock (no index of process groups
+    /// or thread groups is kept, which would cost every fork and free).
     pub fn setsid(&self, pid: Pid) -> Result<Pid, TaskError> {
         let task = self.running(pid, "setsid")?;
         let sid = task.tgid();

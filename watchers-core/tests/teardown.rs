@@ -975,3 +975,20 @@ fn a_closure_whose_drop_registers_and_unregisters_does_not_deadlock() {
             .unwrap();
     });
 }
+
+/// A slot value is dropped at the task's `free`; one set after that (by a thread that
+/// still holds the task) stays until the task itself is dropped, as `TaskSlot`'s docs say.
+#[test]
+fn a_slot_value_set_after_the_free_is_dropped_with_the_task() {
+    static HELD: TaskSlot<Drops> = TaskSlot::new();
+    let tasks = TaskTable::with_table(empty_table());
+    let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let (before, after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    HELD.set(&task, Drops(before.clone()));
+    tasks.exit(task.pid(), 0).unwrap(); // init reaps it: `free`
+    assert_eq!(before.load(Ordering::SeqCst), 1, "dropped at the free");
+    HELD.set(&task, Drops(after.clone()));
+    assert_eq!(after.load(Ordering::SeqCst), 0, "kept while the task lives");
+    drop(task);
+    assert_eq!(after.load(Ordering::SeqCst), 1, "dropped with the task");
+}
