@@ -1,6 +1,8 @@
 //! Single children through the source: event order, names, kills, polling, and a child
 //! dropped while it runs.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -41,8 +43,7 @@ fn source() -> (&'static Processes, Log) {
         })
         .unwrap()
         .keep();
-    let processes: &'static Processes = Box::leak(Box::new(Processes::new(table)));
-    log.lock().unwrap().clear();
+    let processes = common::leaked_source(table, &log);
     (processes, log)
 }
 

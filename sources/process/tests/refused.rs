@@ -1,11 +1,13 @@
 //! A refused spawn, and one the OS cannot perform, leave no process behind. This file
 //! holds one test, so that no other test's child can be mistaken for a leftover.
 
+mod common;
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use watchers_core::{Event, EventKind, EventSet, WatcherTable};
-use watchers_process::{CommandExt, Processes, SpawnError};
+use watchers_process::{CommandExt, SpawnError};
 
 /// Whether this process has any child, dead or alive, without reaping it.
 fn has_children() -> bool {
@@ -41,8 +43,7 @@ fn refused_and_failed_spawns_leave_no_process_behind() {
         })
         .unwrap()
         .keep();
-    let processes: &'static Processes = Box::leak(Box::new(Processes::new(table)));
-    log.lock().unwrap().clear();
+    let processes = common::leaked_source(table, &log);
 
     let dir = std::env::temp_dir().join(format!("watchers-process-refused-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -2,6 +2,8 @@
 //! that panic while a child is spawned: each task still gets `exit` and `free` exactly
 //! once, never with a status the child did not have, and no child is left unreaped.
 
+mod common;
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,8 +51,7 @@ fn source(panic_on: EventKind, armed: &'static AtomicBool) -> (&'static Processe
         })
         .unwrap()
         .keep();
-    let processes: &'static Processes = Box::leak(Box::new(Processes::new(table)));
-    log.lock().unwrap().clear();
+    let processes = common::leaked_source(table, &log);
     (processes, log)
 }
 
