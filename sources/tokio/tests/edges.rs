@@ -9,14 +9,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, Mutex};
 
-use common::{Flavour, harness};
+use common::{Flavour, harness, table_is_empty};
 use watchers_core::{Event, EventData, EventSet};
 use watchers_tokio::Outcome;
-
-/// Only init and the process are left in the source's table.
-fn table_is_empty(source: &watchers_tokio::AsyncTasks) {
-    assert_eq!(source.tasks().stats().tasks, 2, "{source:?}");
-}
 
 /// A future that panics when it is dropped.
 struct PanicOnDrop;

@@ -175,3 +175,8 @@ pub fn runtime(flavour: Flavour, source: &'static AsyncTasks) -> tokio::runtime:
     };
     builder.source(source).build().unwrap()
 }
+
+/// Only init and the process are left in the source's table.
+pub fn table_is_empty(source: &AsyncTasks) {
+    assert_eq!(source.tasks().stats().tasks, 2, "{source:?}");
+}
