@@ -274,11 +274,17 @@ fn concurrent_spawns_and_aborts_from_several_threads() {
     ledger.busy.store(true, Ordering::Relaxed);
     let barrier = Arc::new(Barrier::new(4));
     let aborted = Arc::new(AtomicU64::new(0));
+    // Threads inside their spawning loop right now, and the most at once.
+    let spawning = Arc::new(AtomicU64::new(0));
+    let most_spawning = Arc::new(AtomicU64::new(0));
     let threads: Vec<_> = (0..4)
         .map(|t| {
             let (handle, barrier, aborted) = (handle.clone(), barrier.clone(), aborted.clone());
+            let (spawning, most_spawning) = (spawning.clone(), most_spawning.clone());
             std::thread::spawn(move || {
                 barrier.wait();
+                let now = spawning.fetch_add(1, Ordering::SeqCst) + 1;
+                most_spawning.fetch_max(now, Ordering::SeqCst);
                 let mut keep = Vec::new();
                 for i in 0..5_000u32 {
                     let task = if i % 2 == 0 {
@@ -293,7 +299,10 @@ fn concurrent_spawns_and_aborts_from_several_threads() {
                         keep.push(task);
                     }
                     let _ = t;
+                    // Another thread may have entered since this one did.
+                    most_spawning.fetch_max(spawning.load(Ordering::SeqCst), Ordering::SeqCst);
                 }
+                spawning.fetch_sub(1, Ordering::SeqCst);
                 handle.block_on(async {
                     for task in keep {
                         task.await.unwrap();
@@ -311,6 +320,9 @@ fn concurrent_spawns_and_aborts_from_several_threads() {
         ledger.frees_while_busy.load(Ordering::Relaxed) > 0,
         "no overlap"
     );
+    // The premise: the threads' spawns really overlapped one another.
+    let most = most_spawning.load(Ordering::SeqCst);
+    assert!(most >= 2, "the spawning threads never overlapped ({most})");
     ledger.assert_balanced();
     assert_eq!(
         ledger.exited(Outcome::Cancelled) as u64,
