@@ -355,3 +355,27 @@ fn kill_after_a_steal_does_not_signal_the_process_that_reused_the_pid() {
         ]
     );
 }
+
+/// `kill` on a child that has exited signals nothing: it collects the status, so the
+/// task gets `exit` with the real status and `free` there, and a later wait returns it.
+#[test]
+fn kill_of_an_exited_child_collects_its_status() {
+    let (processes, log) = source(EventKind::Fork, &NEVER);
+    let mut child = Command::new("sh")
+        .args(["-c", "exit 5"])
+        .spawn_watched_in(processes)
+        .unwrap();
+    let pid = child.task().pid();
+    await_zombie(child.id());
+    child.kill().unwrap();
+    assert_eq!(
+        events_of(&log, pid)[2..],
+        [
+            (EventKind::Exit, Some(ExitStatus::exited(5))),
+            (EventKind::Free, None)
+        ],
+        "not collected by the kill"
+    );
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    assert_eq!(events_of(&log, pid).len(), 4, "a second exit or free");
+}
