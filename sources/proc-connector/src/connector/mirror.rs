@@ -272,14 +272,6 @@ impl Mirror {
         }
     }
 
-    /// Whether the mirrored task `pid` had started by `ts` (to a clock tick), so that
-    /// an event of that time can be about it; an exit from before it started is about
-    /// an older task that had the pid (a resync found this one first).
-    fn alive_at(&self, pid: u32, ts: u64) -> bool {
-        self.started(pid)
-            .is_none_or(|started| self.started_by(started, ts))
-    }
-
     /// When the mirrored task `pid` started (events' clock), if known.
     pub(crate) fn started(&self, pid: u32) -> Option<u64> {
         self.started.get(&pid).copied()
@@ -535,8 +527,13 @@ impl Mirror {
             } => match pid_of(pid) {
                 Some(pid) => {
                     self.bury(pid, ts);
-                    if self.tasks.get(Pid(pid)).is_some() && self.alive_at(pid, ts) {
-                        applied.started_ns = self.started(pid);
+                    // An exit from before the mirrored task started is about an older
+                    // task that had the pid (a resync found this one first).
+                    let started = self.started(pid);
+                    if self.tasks.get(Pid(pid)).is_some()
+                        && started.is_none_or(|started| self.started_by(started, ts))
+                    {
+                        applied.started_ns = started;
                         applied.command_line = pid_of(tgid).and_then(|t| self.command_line(t));
                         applied.task = self.remove(pid, ExitStatus(exit_code as i32), sink);
                     } else {
