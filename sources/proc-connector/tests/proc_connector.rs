@@ -16,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use watchers_core::{EventData, EventKind, EventSet, TaskState, WatcherTable};
+use watchers_core::{EventData, EventKind, EventSet, Registration, TaskState, WatcherTable};
 use watchers_proc_connector::cn_proc::{self, ProcEvent};
 use watchers_proc_connector::{Options, ProcConnector, Rejection, Report};
 
@@ -40,6 +40,25 @@ fn empty_table() -> &'static WatcherTable {
     WatcherTable::from_watchers([])
         .expect("an empty table")
         .leak()
+}
+
+/// Registers `name` for `events` on `table`, recording the pid of each task it is
+/// called for.
+fn record_pids(
+    table: &'static WatcherTable,
+    name: &'static str,
+    events: EventSet,
+) -> (Registration<'static>, Arc<Mutex<HashSet<u32>>>) {
+    let pids: Arc<Mutex<HashSet<u32>>> = Arc::default();
+    let record = pids.clone();
+    let registration = table
+        .watcher(name, events)
+        .register(move |event| {
+            record.lock().unwrap().insert(event.task().pid().get());
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .expect("register");
+    (registration, pids)
 }
 
 /// What the test watcher recorded: (kind, pid, parent pid for a fork, exit code).
@@ -149,8 +168,6 @@ fn real_children_are_seen_fork_exec_exit_in_order() {
 #[test]
 fn a_panicking_watcher_is_reported_and_the_source_goes_on() {
     let table = empty_table();
-    let exits: Arc<Mutex<HashSet<u32>>> = Arc::default();
-    let record = exits.clone();
     // Set once the child is spawned; the source is polled only after that.
     let target = Arc::new(std::sync::atomic::AtomicU32::new(0));
     let victim = target.clone();
@@ -164,13 +181,7 @@ fn a_panicking_watcher_is_reported_and_the_source_goes_on() {
             Ok::<(), std::convert::Infallible>(())
         })
         .expect("register");
-    let _exits = table
-        .watcher("test::exits", EventSet::EXIT)
-        .register(move |event| {
-            record.lock().unwrap().insert(event.task().pid().get());
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .expect("register");
+    let (_exits, exits) = record_pids(table, "test::exits", EventSet::EXIT);
     let Some(source) = open_or_skip(table, Options::default()) else {
         return;
     };
@@ -226,15 +237,7 @@ fn user_socket() -> (OwnedFd, u32) {
 fn a_spoofed_message_from_user_space_is_rejected() {
     let table = empty_table();
     let forged_pid = 0x3fff_fff0;
-    let seen: Arc<Mutex<Vec<u32>>> = Arc::default();
-    let record = seen.clone();
-    let _registration = table
-        .watcher("test::spoof", EventSet::ALL)
-        .register(move |event| {
-            record.lock().unwrap().push(event.task().pid().get());
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .expect("register");
+    let (_registration, seen) = record_pids(table, "test::spoof", EventSet::ALL);
     let Some(mut source) = open_or_skip(table, Options::default()) else {
         return;
     };
@@ -911,15 +914,7 @@ fn a_task_found_in_proc_gets_its_exit_in_a_shifted_time_namespace() {
         .expect("spawn sleep");
     let pid = victim.id();
     let table = empty_table();
-    let exits: Arc<Mutex<HashSet<u32>>> = Arc::default();
-    let record = exits.clone();
-    let _exits = table
-        .watcher("test::exits", EventSet::EXIT)
-        .register(move |event| {
-            record.lock().unwrap().insert(event.task().pid().get());
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .expect("register");
+    let (_exits, exits) = record_pids(table, "test::exits", EventSet::EXIT);
     let Some(mut source) = open_or_skip(table, Options::default()) else {
         let _ = victim.kill();
         let _ = victim.wait();
