@@ -1005,6 +1005,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A fork by init, the event the hand-made edge cases bend.
+    const FORK_OF_INIT: ProcEvent = ProcEvent::Fork {
+        parent_pid: 1,
+        parent_tgid: 1,
+        child_pid: 2,
+        child_tgid: 2,
+    };
+
     fn samples() -> Vec<ProcEvent> {
         vec![
             ProcEvent::Ack { err: 0 },
@@ -1097,12 +1105,7 @@ mod tests {
 
     #[test]
     fn odd_messages_are_errors() {
-        let fork = ProcEvent::Fork {
-            parent_pid: 1,
-            parent_tgid: 1,
-            child_pid: 2,
-            child_tgid: 2,
-        };
+        let fork = FORK_OF_INIT;
         let bytes = encode(&fork, 0, 0, 0);
         assert!(matches!(
             decode(&bytes[..10]),
@@ -1280,12 +1283,7 @@ mod tests {
 
     #[test]
     fn hand_made_connector_edge_cases_are_typed_errors() {
-        let fork = ProcEvent::Fork {
-            parent_pid: 1,
-            parent_tgid: 1,
-            child_pid: 2,
-            child_tgid: 2,
-        };
+        let fork = FORK_OF_INIT;
         let bytes = encode(&fork, 3, 0, 0);
         let with_len = |len: u16| {
             let mut b = bytes.clone();
