@@ -20,16 +20,19 @@ use watchers_core::{EventData, EventKind, EventSet, Registration, TaskState, Wat
 use watchers_proc_connector::cn_proc::{self, ProcEvent};
 use watchers_proc_connector::{Options, ProcConnector, Rejection, Report};
 
+/// Passes as skipped, unless `TASKWATCH_REQUIRE_PROC_CONNECTOR=1`.
+fn skip(reason: &str) {
+    if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
+        panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but {reason}");
+    }
+    println!("skipped: {reason}");
+}
+
 fn open_or_skip(table: &'static WatcherTable, options: Options) -> Option<ProcConnector> {
     match ProcConnector::open(table, options) {
         Ok(source) => Some(source),
         Err(error) if error.is_unavailable() => {
-            if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
-                panic!(
-                    "TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but the connector is unavailable: {error}"
-                );
-            }
-            println!("skipped: {error}");
+            skip(&format!("the connector is unavailable: {error}"));
             None
         }
         Err(error) => panic!("opening the connector failed: {error}"),
@@ -858,14 +861,6 @@ fn netlink_control_messages_are_reported_as_documented() {
 /// Set in the re-run, inside the namespace.
 const INNER: &str = "TASKWATCH_TEST_IN_TIME_NAMESPACE";
 const SHIFT_S: &str = "3600";
-
-/// Passes as skipped, unless `TASKWATCH_REQUIRE_PROC_CONNECTOR=1`.
-fn skip(reason: &str) {
-    if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
-        panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but {reason}");
-    }
-    println!("skipped: {reason}");
-}
 
 #[test]
 fn a_task_found_in_proc_gets_its_exit_in_a_shifted_time_namespace() {
