@@ -1284,6 +1284,7 @@ mod tests {
         let plan = m.resync_scan(&mut sink).unwrap();
         assert!(m.tasks.get(Pid(pid)).is_some(), "found by the scan");
         let old_exit = exit(pid as i32, pid as i32, 7 << 8);
+        let unknown = m.counters.unknown.load(Ordering::Relaxed);
         let applied = m.apply(
             &message(old_exit, before.saturating_sub(1_000_000_000)),
             &mut sink,
@@ -1299,6 +1300,12 @@ mod tests {
         );
         assert!(still.is_some(), "still mirrored");
         assert_eq!(applied.disposition, Disposition::UnknownTask);
+        // As the module documentation promises: counted as unknown.
+        assert_eq!(
+            m.counters.unknown.load(Ordering::Relaxed),
+            unknown + 1,
+            "counted in Counters::unknown"
+        );
     }
 
     #[test]
