@@ -24,8 +24,35 @@ fn is_layout_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
+/// Whether `byte` is printed as it is: printable ASCII other than the backslash.
+fn is_plain(byte: u8) -> bool {
+    (b' '..=b'~').contains(&byte) && byte != b'\\'
+}
+
 /// Appends `bytes`, escaped, to `out`.
+///
+/// Command lines are mostly plain ASCII: runs of it are copied whole, and only the
+/// stretches between them are decoded character by character. An ASCII byte never lies
+/// inside a UTF-8 sequence, so cutting at one decodes the rest exactly as a whole.
 pub fn push_escaped(out: &mut String, bytes: &[u8]) {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let plain = rest
+            .iter()
+            .position(|&b| !is_plain(b))
+            .unwrap_or(rest.len());
+        let (run, tail) = rest.split_at(plain);
+        // Printable ASCII is valid UTF-8: this never takes the fallback.
+        out.push_str(std::str::from_utf8(run).unwrap_or_default());
+        let special = tail.iter().position(|&b| is_plain(b)).unwrap_or(tail.len());
+        let (escapes, tail) = tail.split_at(special);
+        push_escaped_chars(out, escapes);
+        rest = tail;
+    }
+}
+
+/// [`push_escaped`] one character at a time.
+fn push_escaped_chars(out: &mut String, bytes: &[u8]) {
     for chunk in bytes.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
@@ -110,6 +137,36 @@ mod tests {
                 "U+{:04X}",
                 c as u32
             );
+        }
+    }
+
+    #[test]
+    fn copying_plain_runs_escapes_exactly_as_one_character_at_a_time() {
+        // Random mixes of plain ASCII, backslashes, controls, multi-byte characters
+        // (escaped or not) and broken sequences, cut anywhere.
+        let pieces: [&[u8]; 12] = [
+            b"abc",
+            b" ",
+            b"\\",
+            b"\n",
+            b"\x1b",
+            b"\x7f",
+            "\u{e9}".as_bytes(),
+            "\u{202e}".as_bytes(),
+            "\u{85}".as_bytes(),
+            b"\xff",
+            b"\xe2\x80",
+            b"~/-_",
+        ];
+        let mut rng = crate::rng::SplitMix64::new(11);
+        for _ in 0..2000 {
+            let mut input = Vec::new();
+            for _ in 0..rng.below(12) {
+                input.extend_from_slice(pieces[rng.below(pieces.len() as u64) as usize]);
+            }
+            let mut slow = String::new();
+            push_escaped_chars(&mut slow, &input);
+            assert_eq!(escaped(&input), slow, "{input:?}");
         }
     }
 

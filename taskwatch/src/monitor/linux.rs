@@ -1,7 +1,8 @@
 //! The monitor's loop on Linux: the connector, signals, and the text and JSON lines.
 
 use std::collections::HashMap;
-use std::io::{self, BufWriter, Write};
+use std::fmt::Write as _;
+use std::io::{self, BufWriter, IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -13,9 +14,15 @@ use watchers_proc_connector::{
     Applied, Change, Counters, Options, ProcConnector, Report, SubscriptionMode,
 };
 
+use super::columns;
 use super::escape::{arguments, escaped, json_arg, push_escaped};
 use super::{Line, MonitorArgs, MonitorError};
 use crate::output::say;
+
+/// How long lines written to a file or pipe may wait in the buffer while events keep
+/// coming. A flush per batch is a `write(2)` per event at any real rate (the kernel
+/// sends one event per datagram), which was the monitor's largest system-time cost.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 
 /// The version of the JSON lines' schema (the README describes it).
 const SCHEMA: u32 = 1;
@@ -75,22 +82,56 @@ fn clock_offset_ns() -> i128 {
     read(libc::CLOCK_REALTIME) - read(libc::CLOCK_MONOTONIC)
 }
 
-/// `HH:MM:SS.mmm` in local time.
-fn time_of_day(wall_ns: i128) -> String {
-    let secs = (wall_ns / 1_000_000_000) as libc::time_t;
-    let millis = (wall_ns % 1_000_000_000) / 1_000_000;
-    // SAFETY: a zeroed tm is valid; localtime_r writes only into it.
-    let tm = unsafe {
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&raw const secs, &raw mut tm).is_null() {
-            return format!("{secs}.{millis:03}");
+/// Times of day for the events' stamps, as `HH:MM:SS.mmm` in local time. The local
+/// time is looked up once per second of stamps, not per event.
+struct Clock {
+    /// Wall-clock minus monotonic nanoseconds ([`clock_offset_ns`]).
+    offset_ns: i128,
+    /// The second last looked up and its `HH:MM:SS` (or the seconds since the epoch
+    /// where the local time cannot be had).
+    second: Option<libc::time_t>,
+    hms: String,
+}
+
+impl Clock {
+    fn new(offset_ns: i128) -> Clock {
+        Clock {
+            offset_ns,
+            second: None,
+            hms: String::new(),
         }
-        tm
-    };
-    format!(
-        "{:02}:{:02}:{:02}.{millis:03}",
-        tm.tm_hour, tm.tm_min, tm.tm_sec
-    )
+    }
+
+    /// Appends the time of day of the boot-time stamp `stamp_ns`.
+    fn push(&mut self, out: &mut String, stamp_ns: u64) {
+        let wall_ns = i128::from(stamp_ns) + self.offset_ns;
+        let secs = (wall_ns / 1_000_000_000) as libc::time_t;
+        let millis = ((wall_ns % 1_000_000_000) / 1_000_000).unsigned_abs() as u64;
+        if self.second != Some(secs) {
+            self.second = Some(secs);
+            self.hms.clear();
+            // SAFETY: a zeroed tm is valid; localtime_r writes only into it.
+            let tm = unsafe {
+                let mut tm: libc::tm = std::mem::zeroed();
+                (!libc::localtime_r(&raw const secs, &raw mut tm).is_null()).then_some(tm)
+            };
+            match tm {
+                Some(tm) => {
+                    let _ = write!(
+                        self.hms,
+                        "{:02}:{:02}:{:02}",
+                        tm.tm_hour, tm.tm_min, tm.tm_sec
+                    );
+                }
+                None => {
+                    let _ = write!(self.hms, "{secs}");
+                }
+            }
+        }
+        out.push_str(&self.hms);
+        out.push('.');
+        columns::push_three_digits(out, millis);
+    }
 }
 
 /// `/proc/<pid>/stat` as text. It holds the process's name raw, any bytes the process
@@ -185,14 +226,22 @@ fn ids_json(ids: Ids) -> Value {
 }
 
 /// `exit` info: the code, or the signal and whether it dumped core.
+#[cfg(test)]
 fn exit_info(status: ExitStatus) -> String {
+    let mut out = String::new();
+    push_exit_info(&mut out, status);
+    out
+}
+
+/// Appends the `exit` info.
+fn push_exit_info(out: &mut String, status: ExitStatus) {
     let core = status.core_dumped();
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code.to_string(),
-        (None, Some(signal)) if core => format!("sig {signal} core"),
-        (None, Some(signal)) => format!("sig {signal}"),
-        _ => format!("{:#x}", status.0),
-    }
+    let _ = match (status.code(), status.signal()) {
+        (Some(code), _) => write!(out, "{code}"),
+        (None, Some(signal)) if core => write!(out, "sig {signal} core"),
+        (None, Some(signal)) => write!(out, "sig {signal}"),
+        _ => write!(out, "{:#x}", status.0),
+    };
 }
 
 /// `exit` info as JSON: the raw status and what it means.
@@ -203,6 +252,38 @@ fn exit_json(status: ExitStatus) -> Value {
         "signal": status.signal(),
         "core_dumped": status.core_dumped(),
     })
+}
+
+/// Appends a text line's info column: what the event says beyond its pids.
+fn push_info(
+    out: &mut String,
+    line: Line,
+    applied: &Applied,
+    pid: u32,
+    status: Option<ExitStatus>,
+) {
+    match (applied.event, &applied.change) {
+        (ProcEvent::Fork { .. }, _) if line == Line::Clone => out.push_str("thread"),
+        (ProcEvent::Fork { .. }, _) => out.push_str("child"),
+        (ProcEvent::Exit { .. }, _) => {
+            if let Some(status) = status {
+                push_exit_info(out, status);
+            }
+        }
+        (_, Some(Change::Uids { old, new } | Change::Gids { old, new })) => {
+            out.push_str(&id_change(*old, *new));
+        }
+        (ProcEvent::Sid { .. }, _) => {
+            out.push_str("sid ");
+            columns::push_number(out, pid.into());
+        }
+        (ProcEvent::Ptrace { tracer_pid: 0, .. }, _) => out.push_str("detach"),
+        (ProcEvent::Ptrace { tracer_tgid, .. }, _) => {
+            let _ = write!(out, "by {tracer_tgid}");
+        }
+        (ProcEvent::Comm { .. }, _) => out.push_str("rename"),
+        _ => {}
+    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -224,7 +305,9 @@ impl ProcessStats {
 struct Monitor<W: Write> {
     args: MonitorArgs,
     out: W,
-    offset_ns: i128,
+    clock: Clock,
+    /// The line being written, reused for every line.
+    text: String,
     stats: HashMap<String, ProcessStats>,
     shown: u64,
     header_done: bool,
@@ -241,7 +324,10 @@ impl<W: Write> Monitor<W> {
         if self.write_error.is_some() {
             return;
         }
-        let mut result = writeln!(self.out, "{line}");
+        let mut result = self
+            .out
+            .write_all(line.as_bytes())
+            .and_then(|()| self.out.write_all(b"\n"));
         if result.is_ok() && self.args.line_buffered {
             result = self.out.flush();
         }
@@ -258,23 +344,21 @@ impl<W: Write> Monitor<W> {
         }
     }
 
-    /// The process as text: its command line (or comm with `-c`, or `[comm]` when no
-    /// command line is known), shortened by `-s` / `-d`, every byte escaped.
-    fn process_text(&self, applied: &Applied) -> String {
-        let comm = applied.task.as_ref().map(|t| t.comm()).unwrap_or_default();
+    /// Appends the process as text: its command line (or comm with `-c`, or `[comm]`
+    /// when no command line is known), shortened by `-s` / `-d`, every byte escaped.
+    fn push_process(&self, out: &mut String, applied: &Applied) {
         let line = applied.command_line.as_deref().filter(|_| !self.args.comm);
         let Some(line) = line else {
-            let mut out = String::new();
+            let comm = applied.task.as_ref().map(|t| t.comm()).unwrap_or_default();
             if self.args.comm {
-                push_escaped(&mut out, comm.as_bytes());
+                push_escaped(out, comm.as_bytes());
             } else {
                 out.push('[');
-                push_escaped(&mut out, comm.as_bytes());
+                push_escaped(out, comm.as_bytes());
                 out.push(']');
             }
-            return out;
+            return;
         };
-        let mut out = String::new();
         for (i, arg) in arguments(line).enumerate() {
             if i == 0 {
                 let program = if self.args.strip_dir {
@@ -282,16 +366,15 @@ impl<W: Write> Monitor<W> {
                 } else {
                     arg
                 };
-                push_escaped(&mut out, program);
+                push_escaped(out, program);
                 if self.args.short {
                     break;
                 }
             } else {
                 out.push(' ');
-                push_escaped(&mut out, arg);
+                push_escaped(out, arg);
             }
         }
-        out
     }
 
     fn count(&mut self, line: Line, applied: &Applied) {
@@ -359,7 +442,6 @@ impl<W: Write> Monitor<W> {
         let event = applied.event;
         let pid = event.pid().map_or(0, |p| p.max(0) as u32);
         let tgid = event.tgid().map_or(0, |p| p.max(0) as u32);
-        let time = time_of_day(i128::from(applied.timestamp_ns) + self.offset_ns);
         // The kernel names a task's parent process in fork and exit events (a thread's is
         // its process's parent); other events use the mirror's.
         let ppid = match event {
@@ -374,39 +456,25 @@ impl<W: Write> Monitor<W> {
             ProcEvent::Exit { exit_code, .. } => Some(ExitStatus(exit_code as i32)),
             _ => None,
         };
-        let duration = status
+        let duration_ns = status
             .and(applied.started_ns)
-            .map(|start| applied.timestamp_ns.saturating_sub(start) as f64 / 1e9);
+            .map(|start| applied.timestamp_ns.saturating_sub(start));
         let extra = self.args.extra.then(|| {
             let uid = applied.task.as_ref().map(|t| t.uids().real);
             (uid, tty_of(tgid))
         });
+        let mut text = std::mem::take(&mut self.text);
+        text.clear();
         if self.args.json {
+            self.clock.push(&mut text, applied.timestamp_ns);
+            let duration = duration_ns.map(|ns| ns as f64 / 1e9);
             let value = self.event_json(
-                line, applied, pid, tgid, ppid, &time, status, duration, extra,
+                line, applied, pid, tgid, ppid, &text, status, duration, extra,
             );
             self.write_line(&value.to_string());
+            self.text = text;
             return;
         }
-        let info = match (event, &applied.change) {
-            (ProcEvent::Fork { .. }, _) if line == Line::Clone => "thread".to_owned(),
-            (ProcEvent::Fork { .. }, _) => "child".to_owned(),
-            (ProcEvent::Exit { .. }, _) => status.map(exit_info).unwrap_or_default(),
-            (_, Some(Change::Uids { old, new } | Change::Gids { old, new })) => {
-                id_change(*old, *new)
-            }
-            (ProcEvent::Sid { .. }, _) => format!("sid {pid}"),
-            (ProcEvent::Ptrace { tracer_pid: 0, .. }, _) => "detach".to_owned(),
-            (ProcEvent::Ptrace { tracer_tgid, .. }, _) => format!("by {tracer_tgid}"),
-            (ProcEvent::Comm { .. }, _) => "rename".to_owned(),
-            _ => String::new(),
-        };
-        let process = match &applied.change {
-            Some(Change::Comm { old, new }) => {
-                format!("{} → {}", escaped(old.as_bytes()), escaped(new.as_bytes()))
-            }
-            _ => self.process_text(applied),
-        };
         if !self.header_done {
             self.header_done = true;
             let extra_header = if self.args.extra {
@@ -420,21 +488,48 @@ impl<W: Write> Monitor<W> {
                 "Time", "Event", "PID", "PPID", "Info", "Duration"
             ));
         }
-        let ppid = ppid.map_or_else(|| "?".to_owned(), |p| p.to_string());
-        let duration = duration.map_or_else(String::new, |d| format!("{d:.3}"));
-        let glyph = if self.args.glyphs {
-            format!("{} ", glyph(line))
-        } else {
-            String::new()
-        };
-        let extra = extra.map_or_else(String::new, |(uid, tty)| {
+        // Time, event, pid, ppid, info, duration, [uid, tty,] process.
+        self.clock.push(&mut text, applied.timestamp_ns);
+        columns::pad_from(&mut text, 0, 12);
+        text.push(' ');
+        if self.args.glyphs {
+            text.push(glyph(line));
+            text.push(' ');
+        }
+        let start = text.len();
+        text.push_str(line.name());
+        columns::pad_from(&mut text, start, 6);
+        text.push(' ');
+        columns::push_number_right(&mut text, pid.into(), 7);
+        text.push(' ');
+        match ppid {
+            Some(ppid) => columns::push_number_right(&mut text, ppid.into(), 7),
+            None => columns::push_right(&mut text, "?", 7),
+        }
+        text.push(' ');
+        let start = text.len();
+        push_info(&mut text, line, applied, pid, status);
+        columns::pad_from(&mut text, start, 14);
+        text.push(' ');
+        match duration_ns {
+            Some(ns) => columns::push_seconds_right(&mut text, ns, 9),
+            None => columns::push_right(&mut text, "", 9),
+        }
+        text.push(' ');
+        if let Some((uid, tty)) = extra {
             let uid = uid.map_or_else(|| "?".to_owned(), |u| u.to_string());
-            format!("{uid:>6} {:<6} ", tty.unwrap_or_else(|| "?".to_owned()))
-        });
-        self.write_line(&format!(
-            "{time:<12} {glyph}{:<6} {pid:>7} {ppid:>7} {info:<14} {duration:>9} {extra}{process}",
-            line.name()
-        ));
+            let _ = write!(text, "{uid:>6} {:<6} ", tty.as_deref().unwrap_or("?"));
+        }
+        match &applied.change {
+            Some(Change::Comm { old, new }) => {
+                push_escaped(&mut text, old.as_bytes());
+                text.push_str(" → ");
+                push_escaped(&mut text, new.as_bytes());
+            }
+            _ => self.push_process(&mut text, applied),
+        }
+        self.write_line(&text);
+        self.text = text;
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -719,7 +814,8 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
     let mut monitor = Monitor {
         args,
         out: BufWriter::new(io::stdout().lock()),
-        offset_ns: clock_offset_ns(),
+        clock: Clock::new(clock_offset_ns()),
+        text: String::new(),
         stats: HashMap::new(),
         shown: 0,
         header_done: false,
@@ -747,6 +843,11 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
         .duration
         .map(|secs| started + Duration::from_secs_f64(secs));
     let limit = monitor.args.count;
+    // A terminal shows each batch at once; a file or pipe gets the lines when the
+    // kernel pauses (a receive that times out or brings no event) or every
+    // FLUSH_INTERVAL, and whenever the buffer fills.
+    let flush_each_batch = monitor.args.line_buffered || io::stdout().is_terminal();
+    let mut flushed_at = Instant::now();
     let mut failure = None;
     loop {
         if INTERRUPTED.load(Ordering::Acquire)
@@ -756,15 +857,20 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
         {
             break;
         }
+        let mut had_event = false;
         let result = source.poll(|report| match &report {
             Report::Event(applied) => {
+                had_event = true;
                 if limit.is_none_or(|n| monitor.shown < n) {
                     monitor.event(applied);
                 }
             }
             other => monitor.notice(other),
         });
-        monitor.flush();
+        if flush_each_batch || !had_event || flushed_at.elapsed() >= FLUSH_INTERVAL {
+            monitor.flush();
+            flushed_at = Instant::now();
+        }
         if let Err(error) = result {
             failure = Some(error);
             break;

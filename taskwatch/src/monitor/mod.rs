@@ -9,6 +9,8 @@ use watchers_core::{EventKind, EventSet};
 
 use crate::numbers;
 
+#[cfg(target_os = "linux")]
+mod columns;
 pub mod escape;
 #[cfg(target_os = "linux")]
 mod linux;
