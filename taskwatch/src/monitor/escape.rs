@@ -17,6 +17,8 @@
 
 use std::fmt::Write as _;
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
+#[cfg(test)]
 use serde_json::{Value, json};
 
 /// Characters that are printable but reorder or break the line on a terminal.
@@ -90,17 +92,29 @@ pub fn arguments(cmdline: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// One argument (or name) in JSON, losslessly: a string when it is valid UTF-8 (JSON
 /// escapes its control characters), else `{"hex": "<its bytes in hex>"}`.
-pub fn json_arg(bytes: &[u8]) -> Value {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => Value::String(text.to_owned()),
-        Err(_) => {
-            let mut hex = String::with_capacity(bytes.len() * 2);
-            for byte in bytes {
-                let _ = write!(hex, "{byte:02x}");
+pub struct JsonArg<'a>(pub &'a [u8]);
+
+impl Serialize for JsonArg<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => serializer.serialize_str(text),
+            Err(_) => {
+                let mut hex = String::with_capacity(self.0.len() * 2);
+                for byte in self.0 {
+                    let _ = write!(hex, "{byte:02x}");
+                }
+                let mut map = serializer.serialize_map(Some(1))?;
+                map.serialize_entry("hex", &hex)?;
+                map.end()
             }
-            json!({ "hex": hex })
         }
     }
+}
+
+/// [`JsonArg`] as a `Value`.
+#[cfg(test)]
+fn json_arg(bytes: &[u8]) -> Value {
+    serde_json::to_value(JsonArg(bytes)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Value, json};
 use watchers_core::{ExitStatus, Ids, WatcherTable};
 use watchers_proc_connector::cn_proc::ProcEvent;
 use watchers_proc_connector::{
@@ -15,7 +16,7 @@ use watchers_proc_connector::{
 };
 
 use super::columns;
-use super::escape::{arguments, escaped, json_arg, push_escaped};
+use super::escape::{JsonArg, arguments, escaped, push_escaped};
 use super::{Line, MonitorArgs, MonitorError};
 use crate::output::say;
 
@@ -221,10 +222,6 @@ fn id_change(old: Ids, new: Ids) -> String {
     }
 }
 
-fn ids_json(ids: Ids) -> Value {
-    json!({"real": ids.real, "effective": ids.effective, "saved": ids.saved, "fs": ids.fs})
-}
-
 /// `exit` info: the code, or the signal and whether it dumped core.
 #[cfg(test)]
 fn exit_info(status: ExitStatus) -> String {
@@ -242,16 +239,6 @@ fn push_exit_info(out: &mut String, status: ExitStatus) {
         (None, Some(signal)) => write!(out, "sig {signal}"),
         _ => write!(out, "{:#x}", status.0),
     };
-}
-
-/// `exit` info as JSON: the raw status and what it means.
-fn exit_json(status: ExitStatus) -> Value {
-    json!({
-        "status": status.0,
-        "code": status.code(),
-        "signal": status.signal(),
-        "core_dumped": status.core_dumped(),
-    })
 }
 
 /// Appends a text line's info column: what the event says beyond its pids.
@@ -286,6 +273,153 @@ fn push_info(
     }
 }
 
+/// An `event` JSON line (schema in the README), serialised straight from the event:
+/// building a `serde_json::Value` map per event cost more than all the rest of the
+/// line. The keys come in sorted order, as a `Value` map writes them.
+struct EventLine<'a> {
+    line: Line,
+    applied: &'a Applied,
+    pid: u32,
+    tgid: u32,
+    ppid: Option<u32>,
+    time: &'a str,
+    status: Option<ExitStatus>,
+    duration_s: Option<f64>,
+    /// `-x`: the real uid and the terminal.
+    extra: Option<(Option<u32>, Option<String>)>,
+}
+
+/// `{"pid": …, "tgid": …}`.
+struct PidPair(i32, i32);
+
+impl Serialize for PidPair {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("pid", &self.0)?;
+        map.serialize_entry("tgid", &self.1)?;
+        map.end()
+    }
+}
+
+/// An `exit` object: the raw status and what it means.
+struct ExitJson(ExitStatus);
+
+impl Serialize for ExitJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let status = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("code", &status.code())?;
+        map.serialize_entry("core_dumped", &status.core_dumped())?;
+        map.serialize_entry("signal", &status.signal())?;
+        map.serialize_entry("status", &status.0)?;
+        map.end()
+    }
+}
+
+/// `{"effective", "fs", "real", "saved"}`.
+struct IdsJson(Ids);
+
+impl Serialize for IdsJson {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let ids = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("effective", &ids.effective)?;
+        map.serialize_entry("fs", &ids.fs)?;
+        map.serialize_entry("real", &ids.real)?;
+        map.serialize_entry("saved", &ids.saved)?;
+        map.end()
+    }
+}
+
+/// `{"new": …, "old": …}`.
+struct OldNew<T>(T, T);
+
+impl<T: Serialize> Serialize for OldNew<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("new", &self.1)?;
+        map.serialize_entry("old", &self.0)?;
+        map.end()
+    }
+}
+
+/// `process`: `{"cmdline": null | [argument…], "comm": …}`.
+struct ProcessJson<'a>(&'a Applied);
+
+impl Serialize for ProcessJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(2))?;
+        map.serialize_entry("cmdline", &self.0.command_line.as_deref().map(Arguments))?;
+        map.serialize_entry("comm", &self.0.task.as_ref().map(|t| t.comm()))?;
+        map.end()
+    }
+}
+
+/// A command line as an array of [`JsonArg`]s.
+struct Arguments<'a>(&'a [u8]);
+
+impl Serialize for Arguments<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(arguments(self.0).map(JsonArg))
+    }
+}
+
+impl Serialize for EventLine<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let applied = self.applied;
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(Change::Comm { old, new }) = &applied.change {
+            map.serialize_entry("comm", &OldNew(old, new))?;
+        }
+        map.serialize_entry("cpu", &applied.cpu)?;
+        if self.status.is_some() {
+            map.serialize_entry("duration_s", &self.duration_s)?;
+        }
+        map.serialize_entry("event", self.line.name())?;
+        if let Some(status) = self.status {
+            map.serialize_entry("exit", &ExitJson(status))?;
+        }
+        if let Some(Change::Uids { old, new } | Change::Gids { old, new }) = &applied.change {
+            map.serialize_entry("ids", &OldNew(IdsJson(*old), IdsJson(*new)))?;
+        }
+        if let ProcEvent::Fork {
+            parent_pid,
+            parent_tgid,
+            ..
+        } = applied.event
+        {
+            map.serialize_entry("parent", &PidPair(parent_pid, parent_tgid))?;
+        }
+        map.serialize_entry("pid", &self.pid)?;
+        map.serialize_entry("ppid", &self.ppid)?;
+        map.serialize_entry("process", &ProcessJson(applied))?;
+        map.serialize_entry("seq", &applied.seq)?;
+        if let ProcEvent::Sid { .. } = applied.event {
+            map.serialize_entry("sid", &self.pid)?;
+        }
+        map.serialize_entry("tgid", &self.tgid)?;
+        map.serialize_entry("time", self.time)?;
+        map.serialize_entry("timestamp_ns", &applied.timestamp_ns)?;
+        if let ProcEvent::Ptrace {
+            tracer_pid,
+            tracer_tgid,
+            ..
+        } = applied.event
+        {
+            let tracer = (tracer_pid != 0).then_some(PidPair(tracer_pid, tracer_tgid));
+            map.serialize_entry("tracer", &tracer)?;
+        }
+        if let Some((_, tty)) = &self.extra {
+            map.serialize_entry("tty", tty)?;
+        }
+        map.serialize_entry("type", "event")?;
+        if let Some((uid, _)) = &self.extra {
+            map.serialize_entry("uid", uid)?;
+        }
+        map.end()
+    }
+}
+
 #[derive(Default, Clone, Copy)]
 struct ProcessStats {
     fork: u64,
@@ -308,6 +442,8 @@ struct Monitor<W: Write> {
     clock: Clock,
     /// The line being written, reused for every line.
     text: String,
+    /// The JSON line being written, reused for every line.
+    json: Vec<u8>,
     stats: HashMap<String, ProcessStats>,
     shown: u64,
     header_done: bool,
@@ -321,12 +457,29 @@ struct Monitor<W: Write> {
 
 impl<W: Write> Monitor<W> {
     fn write_line(&mut self, line: &str) {
+        self.write_bytes(line.as_bytes());
+    }
+
+    /// Writes `value` as one JSON line. Serialised into a reused byte buffer: `Value`'s
+    /// `Display` goes through the formatting machinery a few bytes at a time, several
+    /// times slower.
+    fn write_json(&mut self, value: &Value) {
+        let mut json = std::mem::take(&mut self.json);
+        json.clear();
+        // A `Value` always serialises (its keys are strings); a failure writes nothing.
+        if serde_json::to_writer(&mut json, value).is_ok() {
+            self.write_bytes(&json);
+        }
+        self.json = json;
+    }
+
+    fn write_bytes(&mut self, line: &[u8]) {
         if self.write_error.is_some() {
             return;
         }
         let mut result = self
             .out
-            .write_all(line.as_bytes())
+            .write_all(line)
             .and_then(|()| self.out.write_all(b"\n"));
         if result.is_ok() && self.args.line_buffered {
             result = self.out.flush();
@@ -467,11 +620,25 @@ impl<W: Write> Monitor<W> {
         text.clear();
         if self.args.json {
             self.clock.push(&mut text, applied.timestamp_ns);
-            let duration = duration_ns.map(|ns| ns as f64 / 1e9);
-            let value = self.event_json(
-                line, applied, pid, tgid, ppid, &text, status, duration, extra,
-            );
-            self.write_line(&value.to_string());
+            let line = EventLine {
+                line,
+                applied,
+                pid,
+                tgid,
+                ppid,
+                time: &text,
+                status,
+                duration_s: duration_ns.map(|ns| ns as f64 / 1e9),
+                extra,
+            };
+            let mut json = std::mem::take(&mut self.json);
+            json.clear();
+            // Serialising into a Vec fails only on a broken Serialize impl: nothing
+            // is written then.
+            if serde_json::to_writer(&mut json, &line).is_ok() {
+                self.write_bytes(&json);
+            }
+            self.json = json;
             self.text = text;
             return;
         }
@@ -530,83 +697,6 @@ impl<W: Write> Monitor<W> {
         }
         self.write_line(&text);
         self.text = text;
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn event_json(
-        &self,
-        line: Line,
-        applied: &Applied,
-        pid: u32,
-        tgid: u32,
-        ppid: Option<u32>,
-        time: &str,
-        status: Option<ExitStatus>,
-        duration: Option<f64>,
-        extra: Option<(Option<u32>, Option<String>)>,
-    ) -> Value {
-        let comm = applied.task.as_ref().map(|t| t.comm());
-        let cmdline = applied
-            .command_line
-            .as_deref()
-            .map(|line| arguments(line).map(json_arg).collect::<Vec<_>>());
-        let mut value = Map::new();
-        value.insert("type".into(), json!("event"));
-        value.insert("event".into(), json!(line.name()));
-        value.insert("time".into(), json!(time));
-        value.insert("timestamp_ns".into(), json!(applied.timestamp_ns));
-        value.insert("cpu".into(), json!(applied.cpu));
-        value.insert("seq".into(), json!(applied.seq));
-        value.insert("pid".into(), json!(pid));
-        value.insert("tgid".into(), json!(tgid));
-        value.insert("ppid".into(), json!(ppid));
-        value.insert("process".into(), json!({"comm": comm, "cmdline": cmdline}));
-        match applied.event {
-            ProcEvent::Fork {
-                parent_pid,
-                parent_tgid,
-                ..
-            } => {
-                value.insert(
-                    "parent".into(),
-                    json!({"pid": parent_pid, "tgid": parent_tgid}),
-                );
-            }
-            ProcEvent::Ptrace {
-                tracer_pid,
-                tracer_tgid,
-                ..
-            } => {
-                let tracer =
-                    (tracer_pid != 0).then(|| json!({"pid": tracer_pid, "tgid": tracer_tgid}));
-                value.insert("tracer".into(), json!(tracer));
-            }
-            ProcEvent::Sid { .. } => {
-                value.insert("sid".into(), json!(pid));
-            }
-            _ => {}
-        }
-        if let Some(status) = status {
-            value.insert("exit".into(), exit_json(status));
-            value.insert("duration_s".into(), json!(duration));
-        }
-        match &applied.change {
-            Some(Change::Uids { old, new } | Change::Gids { old, new }) => {
-                value.insert(
-                    "ids".into(),
-                    json!({"old": ids_json(*old), "new": ids_json(*new)}),
-                );
-            }
-            Some(Change::Comm { old, new }) => {
-                value.insert("comm".into(), json!({"old": old, "new": new}));
-            }
-            None => {}
-        }
-        if let Some((uid, tty)) = extra {
-            value.insert("uid".into(), json!(uid));
-            value.insert("tty".into(), json!(tty));
-        }
-        Value::Object(value)
     }
 
     fn notice(&mut self, report: &Report) {
@@ -668,7 +758,7 @@ impl<W: Write> Monitor<W> {
                 map.insert("code".into(), json!(code));
                 map.insert("message".into(), json!(text));
             }
-            self.write_line(&fields.to_string());
+            self.write_json(&fields);
         } else {
             say!("{text}");
         }
@@ -692,7 +782,7 @@ fn summary<W: Write>(
                     "fork": s.fork, "clone": s.clone, "exec": s.exec, "exit": s.exit,
                     "core": s.core, "comm": s.comm, "total": s.total(),
                 });
-                monitor.write_line(&value.to_string());
+                monitor.write_json(&value);
             }
         } else {
             let row = |s: &ProcessStats, name: &str| {
@@ -751,7 +841,7 @@ fn summary<W: Write>(
                 "name": w.name, "calls": w.calls, "errors": w.errors,
             })).collect::<Vec<_>>(),
         });
-        monitor.write_line(&value.to_string());
+        monitor.write_json(&value);
     } else {
         say!(
             "{:.1}s, {} events shown; received {}, dispatched {}, lost {}, overruns {}, rejected {}, decode errors {}, resyncs {}, watcher errors {}, watcher panics {}, unknown tasks {}",
@@ -816,6 +906,7 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
         out: BufWriter::new(io::stdout().lock()),
         clock: Clock::new(clock_offset_ns()),
         text: String::new(),
+        json: Vec::new(),
         stats: HashMap::new(),
         shown: 0,
         header_done: false,
@@ -824,7 +915,7 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
     };
     if monitor.args.json {
         let start = start_json(&monitor.args, &source);
-        monitor.write_line(&start.to_string());
+        monitor.write_json(&start);
     } else {
         say!(
             "watching {} ({} tasks mirrored, subscription {}); Ctrl-C to stop",
@@ -892,10 +983,12 @@ pub(super) fn run(args: MonitorArgs) -> Result<ExitCode, MonitorError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn an_exit_status_dumps_core_only_when_a_signal_killed_the_task() {
         let killed = ExitStatus(11 | 0x80);
+        let exit_json = |status| serde_json::to_value(ExitJson(status)).unwrap();
         assert_eq!(exit_json(killed)["core_dumped"], true);
         assert_eq!(exit_info(killed), "sig 11 core");
         // A kernel thread's -1: the low bits read as a stopped task, not a signal.
@@ -905,6 +998,163 @@ mod tests {
             json!({"status": -1, "code": null, "signal": null, "core_dumped": false})
         );
         assert_eq!(exit_info(odd), "0xffffffff");
+    }
+
+    fn applied(event: ProcEvent, change: Option<Change>) -> Applied {
+        Applied {
+            seq: 7,
+            cpu: 1,
+            timestamp_ns: 5_000_000_000,
+            event,
+            task: None,
+            parent: None,
+            change,
+            command_line: Some(Arc::from(&b"sh\0-c\0\xffx\"\0\n\0"[..])),
+            started_ns: Some(4_000_000_000),
+            disposition: watchers_proc_connector::Disposition::Applied,
+        }
+    }
+
+    /// The line as the monitor writes it.
+    fn event_line(
+        line: Line,
+        applied: &Applied,
+        extra: Option<(Option<u32>, Option<String>)>,
+    ) -> String {
+        let status = match applied.event {
+            ProcEvent::Exit { exit_code, .. } => Some(ExitStatus(exit_code as i32)),
+            _ => None,
+        };
+        let line = EventLine {
+            line,
+            applied,
+            pid: 10,
+            tgid: 10,
+            ppid: Some(1),
+            time: "12:00:00.000",
+            status,
+            duration_s: status.map(|_| 1.0),
+            extra,
+        };
+        serde_json::to_string(&line).unwrap()
+    }
+
+    #[test]
+    fn json_event_lines_hold_the_schema_keys_in_sorted_order() {
+        // Each expected line is a `Value` map, which writes its keys sorted: the
+        // streamed line must be the same bytes.
+        let process = json!({"cmdline": ["sh", "-c", {"hex": "ff7822"}, "\n"], "comm": null});
+        let common = json!({
+            "cpu": 1, "pid": 10, "ppid": 1, "process": process, "seq": 7, "tgid": 10,
+            "time": "12:00:00.000", "timestamp_ns": 5_000_000_000u64, "type": "event",
+        });
+        let expect = |line: &str, more: Value| {
+            let mut value = common.clone();
+            value["event"] = json!(line);
+            for (key, field) in more.as_object().unwrap() {
+                value[key] = field.clone();
+            }
+            value.to_string()
+        };
+        let fork = applied(
+            ProcEvent::Fork {
+                parent_pid: 3,
+                parent_tgid: 1,
+                child_pid: 10,
+                child_tgid: 10,
+            },
+            None,
+        );
+        assert_eq!(
+            event_line(Line::Fork, &fork, None),
+            expect("fork", json!({"parent": {"pid": 3, "tgid": 1}}))
+        );
+        let exit = applied(
+            ProcEvent::Exit {
+                pid: 10,
+                tgid: 10,
+                exit_code: 9,
+                exit_signal: 17,
+                parent_pid: 1,
+                parent_tgid: 1,
+            },
+            None,
+        );
+        assert_eq!(
+            event_line(Line::Exit, &exit, Some((Some(1000), None))),
+            expect(
+                "exit",
+                json!({
+                    "duration_s": 1.0,
+                    "exit": {"code": null, "core_dumped": false, "signal": 9, "status": 9},
+                    "uid": 1000, "tty": null,
+                })
+            )
+        );
+        let ids = |id| Ids {
+            real: id,
+            effective: id,
+            saved: 0,
+            fs: id,
+        };
+        let uid = applied(
+            ProcEvent::Uid {
+                pid: 10,
+                tgid: 10,
+                ruid: 5,
+                euid: 5,
+            },
+            Some(Change::Uids {
+                old: ids(0),
+                new: ids(5),
+            }),
+        );
+        let ids_json = |id| json!({"effective": id, "fs": id, "real": id, "saved": 0});
+        assert_eq!(
+            event_line(Line::Uid, &uid, None),
+            expect(
+                "uid",
+                json!({"ids": {"new": ids_json(5), "old": ids_json(0)}})
+            )
+        );
+        let comm = applied(
+            ProcEvent::Comm {
+                pid: 10,
+                tgid: 10,
+                comm: [0; 16],
+            },
+            Some(Change::Comm {
+                old: "a".into(),
+                new: "b\u{1b}".into(),
+            }),
+        );
+        assert_eq!(
+            event_line(Line::Comm, &comm, None),
+            expect("comm", json!({"comm": {"new": "b\u{1b}", "old": "a"}}))
+        );
+        let sid = applied(ProcEvent::Sid { pid: 10, tgid: 10 }, None);
+        assert_eq!(
+            event_line(Line::Sid, &sid, None),
+            expect("sid", json!({"sid": 10}))
+        );
+        for (tracer_pid, tracer) in [(0, json!(null)), (4, json!({"pid": 4, "tgid": 2}))] {
+            let ptrace = applied(
+                ProcEvent::Ptrace {
+                    pid: 10,
+                    tgid: 10,
+                    tracer_pid,
+                    tracer_tgid: 2,
+                },
+                None,
+            );
+            assert_eq!(
+                event_line(Line::Ptrace, &ptrace, Some((None, Some("pts/1".into())))),
+                expect(
+                    "ptrace",
+                    json!({"tracer": tracer, "uid": null, "tty": "pts/1"})
+                )
+            );
+        }
     }
 
     /// A thread of this process that named itself `name`, parked until the sender is
