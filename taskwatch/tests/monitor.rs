@@ -819,3 +819,44 @@ fn a_reader_that_goes_away_ends_the_monitor_by_itself_with_0() {
     assert!(!text.contains("panicked"), "{text}");
     assert!(!text.contains("cannot write"), "{text}");
 }
+
+#[test]
+fn a_line_reaches_a_pipe_while_the_monitor_runs() {
+    // Output to a pipe is buffered across events, but not until the buffer fills: a
+    // lone line is flushed once the kernel pauses. Only a group of its own is shown
+    // (`-p`), so other processes' lines cannot fill the buffer and flush it instead.
+    let mut group = Command::new("sh")
+        .args(["-c", "read go; /bin/sleep 0; /bin/sleep 5"])
+        .stdin(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .expect("sh");
+    let pgrp = group.id().to_string();
+    let Some(mut running) = monitor(&["-e", "exec", "-p", &pgrp]) else {
+        let _ = group.kill();
+        let _ = group.wait();
+        return;
+    };
+    drop(group.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let text = String::from_utf8_lossy(&running.stdout.lock().unwrap()).into_owned();
+        if text.contains("/bin/sleep 0") {
+            break true;
+        }
+        if Instant::now() >= deadline {
+            break false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    let still_running = running.child.try_wait().expect("try_wait").is_none();
+    let _ = group.kill();
+    let _ = group.wait();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        shown && still_running,
+        "the exec line came only at the end:\n{}",
+        String::from_utf8_lossy(&stdout)
+    );
+}
