@@ -289,16 +289,26 @@ struct EventLine<'a> {
     extra: Option<(Option<u32>, Option<String>)>,
 }
 
-/// `{"pid": …, "tgid": …}`.
-struct PidPair(i32, i32);
+/// A two-key object, the keys in the order given (sorted, as a `Value` map writes them).
+struct Pair<A, B>([&'static str; 2], A, B);
 
-impl Serialize for PidPair {
+impl<A: Serialize, B: Serialize> Serialize for Pair<A, B> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("pid", &self.0)?;
-        map.serialize_entry("tgid", &self.1)?;
+        map.serialize_entry(self.0[0], &self.1)?;
+        map.serialize_entry(self.0[1], &self.2)?;
         map.end()
     }
+}
+
+/// `{"pid": …, "tgid": …}`.
+fn pid_pair(pid: i32, tgid: i32) -> Pair<i32, i32> {
+    Pair(["pid", "tgid"], pid, tgid)
+}
+
+/// `{"new": …, "old": …}`.
+fn old_new<T>(old: T, new: T) -> Pair<T, T> {
+    Pair(["new", "old"], new, old)
 }
 
 /// An `exit` object: the raw status and what it means.
@@ -331,18 +341,6 @@ impl Serialize for IdsJson {
     }
 }
 
-/// `{"new": …, "old": …}`.
-struct OldNew<T>(T, T);
-
-impl<T: Serialize> Serialize for OldNew<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(2))?;
-        map.serialize_entry("new", &self.1)?;
-        map.serialize_entry("old", &self.0)?;
-        map.end()
-    }
-}
-
 /// `process`: `{"cmdline": null | [argument…], "comm": …}`.
 struct ProcessJson<'a>(&'a Applied);
 
@@ -369,7 +367,7 @@ impl Serialize for EventLine<'_> {
         let applied = self.applied;
         let mut map = serializer.serialize_map(None)?;
         if let Some(Change::Comm { old, new }) = &applied.change {
-            map.serialize_entry("comm", &OldNew(old, new))?;
+            map.serialize_entry("comm", &old_new(old, new))?;
         }
         map.serialize_entry("cpu", &applied.cpu)?;
         if self.status.is_some() {
@@ -380,7 +378,7 @@ impl Serialize for EventLine<'_> {
             map.serialize_entry("exit", &ExitJson(status))?;
         }
         if let Some(Change::Uids { old, new } | Change::Gids { old, new }) = &applied.change {
-            map.serialize_entry("ids", &OldNew(IdsJson(*old), IdsJson(*new)))?;
+            map.serialize_entry("ids", &old_new(IdsJson(*old), IdsJson(*new)))?;
         }
         if let ProcEvent::Fork {
             parent_pid,
@@ -388,7 +386,7 @@ impl Serialize for EventLine<'_> {
             ..
         } = applied.event
         {
-            map.serialize_entry("parent", &PidPair(parent_pid, parent_tgid))?;
+            map.serialize_entry("parent", &pid_pair(parent_pid, parent_tgid))?;
         }
         map.serialize_entry("pid", &self.pid)?;
         map.serialize_entry("ppid", &self.ppid)?;
@@ -406,7 +404,7 @@ impl Serialize for EventLine<'_> {
             ..
         } = applied.event
         {
-            let tracer = (tracer_pid != 0).then_some(PidPair(tracer_pid, tracer_tgid));
+            let tracer = (tracer_pid != 0).then(|| pid_pair(tracer_pid, tracer_tgid));
             map.serialize_entry("tracer", &tracer)?;
         }
         if let Some((_, tty)) = &self.extra {
