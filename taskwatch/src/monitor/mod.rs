@@ -51,8 +51,9 @@ pub struct MonitorArgs {
     /// bursts (needs root or CAP_SYS_NICE).
     #[arg(short = 'r', long)]
     pub realtime: bool,
-    /// Flush stdout after every line (the default flushes after each batch the
-    /// kernel sends).
+    /// Flush stdout after every line (the default flushes a terminal after each
+    /// batch the kernel sends; a file or pipe when the kernel pauses, at least every
+    /// 50 ms while events keep coming).
     #[arg(short = 'l', long)]
     pub line_buffered: bool,
     /// Print no events, only the statistics at the end (implies -S).
