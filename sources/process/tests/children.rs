@@ -158,8 +158,13 @@ fn two_thousand_children_get_every_event_exactly_once() {
             }
         }
     }
-    // The batches really ran side by side: init, this program, and a batch of children.
-    assert_eq!(max_alive, 2 + BATCH);
+    // The batches really ran side by side: init, this program, and a batch of children
+    // (plus, under load, a dropped child of the batch before that the reaper has not yet
+    // reaped).
+    assert!(
+        max_alive >= 2 + BATCH,
+        "at most {max_alive} tasks at once: the batch did not run side by side"
+    );
 
     // Dropped children are reaped in the background.
     let deadline = Instant::now() + Duration::from_secs(120);
