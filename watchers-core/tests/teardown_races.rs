@@ -1,0 +1,121 @@
+//! Races between a task's teardown and events still in flight for it or its children,
+//! found by attacking the promises of the per-task and runtime watchers' docs.
+//!
+//! Every test that a regression could hang runs under [`within`], so a hang fails.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use watchers_core::{CloneFlags, EventKind, EventSet, Pid, TaskState, TaskTable, WatcherTable};
+
+/// Runs `f` on a thread of its own and fails if it does not finish in time.
+fn within<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    match finished.recv_timeout(Duration::from_secs(seconds)) {
+        Ok(value) => value,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("hung: not finished in {seconds} s"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the test thread panicked"),
+    }
+}
+
+fn empty_table() -> &'static WatcherTable {
+    WatcherTable::from_watchers([]).unwrap().leak()
+}
+
+/// Counts the drops of the closure that owns it.
+struct Drops(Arc<AtomicUsize>);
+
+impl Drop for Drops {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Polls `done` until it holds or `seconds` pass; says which.
+fn eventually(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
+
+/// A parent's kept `fork | free` watcher is inside the `fork` of a child when the
+/// parent exits and is freed on another thread. The watcher saw that fork succeed, so
+/// it is owed the child's `free` (`Task::watch`: it stays "until the task and each child
+/// whose `fork` it saw have been freed"), and its closure is dropped by that `free`.
+///
+/// It used to be shut by the parent's `free`, which decided that no child was owed
+/// before the fork in flight was counted: the child's `free` then found it closed.
+#[test]
+fn a_fork_free_watcher_inside_a_childs_fork_when_its_task_is_freed_gets_that_childs_free() {
+    within(30, || {
+        let tasks = Arc::new(TaskTable::with_table(empty_table()));
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let log: Arc<Mutex<Vec<(EventKind, Pid)>>> = Arc::default();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (inside, on_inside) = mpsc::channel();
+        let (go, on_go) = mpsc::channel::<()>();
+        let (on_go, inside) = (Mutex::new(on_go), Mutex::new(inside));
+        let (seen, owned) = (log.clone(), Drops(drops.clone()));
+        let watch = parent.watch(EventSet::FORK | EventSet::FREE, move |event| {
+            let _owned = &owned;
+            if event.kind() == EventKind::Fork {
+                inside.lock().unwrap().send(()).unwrap();
+                let _ = on_go.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            }
+            seen.lock()
+                .unwrap()
+                .push((event.kind(), event.task().pid()));
+            Ok::<(), String>(())
+        });
+        let forker = {
+            let (tasks, pid) = (tasks.clone(), parent.pid());
+            std::thread::spawn(move || tasks.fork(pid, CloneFlags::empty()).unwrap())
+        };
+        on_inside.recv().unwrap();
+        // The parent is a child of init: its exit frees it at once.
+        let exiter = {
+            let (tasks, pid) = (tasks.clone(), parent.pid());
+            std::thread::spawn(move || tasks.exit(pid, 0).unwrap())
+        };
+        // The premise: the parent's `free` has run as far as it can while the fork's
+        // call is in flight (it shut the watcher and waits for that call, or it is done).
+        assert!(
+            eventually(10, || !watch.is_attached() || exiter.is_finished()),
+            "the parent's free never got to its per-task watchers"
+        );
+        assert_eq!(parent.state(), TaskState::Dead);
+        go.send(()).unwrap();
+        let child = forker.join().unwrap();
+        exiter.join().unwrap();
+        watch.keep();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "still owed the child's free"
+        );
+        // Init's child now: freed at its exit.
+        tasks.exit(child.pid(), 0).unwrap();
+        assert_eq!(child.state(), TaskState::Dead);
+        assert_eq!(
+            *log.lock().unwrap(),
+            [
+                (EventKind::Fork, child.pid()),
+                (EventKind::Free, child.pid())
+            ]
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "dropped by the child's free"
+        );
+    });
+}
