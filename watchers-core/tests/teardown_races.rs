@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
-use watchers_core::{CloneFlags, EventKind, EventSet, Pid, TaskState, TaskTable, WatcherTable};
+use watchers_core::{
+    CloneFlags, EventKind, EventSet, ForkError, Pid, Task, TaskState, TaskTable, WatcherTable,
+};
 
 /// Runs `f` on a thread of its own and fails if it does not finish in time.
 fn within<T: Send + 'static>(seconds: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
@@ -47,6 +49,81 @@ fn eventually(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// What became of a parent's `fork | free` watcher that was inside a child's `fork`
+/// while the parent exited and was freed on another thread.
+struct Raced {
+    tasks: Arc<TaskTable>,
+    /// The fork's outcome.
+    child: Result<Arc<Task>, ForkError>,
+    /// What the watcher saw.
+    log: Arc<Mutex<Vec<(EventKind, Pid)>>>,
+    /// How many times its closure was dropped.
+    drops: Arc<AtomicUsize>,
+}
+
+/// Forks a child of a task whose kept `fork | free` watcher waits inside that `fork`
+/// until the task has been freed on another thread; with `refuse`, a second per-task
+/// watcher then refuses the fork.
+fn fork_while_the_parent_is_freed(refuse: bool) -> Raced {
+    let tasks = Arc::new(TaskTable::with_table(empty_table()));
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let log: Arc<Mutex<Vec<(EventKind, Pid)>>> = Arc::default();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (inside, on_inside) = mpsc::channel();
+    let (go, on_go) = mpsc::channel::<()>();
+    let (on_go, inside) = (Mutex::new(on_go), Mutex::new(inside));
+    let (seen, owned) = (log.clone(), Drops(drops.clone()));
+    let watch = parent.watch(EventSet::FORK | EventSet::FREE, move |event| {
+        let _owned = &owned;
+        if event.kind() == EventKind::Fork {
+            inside.lock().unwrap().send(()).unwrap();
+            let _ = on_go.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        }
+        seen.lock()
+            .unwrap()
+            .push((event.kind(), event.task().pid()));
+        Ok::<(), String>(())
+    });
+    if refuse {
+        // Of `free` too, so that the parent's `free` leaves it to the fork in flight.
+        parent
+            .watch(EventSet::FORK | EventSet::FREE, |event| {
+                match event.kind() {
+                    EventKind::Fork => Err("refused"),
+                    _ => Ok(()),
+                }
+            })
+            .keep();
+    }
+    let forker = {
+        let (tasks, pid) = (tasks.clone(), parent.pid());
+        std::thread::spawn(move || tasks.fork(pid, CloneFlags::empty()))
+    };
+    on_inside.recv().unwrap();
+    // The parent is a child of init: its exit frees it at once.
+    let exiter = {
+        let (tasks, pid) = (tasks.clone(), parent.pid());
+        std::thread::spawn(move || tasks.exit(pid, 0).unwrap())
+    };
+    // The premise: the parent's `free` has run as far as it can while the fork's call
+    // is in flight (it shut the watcher and waits for that call, or it is done).
+    assert!(
+        eventually(10, || !watch.is_attached() || exiter.is_finished()),
+        "the parent's free never got to its per-task watchers"
+    );
+    assert_eq!(parent.state(), TaskState::Dead);
+    go.send(()).unwrap();
+    let child = forker.join().unwrap();
+    exiter.join().unwrap();
+    watch.keep();
+    Raced {
+        tasks,
+        child,
+        log,
+        drops,
+    }
+}
+
 /// A parent's kept `fork | free` watcher is inside the `fork` of a child when the
 /// parent exits and is freed on another thread. The watcher saw that fork succeed, so
 /// it is owed the child's `free` (`Task::watch`: it stays "until the task and each child
@@ -57,65 +134,79 @@ fn eventually(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
 #[test]
 fn a_fork_free_watcher_inside_a_childs_fork_when_its_task_is_freed_gets_that_childs_free() {
     within(30, || {
-        let tasks = Arc::new(TaskTable::with_table(empty_table()));
-        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-        let log: Arc<Mutex<Vec<(EventKind, Pid)>>> = Arc::default();
-        let drops = Arc::new(AtomicUsize::new(0));
-        let (inside, on_inside) = mpsc::channel();
-        let (go, on_go) = mpsc::channel::<()>();
-        let (on_go, inside) = (Mutex::new(on_go), Mutex::new(inside));
-        let (seen, owned) = (log.clone(), Drops(drops.clone()));
-        let watch = parent.watch(EventSet::FORK | EventSet::FREE, move |event| {
-            let _owned = &owned;
-            if event.kind() == EventKind::Fork {
-                inside.lock().unwrap().send(()).unwrap();
-                let _ = on_go.lock().unwrap().recv_timeout(Duration::from_secs(10));
-            }
-            seen.lock()
-                .unwrap()
-                .push((event.kind(), event.task().pid()));
-            Ok::<(), String>(())
-        });
-        let forker = {
-            let (tasks, pid) = (tasks.clone(), parent.pid());
-            std::thread::spawn(move || tasks.fork(pid, CloneFlags::empty()).unwrap())
-        };
-        on_inside.recv().unwrap();
-        // The parent is a child of init: its exit frees it at once.
-        let exiter = {
-            let (tasks, pid) = (tasks.clone(), parent.pid());
-            std::thread::spawn(move || tasks.exit(pid, 0).unwrap())
-        };
-        // The premise: the parent's `free` has run as far as it can while the fork's
-        // call is in flight (it shut the watcher and waits for that call, or it is done).
-        assert!(
-            eventually(10, || !watch.is_attached() || exiter.is_finished()),
-            "the parent's free never got to its per-task watchers"
-        );
-        assert_eq!(parent.state(), TaskState::Dead);
-        go.send(()).unwrap();
-        let child = forker.join().unwrap();
-        exiter.join().unwrap();
-        watch.keep();
+        let raced = fork_while_the_parent_is_freed(false);
+        let child = raced.child.unwrap();
         assert_eq!(
-            drops.load(Ordering::SeqCst),
+            raced.drops.load(Ordering::SeqCst),
             0,
-            "still owed the child's free"
+            "owed the child's free"
         );
         // Init's child now: freed at its exit.
-        tasks.exit(child.pid(), 0).unwrap();
+        raced.tasks.exit(child.pid(), 0).unwrap();
         assert_eq!(child.state(), TaskState::Dead);
         assert_eq!(
-            *log.lock().unwrap(),
+            *raced.log.lock().unwrap(),
             [
                 (EventKind::Fork, child.pid()),
                 (EventKind::Free, child.pid())
             ]
         );
         assert_eq!(
+            raced.drops.load(Ordering::SeqCst),
+            1,
+            "dropped by that free"
+        );
+    });
+}
+
+/// As above, but a later watcher refuses the fork: the watcher gets its rollback `free`
+/// and, owed nothing more, is dropped by the end of the failed fork.
+#[test]
+fn a_fork_free_watcher_inside_a_refused_fork_when_its_task_is_freed_gets_the_rollback() {
+    within(30, || {
+        let raced = fork_while_the_parent_is_freed(true);
+        assert!(matches!(raced.child, Err(ForkError::Watcher(_))));
+        let log = raced.log.lock().unwrap().clone();
+        let kinds: Vec<_> = log.iter().map(|&(kind, _)| kind).collect();
+        assert_eq!(kinds, [EventKind::Fork, EventKind::Free], "{log:?}");
+        assert_eq!(log[0].1, log[1].1);
+        assert_eq!(
+            raced.drops.load(Ordering::SeqCst),
+            1,
+            "dropped, owed nothing"
+        );
+    });
+}
+
+/// A refused fork gives back the child it counted as owed: the watcher is then dropped
+/// by its task's `free`, not kept waiting for a child that never was.
+#[test]
+fn a_refused_fork_leaves_no_child_owed_to_a_fork_free_watcher() {
+    within(30, || {
+        let tasks = TaskTable::with_table(empty_table());
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Drops(drops.clone());
+        parent
+            .watch(EventSet::FORK | EventSet::FREE, move |_| {
+                let _owned = &owned;
+                Ok::<(), String>(())
+            })
+            .keep();
+        let refuser = parent.watch(EventSet::FORK, |_| Err::<(), _>("refused"));
+        for _ in 0..3 {
+            assert!(tasks.fork(parent.pid(), CloneFlags::empty()).is_err());
+        }
+        refuser.remove().unwrap();
+        let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+        tasks.exit(child.pid(), 0).unwrap();
+        tasks.wait(parent.pid()).unwrap();
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        tasks.exit(parent.pid(), 0).unwrap();
+        assert_eq!(
             drops.load(Ordering::SeqCst),
             1,
-            "dropped by the child's free"
+            "dropped by its task's free"
         );
     });
 }
