@@ -91,7 +91,7 @@ impl WatcherTable {
             return walk_statics(self, event, mode);
         }
         self.count(kind);
-        let locals = local::reached_by(event);
+        let mut locals = local::reached_by(event);
         let outcome = self.walk_merged(event, kind, chain, &locals, mode);
         if kind == EventKind::Fork && (outcome.is_ok() || mode == Mode::Notify) {
             locals.saw_fork_of(event.task());

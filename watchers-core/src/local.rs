@@ -81,7 +81,31 @@ impl LocalWatcher {
         }
     }
 
-    /// A child whose `fork` it saw has been freed (its `free` sent).
+    /// Counts a child owed its `free` before the watcher sees that child's `fork`,
+    /// unless its task's `free` has already decided to shut it (the task freed, no child
+    /// owed): then it must not see the fork, whose child's `free` would find it shut.
+    /// Counted before the call, not after it, so that a task freed while the `fork` is
+    /// in flight leaves the watcher to that child's `free`.
+    fn owe_child(&self) -> bool {
+        let mut owed = self.owed.load(Ordering::Acquire);
+        loop {
+            if owed == OWNER_FREED {
+                return false;
+            }
+            match self.owed.compare_exchange_weak(
+                owed,
+                owed + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => owed = now,
+            }
+        }
+    }
+
+    /// A child whose `fork` it saw has been freed (its `free` sent), or a child counted
+    /// by [`owe_child`](LocalWatcher::owe_child) was not forked after all.
     fn child_freed(&self) {
         if self.owed.fetch_sub(1, Ordering::AcqRel) == OWNER_FREED | 1 {
             let _ = inflight::shut(&self.gate);
@@ -244,6 +268,10 @@ pub(crate) struct Reached<'e> {
     kind: EventKind,
     attached: Option<Guard<Arc<List>>>,
     forked_by: &'e [Arc<LocalWatcher>],
+    /// For a `fork`, per attached watcher: whether it is counted as owed the child's
+    /// `free` (see [`LocalWatcher::owe_child`]); empty when none wants that `free`.
+    /// Handed to the child when the fork succeeds, given back when dropped otherwise.
+    owing: Box<[bool]>,
 }
 
 impl Reached<'_> {
@@ -276,6 +304,9 @@ impl Reached<'_> {
             EventKind::Free if attached => !watcher.events.contains(EventKind::Fork),
             // The parent's watchers that saw the fork were recorded asking for `free`.
             EventKind::Free => true,
+            // One that wants the child's `free` sees the fork only if it will stay for
+            // that `free` (also its rollback `free`, which only a call of it asks for).
+            EventKind::Fork if watcher.pairs_fork_with_free() => self.owing.get(i) == Some(&true),
             kind => watcher.events.contains(kind),
         };
         if !meant {
@@ -296,21 +327,17 @@ impl Reached<'_> {
 
     /// After `child`'s `fork` succeeded: the watchers that saw it and asked for `free`
     /// will get the child's `free`.
-    pub(crate) fn saw_fork_of(&self, child: &Task) {
-        if self.kind != EventKind::Fork {
-            return;
-        }
+    pub(crate) fn saw_fork_of(&mut self, child: &Task) {
+        let owing = std::mem::take(&mut self.owing);
         let seen: Box<[_]> = self
             .attached()
             .iter()
-            .filter(|w| w.pairs_fork_with_free())
-            .cloned()
+            .zip(&owing)
+            .filter(|&(_, &owed)| owed)
+            .map(|(watcher, _)| watcher.clone())
             .collect();
         if seen.is_empty() {
             return;
-        }
-        for watcher in &seen {
-            watcher.owed.fetch_add(1, Ordering::AcqRel);
         }
         let shared = child.local.shared();
         // A fork is dispatched once; a second dispatch of the same fork keeps the first.
@@ -320,6 +347,21 @@ impl Reached<'_> {
                 reach_changed(was, was | FORKED_BY);
             }
             Err(seen) => seen.iter().for_each(|watcher| watcher.child_freed()),
+        }
+    }
+}
+
+impl Drop for Reached<'_> {
+    /// A fork that failed (or unwound) owes no child's `free`: gives back what
+    /// [`reached_by`] counted, which shuts a watcher whose task was freed meanwhile.
+    fn drop(&mut self) {
+        if self.owing.is_empty() {
+            return;
+        }
+        for (watcher, &owed) in self.attached().iter().zip(&self.owing) {
+            if owed {
+                watcher.child_freed();
+            }
         }
     }
 }
@@ -336,11 +378,20 @@ pub(crate) fn reached_by<'e>(event: &'e Event<'_>) -> Reached<'e> {
         (EventKind::Free, Some(shared)) => shared.forked_by.get().map_or(&[][..], |b| &b[..]),
         _ => &[],
     };
-    Reached {
+    let mut reached = Reached {
         kind,
         attached,
         forked_by,
+        owing: Box::default(),
+    };
+    let attached = reached.attached();
+    if kind == EventKind::Fork && attached.iter().any(|w| w.pairs_fork_with_free()) {
+        reached.owing = attached
+            .iter()
+            .map(|w| w.pairs_fork_with_free() && w.owe_child())
+            .collect();
     }
+    reached
 }
 
 /// Whether any per-task watcher could be reached by `event` (the fast-path check: one
