@@ -87,3 +87,10 @@ pub(crate) fn reachable_changed(delta: isize) {
         });
     }
 }
+
+/// How many tasks' events may reach a per-task watcher, for the tests that check the
+/// count returns to where it was.
+#[cfg(test)]
+pub(crate) fn reachable() -> usize {
+    registry().reachable
+}
