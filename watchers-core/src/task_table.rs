@@ -1224,6 +1224,8 @@ enum IdKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event_kind::EventSet;
+    use crate::routing;
 
     fn node(pid: u32) -> Node {
         Node::new(Arc::new(Task::new(TaskInit {
@@ -1254,5 +1256,33 @@ mod tests {
             allocate_pid(&nodes, &mut last_pid, u32::MAX),
             Some(Pid(u32::MAX))
         );
+    }
+
+    /// A child whose `fork` a parent's `fork | free` watcher saw counts as reachable
+    /// (its `free` goes to that watcher) until it is freed; then the count must return,
+    /// or every table stays off its fast path for good.
+    ///
+    /// No other unit test of this crate attaches a per-task watcher, so the process-wide
+    /// count moves only here.
+    #[test]
+    fn a_freed_child_of_a_fork_free_watcher_is_no_longer_counted_as_reachable() {
+        let before = routing::reachable();
+        let tasks = TaskTable::with_table(WatcherTable::from_watchers([]).unwrap());
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        parent
+            .watch(EventSet::FORK | EventSet::FREE, |_| Ok::<(), String>(()))
+            .keep();
+        assert_eq!(routing::reachable(), before + 1, "the parent, attached");
+        let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+        assert_eq!(
+            routing::reachable(),
+            before + 2,
+            "and the child, forked by it"
+        );
+        tasks.exit(child.pid(), 0).unwrap();
+        tasks.wait(parent.pid()).unwrap();
+        assert_eq!(routing::reachable(), before + 1, "the child is freed");
+        tasks.exit(parent.pid(), 0).unwrap();
+        assert_eq!(routing::reachable(), before, "both are freed");
     }
 }
