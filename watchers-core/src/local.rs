@@ -178,9 +178,10 @@ impl Drop for Shared {
 
 /// Reports a task's `reach` going from `was` to `now` to the routing words.
 ///
-/// A task's count changes in the order of its `reach` changes: `ATTACHED` is set and
-/// cleared under the task's writer lock, and `FORKED_BY`, set outside it, is never
-/// cleared, so a task whose `reach` returns to zero was counted under that same lock.
+/// Each change of a task's `reach` is one read-modify-write whose result says both
+/// `was` and `now`, so of the changes that race (a handle detaching the last watcher
+/// while the task's `free` clears `FORKED_BY`) exactly one sees `reach` leave zero and
+/// one sees it return there, whichever order they take.
 fn reach_changed(was: u8, now: u8) {
     let delta: isize = match (was != 0, now != 0) {
         (false, true) => 1,
@@ -229,7 +230,9 @@ impl LocalWatchers {
             return;
         };
         // Once: the bit is set only after `forked_by` was.
-        if shared.reach.fetch_and(!FORKED_BY, Ordering::AcqRel) & FORKED_BY != 0 {
+        let was = shared.reach.fetch_and(!FORKED_BY, Ordering::AcqRel);
+        if was & FORKED_BY != 0 {
+            reach_changed(was, was & !FORKED_BY);
             for watcher in shared.forked_by.get().into_iter().flatten() {
                 watcher.child_freed();
             }
