@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use watchers_core::{
-    CloneFlags, EventKind, EventSet, ForkError, Pid, Task, TaskState, TaskTable, WatcherTable,
+    CloneFlags, EventKind, EventSet, ForkError, Pid, Task, TaskSlot, TaskState, TaskTable,
+    WatcherTable,
 };
 
 /// Runs `f` on a thread of its own and fails if it does not finish in time.
@@ -208,5 +209,72 @@ fn a_refused_fork_leaves_no_child_owed_to_a_fork_free_watcher() {
             1,
             "dropped by its task's free"
         );
+    });
+}
+
+/// Panics when dropped, like a closure's captured state whose `Drop` fails.
+struct PanicsOnDrop;
+
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("a Drop that panics");
+    }
+}
+
+/// Exits `task` (a child of init, so freed at once), which must panic with the panic of
+/// a `Drop` run by its `free`.
+fn exit_panicking(tasks: &TaskTable, task: &Task) {
+    let exit = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tasks.exit(task.pid(), 0)));
+    assert!(exit.is_err(), "the Drop's panic continues");
+    assert_eq!(task.state(), TaskState::Dead);
+}
+
+/// A task's `free` drops every per-task closure even if one closure's `Drop` panics:
+/// the others are dropped too (their state released), then the panic continues.
+#[test]
+fn a_panicking_closure_drop_at_free_does_not_leak_the_tasks_other_watchers() {
+    within(30, || {
+        let tasks = TaskTable::with_table(empty_table());
+        let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let bad = PanicsOnDrop;
+        task.watch(EventSet::FREE, move |_| {
+            let _bad = &bad;
+            Ok::<(), String>(())
+        })
+        .keep();
+        let owned = Drops(drops.clone());
+        let good = task.watch(EventSet::FREE, move |_| {
+            let _owned = &owned;
+            Ok::<(), String>(())
+        });
+        exit_panicking(&tasks, &task);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the other closure is dropped"
+        );
+        assert!(!good.is_attached());
+    });
+}
+
+/// A task's `free` drops its per-task closures even if one of its slot values' `Drop`
+/// panics.
+#[test]
+fn a_panicking_slot_value_drop_at_free_does_not_leak_the_tasks_watchers() {
+    static BAD: TaskSlot<PanicsOnDrop> = TaskSlot::new();
+    within(30, || {
+        let tasks = TaskTable::with_table(empty_table());
+        let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        BAD.set(&task, PanicsOnDrop);
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Drops(drops.clone());
+        let good = task.watch(EventSet::FREE, move |_| {
+            let _owned = &owned;
+            Ok::<(), String>(())
+        });
+        exit_panicking(&tasks, &task);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the closure is dropped");
+        assert!(!good.is_attached());
     });
 }
