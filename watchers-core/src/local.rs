@@ -6,6 +6,7 @@
 //! closure outside every lock, like unregistering a runtime watcher.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 
@@ -222,6 +223,9 @@ impl LocalWatchers {
     /// lock; one whose call is in flight on this thread is dropped when that call ends.
     /// A watcher of `fork` and `free` stays until every child whose `fork` it saw has
     /// been freed; the watchers of the parent that saw this task's `fork` are told.
+    ///
+    /// A closure's `Drop` that panics leaves none of the others attached for ever: each
+    /// is handled, then the first panic continues (unless the thread already unwinds).
     pub(crate) fn clear(&self) {
         // Pairs with the fence in `Task::watch`: the task is `Dead` by now, and either
         // this sees the watcher's list, or that `watch` sees `Dead` and attaches nothing.
@@ -231,25 +235,41 @@ impl LocalWatchers {
         };
         // Once: the bit is set only after `forked_by` was.
         let was = shared.reach.fetch_and(!FORKED_BY, Ordering::AcqRel);
-        if was & FORKED_BY != 0 {
-            reach_changed(was, was & !FORKED_BY);
-            for watcher in shared.forked_by.get().into_iter().flatten() {
-                watcher.child_freed();
+        let forked_by = match shared.forked_by.get() {
+            Some(forked_by) if was & FORKED_BY != 0 => {
+                reach_changed(was, was & !FORKED_BY);
+                &forked_by[..]
             }
-        }
+            _ => &[],
+        };
         let list = {
             let mut list = shared.lock();
             let taken = std::mem::take(&mut *list);
             shared.publish(&list);
             taken
         };
-        for watcher in &list {
-            if watcher.pairs_fork_with_free() {
-                watcher.owner_freed();
-            } else {
-                // A wait that would never end is given up; the last call drops it.
-                let _ = inflight::shut(&watcher.gate);
+        let parents = forked_by.iter().map(|watcher| (watcher, true));
+        let own = list.iter().map(|watcher| (watcher, false));
+        let mut panic = None;
+        for (watcher, parents) in parents.chain(own) {
+            let closed = catch_unwind(AssertUnwindSafe(|| {
+                if parents {
+                    watcher.child_freed();
+                } else if watcher.pairs_fork_with_free() {
+                    watcher.owner_freed();
+                } else {
+                    // A wait that would never end is given up; the last call drops it.
+                    let _ = inflight::shut(&watcher.gate);
+                }
+            }));
+            if let Err(payload) = closed {
+                panic.get_or_insert(payload);
             }
+        }
+        if let Some(payload) = panic
+            && !std::thread::panicking()
+        {
+            resume_unwind(payload);
         }
     }
 

@@ -901,11 +901,12 @@ impl TaskTable {
             }
         }
         task.forget_os_id();
-        task.slots.clear();
-        task.local.clear();
-        match outcome {
-            Ok(result) => result.map_err(TaskError::Watcher),
-            Err(payload) => resume_unwind(payload),
+        // A slot value's `Drop` that panics must not keep the watchers attached for ever.
+        let values = catch_unwind(AssertUnwindSafe(|| task.slots.clear()));
+        let watchers = catch_unwind(AssertUnwindSafe(|| task.local.clear()));
+        match (outcome, values.and(watchers)) {
+            (Ok(result), Ok(())) => result.map_err(TaskError::Watcher),
+            (Err(payload), _) | (Ok(_), Err(payload)) => resume_unwind(payload),
         }
     }
 }
@@ -994,8 +995,14 @@ impl Drop for Embryo<'_> {
         let task = self.task;
         if self.table.lock().forget(task).is_some() {
             task.set_state(TaskState::Dead);
-            task.slots.clear();
+            // As in `free_claimed`; this may run while a fork watcher's panic unwinds.
+            let values = catch_unwind(AssertUnwindSafe(|| task.slots.clear()));
             task.local.clear();
+            if let Err(payload) = values
+                && !std::thread::panicking()
+            {
+                resume_unwind(payload);
+            }
         }
     }
 }
