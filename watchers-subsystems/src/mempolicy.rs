@@ -97,12 +97,21 @@ impl TaskPolicy {
     }
 }
 
+impl Drop for TaskPolicy {
+    /// Every policy built is counted freed once, also one built and thrown away.
+    fn drop(&mut self) {
+        FREED.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The mempolicy counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MempolicyStats {
     /// Policies allocated (at fork, or by `set_mempolicy` on a task without one).
     pub allocated: u64,
-    /// Policies freed at free.
+    /// Policies dropped: at free (or once the last holder of an `Arc` from
+    /// [`task_policy`] lets go), or at once when `TaskSlot::get_or_insert_with` built
+    /// one for a task that another thread gave one first.
     pub freed: u64,
     /// Successful `set_mempolicy` calls.
     pub changes: u64,
@@ -225,9 +234,8 @@ pub fn on_fork(parent: &Task, child: &Task, _flags: CloneFlags) -> Result<(), Me
     let (policy, cursor) = POLICY.get(parent).map_or((MemPolicy::Default, 0), |p| {
         (p.policy(), p.interleave_cursor())
     });
-    if POLICY.set(child, TaskPolicy::new(policy, cursor)).is_some() {
-        FREED.fetch_add(1, Ordering::Relaxed);
-    }
+    // A policy the child had already is dropped (and counted freed) here.
+    POLICY.set(child, TaskPolicy::new(policy, cursor));
     Ok(())
 }
 
@@ -236,9 +244,8 @@ pub fn on_fork(parent: &Task, child: &Task, _flags: CloneFlags) -> Result<(), Me
 /// # Errors
 /// None; the signature matches the watcher.
 pub fn on_free(task: &Task) -> Result<(), MempolicyError> {
-    if POLICY.take(task).is_some() {
-        FREED.fetch_add(1, Ordering::Relaxed);
-    }
+    // Counted freed when its last holder drops it.
+    POLICY.take(task);
     Ok(())
 }
 

@@ -167,6 +167,18 @@ impl UndoList {
     }
 }
 
+impl Drop for UndoList {
+    /// A list dropped with a sharer left was never let go by [`release`]: one that
+    /// `TaskSlot::get_or_insert_with` built on a thread that lost the race to give the
+    /// task its list, or one whose task was freed without its exit. It is released now,
+    /// or it would count as live for ever.
+    fn drop(&mut self) {
+        if *self.sharers.get_mut() != 0 {
+            LISTS_RELEASED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 /// The semundo counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SemStats {
@@ -174,7 +186,9 @@ pub struct SemStats {
     pub sets: usize,
     /// Undo lists allocated.
     pub lists_allocated: u64,
-    /// Undo lists whose last sharer let go (applied or, if empty, just dropped).
+    /// Undo lists whose last sharer let go (applied or, if empty, just dropped), or
+    /// dropped with no sharer having let go (built for a task another thread gave one
+    /// first).
     pub lists_released: u64,
     /// Undo lists whose adjustments were applied.
     pub lists_applied: u64,
