@@ -58,8 +58,9 @@ pub(crate) struct LocalWatcher {
     gate: Gate<Box<Callback>>,
     pub(crate) errors: AtomicU64,
     /// For a watcher of `fork` and `free`: [`OWNER_FREED`] once its task is freed, and
-    /// the count of children whose `fork` it saw and that are not freed yet. It is shut
-    /// when both are true: freed owner, no child owed a `free`.
+    /// the count of children whose `fork` it sees (a fork in flight) or saw and that
+    /// are not freed yet. It is shut when both are true: freed owner, no child owed a
+    /// `free`.
     owed: AtomicUsize,
 }
 
