@@ -41,7 +41,7 @@ fn race_first_uses(
                         let mut spins = 0u32;
                         while arrived.load(Ordering::Acquire) < 2 * (i + 1) {
                             spins += 1;
-                            if spins % 64 == 0 {
+                            if spins.is_multiple_of(64) {
                                 std::thread::yield_now();
                             } else {
                                 std::hint::spin_loop();
