@@ -1270,3 +1270,85 @@ fn a_free_dispatched_through_another_table_reaches_no_watcher_that_missed_the_fo
         .unwrap();
     assert_eq!(frees.load(Ordering::SeqCst), 0, "it never saw the fork");
 }
+
+/// Many rounds of two threads forking children of a task while a third exits it (its
+/// `free` follows at once): its kept `fork | free` watcher gets the `free` of exactly
+/// the children whose `fork` it saw, each once, and its closure is dropped once, by the
+/// last of those frees. The premise, counted: some forks saw the task freed while their
+/// call of the watcher was still running.
+#[test]
+fn forks_racing_their_parents_free_each_get_their_free_once() {
+    within(120, || {
+        let mut raced = 0;
+        // At least 50 rounds; more, up to 300, until ten forks have raced.
+        for round in 0..300 {
+            if round >= 50 && raced >= 10 {
+                break;
+            }
+            let tasks = Arc::new(TaskTable::with_table(empty_table()));
+            let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+            let forks = Arc::new(Mutex::new(Vec::new()));
+            let frees = Arc::new(Mutex::new(Vec::new()));
+            let freed_during = Arc::new(AtomicUsize::new(0));
+            let drops = Arc::new(AtomicUsize::new(0));
+            let (f, r, d, owned) = (
+                forks.clone(),
+                frees.clone(),
+                freed_during.clone(),
+                Drops(drops.clone()),
+            );
+            parent
+                .watch(EventSet::FORK | EventSet::FREE, move |event| {
+                    let _owned = &owned;
+                    let serial = event.task().serial();
+                    match event.parent() {
+                        Some(parent) => {
+                            for _ in 0..20 {
+                                std::thread::yield_now();
+                            }
+                            if parent.state() == TaskState::Dead {
+                                d.fetch_add(1, Ordering::SeqCst);
+                            }
+                            f.lock().unwrap().push(serial);
+                        }
+                        None => r.lock().unwrap().push(serial),
+                    }
+                    Ok::<(), String>(())
+                })
+                .keep();
+            let forkers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (tasks, pid) = (tasks.clone(), parent.pid());
+                    std::thread::spawn(move || {
+                        let mut children = Vec::new();
+                        while let Ok(child) = tasks.fork(pid, CloneFlags::empty()) {
+                            children.push(child);
+                        }
+                        children
+                    })
+                })
+                .collect();
+            while forks.lock().unwrap().len() < 2 {
+                std::thread::yield_now();
+            }
+            tasks.exit(parent.pid(), 0).unwrap();
+            for child in forkers.into_iter().flat_map(|f| f.join().unwrap()) {
+                // Init's child by now: freed at its exit.
+                tasks.exit(child.pid(), 0).unwrap();
+            }
+            let mut forks = forks.lock().unwrap().clone();
+            let mut frees = frees.lock().unwrap().clone();
+            forks.sort_unstable();
+            frees.sort_unstable();
+            assert_eq!(forks, frees, "a free for each fork seen, once");
+            assert_eq!(
+                drops.load(Ordering::SeqCst),
+                1,
+                "dropped once, by the last free"
+            );
+            raced += freed_during.load(Ordering::SeqCst);
+        }
+        assert!(raced > 0, "premise: no fork's call saw its parent freed");
+        raced
+    });
+}
