@@ -11,18 +11,35 @@ use std::time::Duration;
 
 use benches::{fork_rate, icount, summary};
 
+use crate::numbers;
+
+// Upper bounds that keep every buffer sized by an option allocatable (a count near
+// `u64::MAX` overflowed `Vec::with_capacity`) and a run finite.
+const MAX_SAMPLES: u64 = 1_000_000;
+const MAX_SAMPLE_MS: u64 = 60_000;
+const MAX_ROUNDS: u64 = 1_000_000;
+const MAX_JOBS: u64 = 256;
+
+/// A count that its parser bounded far below `usize::MAX`.
+fn count(value: u64) -> usize {
+    usize::try_from(value).unwrap_or(usize::MAX)
+}
+
 /// `taskwatch bench` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Samples per variant per fork-rate row (direct and table samples alternate).
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub samples: usize,
+    #[arg(long, default_value_t = 100, value_name = "N", allow_negative_numbers = true,
+          value_parser = numbers::whole(1, MAX_SAMPLES, "the number of samples"))]
+    pub samples: u64,
     /// About how long one fork-rate sample runs, in milliseconds.
-    #[arg(long, default_value_t = 10, value_name = "MS")]
+    #[arg(long, default_value_t = 10, value_name = "MS", allow_negative_numbers = true,
+          value_parser = numbers::whole(1, MAX_SAMPLE_MS, "a sample's milliseconds"))]
     pub sample_ms: u64,
     /// Rounds of each dispatch variant (each figure is the median of its rounds).
-    #[arg(long, default_value_t = 21, value_name = "N")]
-    pub rounds: usize,
+    #[arg(long, default_value_t = 21, value_name = "N", allow_negative_numbers = true,
+          value_parser = numbers::whole(1, MAX_ROUNDS, "the number of rounds"))]
+    pub rounds: u64,
     /// Print the results as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
@@ -51,8 +68,10 @@ pub struct BenchArgs {
     #[arg(long, requires = "instructions")]
     pub gated_only: bool,
     /// With `--instructions`: how many valgrind processes run at once.
-    #[arg(long, default_value_t = 2, value_name = "N", requires = "instructions")]
-    pub jobs: usize,
+    #[arg(long, default_value_t = 2, value_name = "N", requires = "instructions",
+          allow_negative_numbers = true,
+          value_parser = numbers::whole(1, MAX_JOBS, "the number of valgrind processes"))]
+    pub jobs: u64,
     /// Internal: run one instruction-count subject SUBJECT REPS times (what
     /// `--instructions` runs under callgrind).
     #[arg(long, hide = true, num_args = 2, value_names = ["SUBJECT", "REPS"])]
@@ -75,9 +94,6 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
     if args.instructions {
         return instructions(&args).map_err(|e| e.to_string());
     }
-    if args.samples == 0 || args.rounds == 0 || args.sample_ms == 0 {
-        return Err("--samples, --rounds and --sample-ms must be at least 1".to_owned());
-    }
     if args.real {
         return real(&args);
     }
@@ -85,17 +101,17 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
         None
     } else {
         Some(fork_rate::measure(fork_rate::Options {
-            samples: args.samples,
+            samples: count(args.samples),
             sample_time: Duration::from_millis(args.sample_ms),
         })?)
     };
     let dispatch = summary::measure(summary::Options {
-        rounds: args.rounds,
+        rounds: count(args.rounds),
         ..summary::Options::default()
     });
     let matrix = args.matrix.then(|| {
         summary::matrix(summary::Options {
-            rounds: args.rounds,
+            rounds: count(args.rounds),
             ..summary::Options::default()
         })
     });
@@ -131,7 +147,7 @@ pub fn run(args: BenchArgs) -> Result<ExitCode, String> {
 /// `taskwatch bench --real`: the fork-rate table on real processes, with its target.
 fn real(args: &BenchArgs) -> Result<ExitCode, String> {
     let table = fork_rate::real::measure(fork_rate::Options {
-        samples: args.samples,
+        samples: count(args.samples),
         sample_time: Duration::from_millis(args.sample_ms),
     })?;
     let missed = fork_rate::real::missed(&table);
@@ -161,7 +177,7 @@ fn instructions(args: &BenchArgs) -> Result<ExitCode, icount::IcountError> {
     } else {
         icount::subjects()
     };
-    let counts = icount::measure(&child, &subjects, args.jobs)?;
+    let counts = icount::measure(&child, &subjects, count(args.jobs))?;
     let breaches = gate.check(&counts);
     let text = if args.json {
         let report = serde_json::json!({ "instructions": counts, "over_ceiling": breaches });

@@ -1,5 +1,6 @@
 //! `taskwatch`: list, simulate, monitor and benchmark task watchers.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -43,7 +44,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return usage(&error),
+    };
     let table = match watchers_core::freeze() {
         Ok(table) => table,
         Err(error) => {
@@ -88,6 +92,27 @@ fn main() -> ExitCode {
         }
         Command::Monitor(args) => report(monitor::run(args)),
         Command::Bench(args) => report(bench::run(args)),
+    }
+}
+
+/// `--help`, `--version` and argument errors. clap's own `exit` ignores a failed write
+/// of the help to stdout (`> /dev/full` exited 0 with nothing written); here it is
+/// reported like any other output.
+fn usage(error: &clap::Error) -> ExitCode {
+    if error.use_stderr() {
+        // A stderr that cannot be written to is ignored, as everywhere else.
+        let _ = error.print();
+        return ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2));
+    }
+    let rendered = error.render();
+    let text = if std::io::stdout().is_terminal() {
+        rendered.ansi().to_string()
+    } else {
+        rendered.to_string()
+    };
+    match output::print(&text) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => output::write_failed(&error),
     }
 }
 

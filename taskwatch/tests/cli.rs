@@ -102,6 +102,14 @@ fn out_of_range_numbers_say_what_is_allowed() {
         &["simulate", "--seed", "-1"],
         &["simulate", "--fail-every", "-1"],
         &["simulate", "--pid-max", "1"],
+        &["bench", "--samples", "0"],
+        &["bench", "--samples", "18446744073709551615"],
+        &["bench", "--real", "--samples", "18446744073709551615"],
+        &["bench", "--sample-ms", "0"],
+        &["bench", "--sample-ms", "18446744073709551615"],
+        &["bench", "--rounds", "0"],
+        &["bench", "--rounds", "18446744073709551615"],
+        &["bench", "--instructions", "--jobs", "0"],
     ];
     for args in cases {
         let output = taskwatch(args);
@@ -215,6 +223,40 @@ fn a_full_or_closed_output_never_panics() {
     }
     let output = taskwatch_with(&["list"], dev_full(), dev_full());
     assert_eq!(output.status.code(), Some(1));
+}
+
+#[test]
+fn help_version_and_bench_output_to_a_full_or_closed_stdout() {
+    let quick_bench = ["bench", "--real", "--samples", "1", "--sample-ms", "1"];
+    let cases: [&[&str]; 5] = [
+        &["--help"],
+        &["--version"],
+        &["monitor", "--help"],
+        &["help", "bench"],
+        &quick_bench,
+    ];
+    for args in cases {
+        let output = taskwatch_with(args, dev_full(), std::process::Stdio::piped());
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{args:?} to /dev/full: {}",
+            stderr(&output)
+        );
+        assert!(
+            stderr(&output).contains("cannot write the output"),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let output = taskwatch_with(args, closed_pipe(), std::process::Stdio::piped());
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{args:?} to a closed pipe: {}",
+            stderr(&output)
+        );
+        assert_eq!(stderr(&output), "", "{args:?}");
+    }
 }
 
 #[test]
