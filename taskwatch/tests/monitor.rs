@@ -860,3 +860,94 @@ fn a_line_reaches_a_pipe_while_the_monitor_runs() {
         String::from_utf8_lossy(&stdout)
     );
 }
+
+/// Spawns `/bin/true` until `running` ends by itself; returns what [`Running::stop`] does.
+fn run_until_it_ends(mut running: Running) -> (ExitStatus, Vec<u8>, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        let _ = Command::new("/bin/true").status();
+        if let Some(status) = running.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the monitor did not stop by itself"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    for reader in running.readers {
+        reader.join().expect("reader");
+    }
+    let stdout = std::mem::take(&mut *running.stdout.lock().unwrap());
+    let stderr = String::from_utf8_lossy(&running.stderr.lock().unwrap()).into_owned();
+    (status, stdout, stderr)
+}
+
+#[test]
+fn count_rcvbuf_and_quiet_do_what_their_help_says() {
+    // --count N: the run ends by itself after N events shown, with 0 and the summary.
+    let Some(running) = monitor(&["--json", "-e", "exec", "--count", "2"]) else {
+        return;
+    };
+    let (status, stdout, stderr) = run_until_it_ends(running);
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let events = text
+        .lines()
+        .filter(|l| l.contains(r#""type":"event""#))
+        .count();
+    assert_eq!(events, 2, "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap_or_default()
+            .contains(r#""scope":"run""#),
+        "the run's statistics close it: {text}"
+    );
+
+    // --rcvbuf: the socket gets the size asked for (the kernel doubles what it is given
+    // for its bookkeeping); the default is 8 MiB.
+    for asked in [65_536_u64, 4_194_304] {
+        let Some(running) = monitor(&["--json", "-e", "exit", "--rcvbuf", &asked.to_string()])
+        else {
+            return;
+        };
+        let (status, stdout, stderr) = running.stop(libc::SIGINT);
+        assert!(status.success(), "{stderr}");
+        let text = String::from_utf8(stdout).expect("UTF-8");
+        let start: Value =
+            serde_json::from_str(text.lines().next().expect("a start line")).expect("JSON");
+        let granted = start["receive_buffer"].as_u64().expect("receive_buffer");
+        assert!(
+            (asked..=2 * asked).contains(&granted),
+            "asked {asked}, got {granted}: {text}"
+        );
+    }
+
+    // -q: no event lines, the per-process table at the end (-S).
+    let Some(running) = monitor(&["-q", "-e", "exec,exit"]) else {
+        return;
+    };
+    let mut child = Command::new("/bin/true").spawn().expect("true");
+    let _ = child.wait();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8");
+    let header = text.lines().next().unwrap_or_default();
+    for column in [
+        "Fork", "Clone", "Exec", "Exit", "Core", "Comm", "Total", "Process",
+    ] {
+        assert!(header.contains(column), "{column}: {text}");
+    }
+    assert!(
+        lines_of(&text, child.id()).is_empty(),
+        "no event line about the child: {text}"
+    );
+    assert!(
+        text.lines().skip(1).all(|l| l
+            .split_whitespace()
+            .take(6)
+            .all(|n| n.parse::<u64>().is_ok())),
+        "only the table's rows: {text}"
+    );
+}
