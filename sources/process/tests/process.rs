@@ -73,6 +73,40 @@ fn a_child_gets_fork_exec_exit_free_in_order() {
 }
 
 #[test]
+fn a_child_that_dumps_core_exits_with_the_signal_and_the_core_flag() {
+    use std::os::unix::process::ExitStatusExt;
+    let (processes, log) = source();
+    // In a scratch directory: with a plain `core_pattern` the core file lands there.
+    let scratch = std::env::temp_dir().join(format!("watchers-process-core-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut child = Command::new("sh")
+        .args(["-c", "ulimit -c unlimited; kill -SEGV $$"])
+        .current_dir(&scratch)
+        .spawn_watched_in(processes)
+        .unwrap();
+    let status = child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+    let pid = child.task().pid();
+    let exit = log
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|seen| match seen {
+            Seen::Exit(p, status) if *p == pid => Some(*status),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(exit.signal(), Some(libc::SIGSEGV));
+    assert_eq!(exit.code(), None);
+    // Whether the kernel dumped core depends on the host (`core_pattern`, limits); the
+    // event says what the wait status says, either way.
+    assert_eq!(exit.core_dumped(), status.core_dumped(), "{status:?}");
+    if !status.core_dumped() {
+        println!("no core dump on this host: only the agreement was checked");
+    }
+}
+
+#[test]
 fn a_killed_child_exits_with_the_signal() {
     let (processes, log) = source();
     let mut child = Command::new("sleep")
