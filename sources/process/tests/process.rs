@@ -77,7 +77,8 @@ fn a_child_that_dumps_core_exits_with_the_signal_and_the_core_flag() {
     use std::os::unix::process::ExitStatusExt;
     let (processes, log) = source();
     // In a scratch directory: with a plain `core_pattern` the core file lands there.
-    let scratch = std::env::temp_dir().join(format!("watchers-process-core-{}", std::process::id()));
+    let scratch =
+        std::env::temp_dir().join(format!("watchers-process-core-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let mut child = Command::new("sh")
         .args(["-c", "ulimit -c unlimited; kill -SEGV $$"])

@@ -284,6 +284,46 @@ fn an_os_failure_after_the_fork_watchers_rolls_back() {
     assert!(!log.iter().any(|seen| matches!(seen, Seen::Exit(..))));
 }
 
+/// The size of this process's mapping that holds `address`, from `/proc/self/maps`.
+fn mapping_size(address: usize) -> Option<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let range = line.split_whitespace().next()?;
+        let (start, end) = range.split_once('-')?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start..end).contains(&address).then_some(end - start)
+    })
+}
+
+#[test]
+fn a_stack_size_asked_for_is_the_threads_stack() {
+    if std::fs::metadata("/proc/self/maps").is_err() {
+        println!("skipped: no /proc/self/maps");
+        return;
+    }
+    let (threads, _, _) = source();
+    let stack_of_this_thread = |()| {
+        let local = 0u8;
+        mapping_size(std::hint::black_box(&local) as *const u8 as usize)
+    };
+    const ASKED: usize = 16 << 20;
+    let big = threads
+        .builder()
+        .stack_size(ASKED)
+        .spawn(move || stack_of_this_thread(()))
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("the stack is a mapping");
+    // The stack's mapping, less the guard page the OS keeps apart; std's default is
+    // 2 MiB, so a builder that dropped the size would give far less.
+    assert!(
+        big >= ASKED - (1 << 20),
+        "asked for {ASKED} bytes of stack, got a {big}-byte mapping"
+    );
+}
+
 #[test]
 fn names_and_renames_are_comm_events() {
     let (threads, log, _) = source();
