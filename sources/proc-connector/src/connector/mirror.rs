@@ -845,6 +845,27 @@ mod tests {
     }
 
     #[test]
+    fn a_fork_inherits_the_command_line_and_starts_at_its_event() {
+        let (mut m, _, _) = setup();
+        let mut sink = |_| {};
+        let (p, c, t) = (BASE + 40, BASE + 41, BASE + 42);
+        m.apply(&message(fork(1, p, p), 10), &mut sink);
+        let line: Arc<[u8]> = Arc::from(&b"server\0--port\08080\0"[..]);
+        m.cmdlines.insert(p as u32, Arc::clone(&line));
+        let child = m.apply(&message(fork(p, c, c), 11), &mut sink);
+        assert_eq!(child.command_line.as_deref(), Some(&line[..]));
+        assert_eq!(child.started_ns, Some(11));
+        // A thread of the child: its process's command line, its own start.
+        let thread = m.apply(&message(fork(p, t, c), 12), &mut sink);
+        assert_eq!(thread.command_line.as_deref(), Some(&line[..]));
+        assert_eq!(thread.started_ns, Some(12));
+        // The child's later events carry the line it inherited.
+        let gone = m.apply(&message(exit(c, c, 0), 13), &mut sink);
+        assert_eq!(gone.command_line.as_deref(), Some(&line[..]));
+        assert_eq!(gone.started_ns, Some(11));
+    }
+
+    #[test]
     fn processes_and_threads_live_and_die_in_the_mirror() {
         let (mut m, log, _) = setup();
         let mut sink = |_| {};
