@@ -469,3 +469,42 @@ pub fn register_runtime_watchers(
     }
     registrations
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The check a run ends with sees a real break: a task the workload leaves running.
+    #[test]
+    fn a_task_left_running_breaks_an_invariant() {
+        let table = watchers_core::freeze().expect("no duplicate names");
+        let tasks = TaskTable::with_pid_max(table, 1000);
+        let before = Baseline::take(table);
+        let activity = Activity::start();
+        let mut sim = Simulation {
+            tasks: &tasks,
+            activity: &activity,
+            rng: SplitMix64::new(3),
+            live: Vec::new(),
+            picked: 0,
+            ops: BTreeMap::new(),
+            watcher_errors: 0,
+            refused_forks: 0,
+            failure: None,
+        };
+        sim.run(50);
+        sim.drain();
+        assert_eq!(check(&tasks, table, &before, &sim), Vec::<String>::new());
+        let stray = tasks.fork(Pid::INIT, CloneFlags::empty()).expect("a fork");
+        let broken = check(&tasks, table, &before, &sim);
+        assert!(
+            broken
+                .iter()
+                .any(|v| v == "tasks left besides init: 1, expected 0"),
+            "{broken:?}"
+        );
+        tasks.exit(stray.pid(), 0).expect("exit");
+        drop(sim);
+        activity.finish();
+    }
+}

@@ -281,3 +281,56 @@ fn bench_icount_run_runs_one_subject_and_refuses_bad_ones() {
         "{help}"
     );
 }
+
+#[test]
+fn simulate_prints_events_watcher_counts_and_one_line_per_subsystem() {
+    let output = taskwatch(&["simulate", "--tasks", "300"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let section = |title: &str| -> Vec<String> {
+        text.split(&format!("\n{title}"))
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .unwrap_or_else(|| panic!("no `{title}` section: {text}"))
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect()
+    };
+    let events = section("events dispatched");
+    for kind in watchers_core::EventKind::ALL {
+        assert!(
+            events
+                .iter()
+                .any(|l| l.split_whitespace().next() == Some(kind.name())),
+            "{}: {events:?}",
+            kind.name()
+        );
+    }
+    let watchers = section("watchers");
+    for name in [
+        "taskwatch::examples::lifecycle",
+        "watchers_subsystems::audit::",
+    ] {
+        let line = watchers
+            .iter()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name}: {watchers:?}"));
+        let numbers: Vec<&str> = line.split_whitespace().rev().take(2).collect();
+        assert!(
+            numbers.iter().all(|n| n.parse::<u64>().is_ok()),
+            "calls and errors: {line}"
+        );
+    }
+    let subsystems = section("subsystems");
+    for (name, _) in watchers_subsystems::summary() {
+        assert_eq!(
+            subsystems
+                .iter()
+                .filter(|l| l.split_whitespace().next() == Some(name))
+                .count(),
+            1,
+            "{name}: {subsystems:?}"
+        );
+    }
+}
