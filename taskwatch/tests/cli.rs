@@ -334,3 +334,50 @@ fn simulate_prints_events_watcher_counts_and_one_line_per_subsystem() {
         );
     }
 }
+
+#[test]
+fn list_prints_every_event_in_dispatch_order_with_priority_events_and_location() {
+    let output = taskwatch(&["list"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    let mut sections = 0;
+    for section in text.split("\n\n").skip(1) {
+        let mut lines = section.lines();
+        let event = lines
+            .next()
+            .and_then(|title| title.split_whitespace().next())
+            .expect("a title");
+        sections += 1;
+        let teardown = matches!(event, "exit" | "free");
+        let mut previous: Option<(i64, String)> = None;
+        for line in lines {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(fields[2], "priority", "{line}");
+            let name = fields[1].to_owned();
+            let priority: i64 = fields[3].parse().expect("a priority");
+            assert!(
+                fields[4].split('|').any(|e| e == event),
+                "{name} is listed under `{event}` but wants {}",
+                fields[4]
+            );
+            assert!(fields[5].contains(".rs:"), "a source location: {line}");
+            if let Some((p, n)) = &previous {
+                // Higher priority first, ties by name; exit and free the other way round.
+                let in_order = if teardown {
+                    *p < priority || (*p == priority && *n > name)
+                } else {
+                    *p > priority || (*p == priority && *n < name)
+                };
+                assert!(
+                    in_order,
+                    "`{event}`: {n} ({p}) is listed before {name} ({priority})"
+                );
+            }
+            previous = Some((priority, name));
+        }
+    }
+    assert_eq!(
+        sections, 10,
+        "one section per event that has watchers: {text}"
+    );
+}
