@@ -182,3 +182,57 @@ fn operations_on_the_wrong_task_are_refused() {
         Err(TaskError::NoSuchTask(_))
     ));
 }
+
+/// Set when dropped: shows when a closure a table owns is gone.
+struct DropFlag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_short_lived_watcher_table_goes_with_its_last_holder() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // Shared: the task table holds it while it lives, and no longer.
+    let table =
+        Arc::new(WatcherTable::from_watchers([Watcher::new("nop", EventSet::ALL, nop)]).unwrap());
+    let weak = Arc::downgrade(&table);
+    let tasks = TaskTable::with_table(Arc::clone(&table));
+    drop(table);
+    let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exit(child.pid(), 0).unwrap();
+    drop(child);
+    assert!(weak.upgrade().is_some(), "the task table holds it");
+    drop(tasks);
+    assert!(
+        weak.upgrade().is_none(),
+        "nothing else holds it, nothing leaked"
+    );
+
+    // Owned: a runtime watcher's closure kept in it is dropped with the task table.
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(Arc::clone(&dropped));
+    let table = WatcherTable::from_watchers([]).unwrap();
+    table
+        .watcher("test::kept", EventSet::EXIT)
+        .register(move |_| {
+            let _ = &flag;
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap()
+        .keep();
+    let tasks = TaskTable::with_table(table);
+    let child = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exit(child.pid(), 0).unwrap();
+    drop(child);
+    assert!(!dropped.load(Ordering::SeqCst));
+    drop(tasks);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the closure went with the table"
+    );
+}
