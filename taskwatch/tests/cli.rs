@@ -381,3 +381,27 @@ fn list_prints_every_event_in_dispatch_order_with_priority_events_and_location()
         "one section per event that has watchers: {text}"
     );
 }
+
+#[test]
+fn arguments_that_are_not_utf8_are_usage_errors() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"\xffbad");
+    let cases: [&[&OsStr]; 5] = [
+        &[bad],
+        &[OsStr::new("list"), bad],
+        &[OsStr::new("simulate"), OsStr::new("--seed"), bad],
+        &[OsStr::new("monitor"), OsStr::new("-e"), bad],
+        &[OsStr::new("bench"), OsStr::new("--samples"), bad],
+    ];
+    for args in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+            .args(args)
+            .output()
+            .expect("taskwatch runs");
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {text}");
+        assert!(text.starts_with("error: "), "{args:?}: {text}");
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+    }
+}
