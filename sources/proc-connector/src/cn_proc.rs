@@ -32,6 +32,8 @@
 //! assert_eq!(message.header.seq, 7);
 //! assert_eq!(message.event.event_kind(), Some(watchers_core::EventKind::Fork));
 //! ```
+// "No `unsafe`" above is the compiler's to keep.
+#![forbid(unsafe_code)]
 
 use std::fmt;
 
