@@ -405,3 +405,71 @@ fn arguments_that_are_not_utf8_are_usage_errors() {
         assert!(!text.contains("panicked"), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn bench_json_reports_what_was_measured_and_check_exits_1_exactly_on_a_miss() {
+    // Whether a target is met on this host is noise; what is checked is that --check's
+    // exit code agrees with the report, whichever way it went.
+    let real = taskwatch(&[
+        "bench",
+        "--real",
+        "--samples",
+        "2",
+        "--sample-ms",
+        "1",
+        "--json",
+        "--check",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&real.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&real), stderr(&real)));
+    let rows = report["real_fork_rate"]["rows"].as_array().expect("rows");
+    let labels: Vec<&str> = rows.iter().filter_map(|r| r["label"].as_str()).collect();
+    assert_eq!(
+        labels.len(),
+        11,
+        "the baseline and ten subsystems: {labels:?}"
+    );
+    assert_eq!(labels[0], "baseline");
+    let target = report["target"].as_f64().expect("target");
+    let missed: Vec<&str> = report["missed_rows"]
+        .as_array()
+        .expect("missed_rows")
+        .iter()
+        .filter_map(|r| r.as_str())
+        .collect();
+    let below: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["paired_ratio"].as_f64().expect("paired_ratio") < target)
+        .filter_map(|r| r["label"].as_str())
+        .collect();
+    assert_eq!(missed, below, "missed rows are those under {target}");
+    assert_eq!(
+        real.status.code(),
+        Some(if missed.is_empty() { 0 } else { 1 }),
+        "{}",
+        stderr(&real)
+    );
+
+    let table = taskwatch(&[
+        "bench",
+        "--no-fork-rate",
+        "--rounds",
+        "1",
+        "--json",
+        "--check",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&table.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&table), stderr(&table)));
+    assert!(report["fork_rate"].is_null(), "--no-fork-rate");
+    assert!(report["matrix"].is_null(), "no --matrix");
+    assert!(report["dispatch"]["one_thread"].is_array());
+    let targets = report["targets"].as_array().expect("targets");
+    let all_met = targets.iter().all(|t| t["met"] == true);
+    assert_eq!(report["all_targets_met"], all_met);
+    assert_eq!(
+        table.status.code(),
+        Some(if all_met { 0 } else { 1 }),
+        "{}",
+        stderr(&table)
+    );
+}
