@@ -83,17 +83,7 @@ pub fn run(args: &SimulateArgs, table: &'static WatcherTable) -> Report {
     let tasks = TaskTable::with_pid_max(table, args.pid_max as u32);
     let before = Baseline::take(table);
     let activity = Activity::start();
-    let mut sim = Simulation {
-        tasks: &tasks,
-        activity: &activity,
-        rng: SplitMix64::new(args.seed),
-        live: Vec::new(),
-        picked: 0,
-        ops: BTreeMap::new(),
-        watcher_errors: 0,
-        refused_forks: 0,
-        failure: None,
-    };
+    let mut sim = Simulation::new(&tasks, &activity, args.seed);
     sim.run(args.tasks);
     sim.drain();
     let violations = check(&tasks, table, &before, &sim);
@@ -247,7 +237,22 @@ struct Simulation<'t> {
     failure: Option<String>,
 }
 
-impl Simulation<'_> {
+impl<'t> Simulation<'t> {
+    /// A workload on `tasks` with nothing done yet, its choices drawn from `seed`.
+    fn new(tasks: &'t TaskTable, activity: &'t Activity, seed: u64) -> Simulation<'t> {
+        Simulation {
+            tasks,
+            activity,
+            rng: SplitMix64::new(seed),
+            live: Vec::new(),
+            picked: 0,
+            ops: BTreeMap::new(),
+            watcher_errors: 0,
+            refused_forks: 0,
+            failure: None,
+        }
+    }
+
     fn count(&mut self, op: &'static str) {
         *self.ops.entry(op).or_default() += 1;
     }
@@ -481,17 +486,7 @@ mod tests {
         let tasks = TaskTable::with_pid_max(table, 1000);
         let before = Baseline::take(table);
         let activity = Activity::start();
-        let mut sim = Simulation {
-            tasks: &tasks,
-            activity: &activity,
-            rng: SplitMix64::new(3),
-            live: Vec::new(),
-            picked: 0,
-            ops: BTreeMap::new(),
-            watcher_errors: 0,
-            refused_forks: 0,
-            failure: None,
-        };
+        let mut sim = Simulation::new(&tasks, &activity, 3);
         sim.run(50);
         sim.drain();
         assert_eq!(check(&tasks, table, &before, &sim), Vec::<String>::new());

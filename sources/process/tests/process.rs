@@ -47,6 +47,18 @@ fn source() -> (&'static Processes, Log) {
     (processes, log)
 }
 
+/// The status of the `exit` event the source sent for `pid`.
+fn exit_of(log: &Log, pid: Pid) -> ExitStatus {
+    log.lock()
+        .unwrap()
+        .iter()
+        .find_map(|seen| match seen {
+            Seen::Exit(p, status) if *p == pid => Some(*status),
+            _ => None,
+        })
+        .expect("an exit event")
+}
+
 #[test]
 fn a_child_gets_fork_exec_exit_free_in_order() {
     let (processes, log) = source();
@@ -88,15 +100,7 @@ fn a_child_that_dumps_core_exits_with_the_signal_and_the_core_flag() {
     let status = child.wait().unwrap();
     let _ = std::fs::remove_dir_all(&scratch);
     let pid = child.task().pid();
-    let exit = log
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|seen| match seen {
-            Seen::Exit(p, status) if *p == pid => Some(*status),
-            _ => None,
-        })
-        .unwrap();
+    let exit = exit_of(&log, pid);
     assert_eq!(exit.signal(), Some(libc::SIGSEGV));
     assert_eq!(exit.code(), None);
     // Whether the kernel dumped core depends on the host (`core_pattern`, limits); the
@@ -118,15 +122,7 @@ fn a_killed_child_exits_with_the_signal() {
     child.kill().unwrap();
     let status = child.wait().unwrap();
     let pid = child.task().pid();
-    let exit = log
-        .lock()
-        .unwrap()
-        .iter()
-        .find_map(|seen| match seen {
-            Seen::Exit(p, status) if *p == pid => Some(*status),
-            _ => None,
-        })
-        .unwrap();
+    let exit = exit_of(&log, pid);
     assert_eq!(exit.signal(), Some(9));
     assert!(!exit.core_dumped());
     assert_eq!(watchers_process::to_task_status(status), exit);
