@@ -897,13 +897,22 @@ fn count_rcvbuf_and_quiet_do_what_their_help_says() {
         .filter(|l| l.contains(r#""type":"event""#))
         .count();
     assert_eq!(events, 2, "{text}");
-    assert!(
-        text.lines()
-            .last()
-            .unwrap_or_default()
-            .contains(r#""scope":"run""#),
-        "the run's statistics close it: {text}"
-    );
+    let run: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(run["scope"], "run", "the run's statistics close it: {text}");
+    // The linked watchers ran on the real events, the subsystems' included (the list
+    // holds the watchers that were called).
+    let watchers = run["watchers"].as_array().expect("watchers");
+    let subsystem_calls: u64 = watchers
+        .iter()
+        .filter(|w| {
+            w["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("watchers_subsystems::"))
+        })
+        .filter_map(|w| w["calls"].as_u64())
+        .sum();
+    assert!(subsystem_calls > 0, "{watchers:?}");
 
     // --rcvbuf: the socket gets the size asked for (the kernel doubles what it is given
     // for its bookkeeping); the default is 8 MiB.
