@@ -139,8 +139,11 @@ impl Builder {
             }
         });
         #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
-        crate::plain::install(&mut self.inner, source);
-        self.inner.build()
+        let hooks = crate::plain::install(&mut self.inner, source);
+        let runtime = self.inner.build()?;
+        #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
+        hooks.built(&runtime);
+        Ok(runtime)
     }
 }
 

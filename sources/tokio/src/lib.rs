@@ -89,14 +89,22 @@
 //! unwatched ([`AsyncTasks::untracked`]). [`current`] works while the future is polled,
 //! not in its destructor. With `unstable-hooks`, a plain task that its runtime shuts
 //! down, from another thread, after tokio made it but before tokio's spawn hook ran, is
-//! adopted and never freed: tokio's hooks give no way to tell its early `on_task_terminate`
-//! from a blocking task's, which gets no spawn hook.
+//! never announced (no `fork`, `exit` or `free`); see [`AsyncTasks::early_ends`].
 #![deny(missing_docs)]
 
 #[cfg(all(feature = "unstable-hooks", not(tokio_unstable)))]
 compile_error!(
     "the `unstable-hooks` feature of watchers-tokio needs tokio's unstable API: build with RUSTFLAGS=\"--cfg tokio_unstable\""
 );
+
+// The count of spawns tokio bound (`RuntimeMetrics::spawned_tasks_count`) that tells a
+// plain task's early end from a blocking task's exists only with 64-bit atomics.
+#[cfg(all(
+    feature = "unstable-hooks",
+    tokio_unstable,
+    not(target_has_atomic = "64")
+))]
+compile_error!("the `unstable-hooks` feature of watchers-tokio needs 64-bit atomics");
 
 mod builder;
 mod current;

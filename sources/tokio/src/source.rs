@@ -114,6 +114,45 @@ impl AsyncTasks {
         self.untracked.load(Ordering::Relaxed)
     }
 
+    /// With `unstable-hooks`: how many ends of plain tokio tasks the source remembers
+    /// because their spawn hook may still be to come. tokio can run a task's
+    /// `on_task_terminate` before its `on_task_spawn` when the runtime shuts down, on
+    /// another thread, between the two; the spawn hook must then not announce a task
+    /// already gone. A blocking task's end, which no spawn hook ever follows, looks the
+    /// same, so a runtime's remembered ends are all dropped whenever none of its spawns
+    /// is between tokio's bind and its spawn hook: this stays small, and is 0 once no
+    /// task is being spawned on the source's runtimes and one more task has ended there.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let runtime = watchers_tokio::Builder::new_current_thread().build()?;
+    /// runtime.block_on(async {
+    ///     for _ in 0..100 {
+    ///         tokio::task::spawn_blocking(|| ()).await.unwrap();
+    ///     }
+    /// });
+    /// // The blocking tasks' ends were not kept.
+    /// assert_eq!(watchers_tokio::AsyncTasks::global().early_ends(), 0);
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
+    pub fn early_ends(&self) -> usize {
+        self.plain.early_ends()
+    }
+
+    /// With `unstable-hooks`: how many plain tokio tasks had already ended when their
+    /// spawn hook came to them, because their runtime shut them down, from another
+    /// thread, right after tokio made them. One that ended before its spawn hook ran is
+    /// not announced at all (no `fork`, `exit` or `free`); one that ended while its
+    /// `fork` watchers ran gets `exit` and `free` as soon as they return. (A task
+    /// spawned on a runtime that had already shut down is not counted: tokio ends it
+    /// inside the spawn, and it is never announced either.)
+    #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
+    pub fn late_spawn_hooks(&self) -> u64 {
+        self.plain.late_spawn_hooks()
+    }
+
     /// The parent of a task spawned from here: the calling task, else the calling
     /// runtime thread, else the process.
     pub(crate) fn parent(&self) -> Arc<Task> {
