@@ -121,15 +121,14 @@ fn a_plain_task_spawned_on_a_shut_down_runtime_is_not_left_forked_multi_thread()
 /// spawn hook, or while the hook announces it, so its terminate hook runs first or in
 /// the middle. Such a task must not be left adopted after its end (it would never be
 /// freed). Rounds go on until that race was seen (at least 20 rounds, at most 400).
-#[test]
-fn plain_tasks_spawned_while_the_runtime_shuts_down_are_balanced() {
+fn spawned_while_shutting_down(flavour: Flavour) {
     let mut late = 0;
     let mut rounds = 0;
     while rounds < 20 || (late == 0 && rounds < 400) {
         rounds += 1;
         let h = harness();
         let source = h.source;
-        let runtime = common::runtime(Flavour::MultiThread, source);
+        let runtime = common::runtime(flavour, source);
         let handle = runtime.handle().clone();
         let go = Arc::new(std::sync::Barrier::new(2));
         let spawner = {
@@ -153,6 +152,16 @@ fn plain_tasks_spawned_while_the_runtime_shuts_down_are_balanced() {
         late > 0,
         "no spawn hook came after its task's end in {rounds} rounds"
     );
+}
+
+#[test]
+fn plain_tasks_spawned_while_the_runtime_shuts_down_are_balanced() {
+    spawned_while_shutting_down(Flavour::MultiThread);
+}
+
+#[test]
+fn plain_tasks_spawned_while_the_runtime_shuts_down_are_balanced_current_thread() {
+    spawned_while_shutting_down(Flavour::CurrentThread);
 }
 
 /// A blocking task ends with no spawn hook before or after, as a plain task that
