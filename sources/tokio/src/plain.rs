@@ -10,6 +10,14 @@
 //! between its bind and its spawn hook: tokio counts the binds
 //! (`RuntimeMetrics::spawned_tasks_count`), the spawn hook counts itself, and when the
 //! two agree no remembered end can still be claimed, so they are all dropped.
+//!
+//! That count can only be read in the runtime's context, which is where tokio shuts a
+//! runtime's tasks down (`Runtime::drop` enters it for a current-thread runtime; a
+//! multi-thread runtime's workers shut its tasks down themselves). An end reported off
+//! that context is not remembered, so a current-thread runtime dropped where tokio
+//! cannot enter its context (a thread-local destructor) is not covered. Ends kept while
+//! spawns were on their way stay until the runtime's next end with none on the way, or
+//! until tokio drops the runtime's hooks.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
