@@ -23,8 +23,19 @@ pub struct Task {
     pid: Pid,
     tgid: Pid,
     parent: AtomicU32,
+    /// A thread's group leader, whose session and process group are the whole thread
+    /// group's: one record per group, so that `setsid` changes every thread with one
+    /// store instead of a search for them. `None` for a process, for a thread of init
+    /// (whose group never changes session) and for a thread adopted while its leader
+    /// was not in its table; those keep their own `sid` and `pgid`.
+    leader: Option<Arc<Task>>,
+    /// The record's values, read only when `leader` is `None`.
     sid: AtomicU32,
     pgid: AtomicU32,
+    /// For a leader: how many threads that name it as `leader` are in its table. While
+    /// there are any, its `free` is owed to the last of them (the kernel's
+    /// `delay_group_leader`). Changed under the table's lock.
+    group_threads: AtomicU32,
     state: AtomicU8,
     exit_status: AtomicI32,
     tracer: AtomicU32,
@@ -80,20 +91,24 @@ impl Task {
     /// [`serial`](Task::serial).
     pub fn new(init: TaskInit) -> Task {
         let comm = Comm::new(&init.comm);
-        Task::with_comm(init, comm)
+        Task::with_comm(init, comm, None)
     }
 
     /// A task made of `init`, named `comm` (`init.comm` is not read): a fork copies its
-    /// parent's name this way, without a `String` in between.
-    pub(crate) fn with_comm(init: TaskInit, comm: Comm) -> Task {
+    /// parent's name this way, without a `String` in between. A thread with a `leader`
+    /// shares the leader's session and process group (`init.sid` and `init.pgid` are
+    /// not read then).
+    pub(crate) fn with_comm(init: TaskInit, comm: Comm, leader: Option<Arc<Task>>) -> Task {
         Task {
             // Only uniqueness matters: no other memory is published through it.
             serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
             pid: init.pid,
             tgid: init.tgid,
             parent: AtomicU32::new(init.parent.0),
+            leader,
             sid: AtomicU32::new(init.sid.0),
             pgid: AtomicU32::new(init.pgid.0),
+            group_threads: AtomicU32::new(0),
             state: AtomicU8::new(TaskState::Embryo as u8),
             exit_status: AtomicI32::new(0),
             tracer: AtomicU32::new(0),
@@ -169,12 +184,26 @@ impl Task {
 
     /// Its session id.
     pub fn sid(&self) -> Pid {
-        Pid(self.sid.load(Ordering::Acquire))
+        let record = self.session_record();
+        Pid(record.sid.load(Ordering::Acquire))
     }
 
     /// Its process group id.
     pub fn pgid(&self) -> Pid {
-        Pid(self.pgid.load(Ordering::Acquire))
+        let record = self.session_record();
+        Pid(record.pgid.load(Ordering::Acquire))
+    }
+
+    /// The task whose `sid` and `pgid` fields are this one's: its group leader, or
+    /// itself.
+    pub(crate) fn session_record(&self) -> &Task {
+        self.leader.as_deref().unwrap_or(self)
+    }
+
+    /// Its group leader, if it shares the leader's session record (see
+    /// [`session_record`](Task::session_record)).
+    pub(crate) fn leader(&self) -> Option<&Arc<Task>> {
+        self.leader.as_ref()
     }
 
     /// Where it is in its life.
@@ -274,11 +303,35 @@ impl Task {
         self.parent.store(parent.0, Ordering::Release);
     }
 
-    /// Records a new session and process group. Dispatches nothing (see
+    /// Records a new session and process group, for its whole thread group when it
+    /// shares its leader's record. Dispatches nothing (see
     /// [`set_parent`](Self::set_parent)).
     pub(crate) fn set_session(&self, sid: Pid, pgid: Pid) {
-        self.sid.store(sid.0, Ordering::Release);
-        self.pgid.store(pgid.0, Ordering::Release);
+        let record = self.session_record();
+        record.sid.store(sid.0, Ordering::Release);
+        record.pgid.store(pgid.0, Ordering::Release);
+    }
+
+    /// Counts one more thread of its group in its table (under the table's lock); true
+    /// if it is the first, which then holds the leader's `free` back as an event in
+    /// flight does.
+    pub(crate) fn join_group(&self) -> bool {
+        let threads = self.group_threads.load(Ordering::Relaxed);
+        self.group_threads.store(threads + 1, Ordering::Relaxed);
+        threads == 0
+    }
+
+    /// Counts one thread of its group less (under the table's lock); true if it was
+    /// the last.
+    pub(crate) fn leave_group(&self) -> bool {
+        let threads = self.group_threads.load(Ordering::Relaxed);
+        self.group_threads.store(threads - 1, Ordering::Relaxed);
+        threads == 1
+    }
+
+    /// Whether threads of its group are in its table (read under the table's lock).
+    pub(crate) fn has_group_threads(&self) -> bool {
+        self.group_threads.load(Ordering::Relaxed) != 0
     }
 
     /// Counts an event of this task as in flight. Called under the table's lock while

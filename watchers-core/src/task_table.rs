@@ -5,6 +5,7 @@ use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use foldhash::fast::SeedableRandomState;
@@ -13,7 +14,7 @@ use crate::error::{DispatchError, ForkError, TaskError};
 use crate::event::{Event, EventData};
 use crate::table::{TableRef, WatcherTable};
 use crate::task::{Task, TaskInit};
-use crate::task_values::{CloneFlags, ExitStatus, Ids, Pid, TaskState};
+use crate::task_values::{CloneFlags, Comm, ExitStatus, Ids, Pid, TaskState};
 
 mod source;
 
@@ -76,6 +77,12 @@ struct Inner {
     /// its processes stay alive, and an unkeyed hash would let such a user line them up
     /// in one bucket.
     nodes: HashMap<Pid, Node, SeedableRandomState>,
+    /// The process groups there are, by id, each with how many session records (see
+    /// [`Task::session_record`]: a process's, shared by its threads) in `nodes` name it:
+    /// what `setsid` checks without a search. Init's group (1) is left out: init is
+    /// always in it, and every task forked from a process of it joins it, so a fork
+    /// and free in it (the benchmarks', most tests') touch no second map.
+    groups: HashMap<Pid, u32, SeedableRandomState>,
     last_pid: u32,
     /// Counted under the lock that each change takes anyway: as atomics of their own,
     /// the spawning thread (forks) and the ending one (exits, frees) passed their
@@ -205,7 +212,8 @@ impl TaskTable {
             comm: "init".to_owned(),
         }));
         init.set_state(TaskState::Running);
-        let mut nodes = HashMap::with_hasher(SeedableRandomState::random());
+        let hasher = SeedableRandomState::random();
+        let mut nodes = HashMap::with_hasher(hasher.clone());
         nodes.insert(Pid::INIT, Node::new(init.clone()));
         TaskTable {
             watchers,
@@ -213,6 +221,7 @@ impl TaskTable {
             pid_max: pid_max.max(2),
             inner: Mutex::new(Inner {
                 nodes,
+                groups: HashMap::with_hasher(hasher),
                 last_pid: 1,
                 stats: Counters::default(),
             }),
@@ -372,6 +381,15 @@ impl TaskTable {
                 None => allocate_pid(nodes, last_pid, self.pid_max)
                     .ok_or(ForkError::PidsExhausted(self.pid_max))?,
             };
+            // A thread shares its group leader's session record; init's threads keep
+            // their own, as init's session never changes.
+            let leader = if !thread {
+                None
+            } else if parent.is_thread() {
+                parent.leader().cloned()
+            } else {
+                (parent.pid() != Pid::INIT).then(|| parent.clone())
+            };
             let (uids, gids) = parent.ids();
             let comm = parent.comm_inline();
             let child = Arc::new(Task::with_comm(
@@ -390,11 +408,12 @@ impl TaskTable {
                     comm: String::new(),
                 },
                 comm,
+                leader,
             ));
             // The embryo holds its pid, invisible to `get`, until the fork is decided.
             let mut node = Node::new(child.clone());
             node.parent = parent_link(real_parent.as_ref());
-            nodes.insert(pid, node);
+            inner.insert(node);
             (parent, real_parent, child)
         };
 
@@ -488,10 +507,12 @@ impl TaskTable {
             } else {
                 Some(parent.clone())
             };
-            let task = Arc::new(Task::new(init));
+            let leader = inner.adopted_leader(&init, &parent);
+            let comm = Comm::new(&init.comm);
+            let task = Arc::new(Task::with_comm(init, comm, leader));
             let mut node = Node::new(task.clone());
             node.parent = parent_link(real_parent.as_ref());
-            inner.nodes.insert(task.pid(), node);
+            inner.insert(node);
             (task, parent, real_parent)
         };
         let event = Event::new(
@@ -649,25 +670,32 @@ impl TaskTable {
     /// of a freed task that had the pid; otherwise as [`exec`](TaskTable::exec).
     ///
     /// # Cost
-    /// A scan of every task in the table, under its lock (no index of process groups
-    /// or thread groups is kept, which would cost every fork and free).
+    /// Two hash-map operations under the table's lock, whatever the table's size: the
+    /// table keeps its process groups by id, and a thread group's session in one
+    /// record that all its threads share.
+    ///
+    /// ```
+    /// use watchers_core::{CloneFlags, TaskTable, WatcherTable};
+    ///
+    /// let tasks = TaskTable::with_table(WatcherTable::from_watchers([])?);
+    /// let process = tasks.fork(tasks.init().pid(), CloneFlags::empty())?;
+    /// let thread = tasks.fork(process.pid(), CloneFlags::THREAD)?;
+    /// assert_eq!(tasks.setsid(thread.pid())?, process.pid());
+    /// assert_eq!((process.sid(), thread.pgid()), (process.pid(), process.pid()));
+    /// assert!(tasks.setsid(process.pid()).is_err(), "it leads a process group now");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn setsid(&self, pid: Pid) -> Result<Pid, TaskError> {
         let task = self.running(pid, "setsid")?;
         let sid = task.tgid();
         {
             // Checked and changed under one lock, so that two threads of the group
             // cannot both start the session, and no fork joins the group in between.
-            // A scan of the table: `setsid` is rare, and keeping an index of process
-            // groups would cost every fork and free.
-            let inner = self.lock();
-            if inner.nodes.values().any(|node| node.task.pgid() == sid) {
+            let mut inner = self.lock();
+            if inner.group_exists(sid) {
                 return Err(TaskError::GroupLeader(pid));
             }
-            for node in inner.nodes.values() {
-                if node.task.tgid() == sid {
-                    node.task.set_session(sid, sid);
-                }
-            }
+            inner.set_session(&task, sid);
         }
         task.send(EventData::Sid { sid })?;
         Ok(sid)
@@ -846,7 +874,13 @@ impl TaskTable {
                 .children()
                 .filter_map(|child| inner.nodes.get(child))
                 .map(|node| &node.task)
-                .filter(|task| task.state() == TaskState::Zombie && !task.free_is_claimed())
+                // A leader whose threads are still in the table is not waitable yet
+                // (the kernel's `delay_group_leader`).
+                .filter(|task| {
+                    task.state() == TaskState::Zombie
+                        && !task.free_is_claimed()
+                        && !task.has_group_threads()
+                })
                 .min_by_key(|task| task.pid())
                 .cloned();
             zombie.and_then(|task| task.claim_free().map(|now| (task, now)))
@@ -888,25 +922,47 @@ impl TaskTable {
     }
 
     /// Frees a task whose `free` is claimed and no longer has an event in flight:
-    /// sends `free`, then forgets it. Its node keeps the pid taken until then.
+    /// sends `free`, then forgets it. Its node keeps the pid taken until then. The last
+    /// thread of a group whose leader was reaped frees the leader next (the first
+    /// error of the two is returned, the first panic continues).
     fn free_claimed(&self, task: Arc<Task>) -> Result<(), TaskError> {
         task.set_state(TaskState::Dead);
         task.local.settle();
         let outcome = catch_unwind(AssertUnwindSafe(|| self.send(&task, EventData::Free)));
-        {
+        let leader = {
             let mut inner = self.lock();
             inner.stats.frees += 1;
-            if let Some(node) = inner.forget(&task) {
+            inner.forget(&task).and_then(|(node, leader)| {
                 inner.unlist(&task, &node.parent);
-            }
-        }
+                leader
+            })
+        };
         task.forget_os_id();
         // A slot value's `Drop` that panics must not keep the watchers attached for ever.
         let values = catch_unwind(AssertUnwindSafe(|| task.slots.clear()));
         let watchers = catch_unwind(AssertUnwindSafe(|| task.local.clear()));
-        match (outcome, values.and(watchers)) {
-            (Ok(result), Ok(())) => result.map_err(TaskError::Watcher),
-            (Err(payload), _) | (Ok(_), Err(payload)) => resume_unwind(payload),
+        let outcome = match (outcome, values.and(watchers)) {
+            (Ok(result), Ok(())) => Ok(result),
+            (Err(payload), _) | (Ok(_), Err(payload)) => Err(payload),
+        };
+        let leader =
+            leader.map(|leader| catch_unwind(AssertUnwindSafe(|| self.free_claimed(leader))));
+        match (outcome, leader) {
+            (Err(payload), _) | (Ok(_), Some(Err(payload))) => resume_unwind(payload),
+            (Ok(Err(error)), _) => Err(TaskError::Watcher(error)),
+            (Ok(Ok(())), Some(Ok(freed))) => freed,
+            (Ok(Ok(())), None) => Ok(()),
+        }
+    }
+
+    /// Sends a `free` that was handed over (see [`InFlight`]): there is no caller to
+    /// report a watcher's error to, and while this thread unwinds, a panicking `free`
+    /// watcher must not abort the process.
+    fn free_handed_over(&self, task: Arc<Task>) {
+        if std::thread::panicking() {
+            let _ = catch_unwind(AssertUnwindSafe(|| self.free_claimed(task)));
+        } else {
+            let _ = self.free_claimed(task);
         }
     }
 }
@@ -965,16 +1021,8 @@ impl std::ops::Deref for InFlight<'_> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        if !self.task.leave_event() {
-            return;
-        }
-        // The `free` handed over has no caller to report a watcher's error to. While
-        // this thread unwinds, a panicking `free` watcher must not abort the process.
-        let task = self.task.clone();
-        if std::thread::panicking() {
-            let _ = catch_unwind(AssertUnwindSafe(|| self.table.free_claimed(task)));
-        } else {
-            let _ = self.table.free_claimed(task);
+        if self.task.leave_event() {
+            self.table.free_handed_over(self.task.clone());
         }
     }
 }
@@ -993,11 +1041,17 @@ impl Drop for Embryo<'_> {
             return;
         }
         let task = self.task;
-        if self.table.lock().forget(task).is_some() {
+        let forgotten = self.table.lock().forget(task);
+        if let Some((_, leader)) = forgotten {
             task.set_state(TaskState::Dead);
             // As in `free_claimed`; this may run while a fork watcher's panic unwinds.
             let values = catch_unwind(AssertUnwindSafe(|| task.slots.clear()));
             task.local.clear();
+            // A thread whose fork failed may have been the last to hold its reaped
+            // leader back.
+            if let Some(leader) = leader {
+                self.table.free_handed_over(leader);
+            }
             if let Err(payload) = values
                 && !std::thread::panicking()
             {
@@ -1036,8 +1090,8 @@ impl Inner {
     }
 
     /// Hands an exiting task's children and threads to init. Zombie children are
-    /// returned, held by identity, for init to reap at once; the other children, and
-    /// the threads, become init's.
+    /// returned, held by identity, for init to reap at once; all of them, and the
+    /// threads, become init's.
     fn hand_over(&mut self, task: &Arc<Task>) -> Vec<Arc<Task>> {
         // Most tasks end with nothing to hand over: then nothing more is looked up.
         let Some(family) = self.node_of_mut(task).and_then(|node| node.family.take()) else {
@@ -1053,12 +1107,12 @@ impl Inner {
                     node.parent = Weak::new();
                     if node.task.state() == TaskState::Zombie {
                         orphans.push(node.task.clone());
-                    } else {
-                        adopted.push(pid);
                     }
                 }
-                None => adopted.push(pid),
+                None => {}
             }
+            // Zombies too: one that leads threads stays until the last of them ends.
+            adopted.push(pid);
         }
         for pid in &threads {
             if let Some(node) = self.nodes.get_mut(pid) {
@@ -1091,15 +1145,100 @@ impl Inner {
             .unwrap_or_else(|| unreachable!("init is never removed"))
     }
 
-    /// Removes this very task's node, if it was there.
-    fn forget(&mut self, task: &Arc<Task>) -> Option<Node> {
-        // One lookup, not two: the pid is almost always still this task's.
-        let node = self.nodes.remove(&task.pid())?;
-        if Arc::ptr_eq(&node.task, task) {
-            return Some(node);
+    /// Puts a task's node in the table, counted in its process group, or as a thread
+    /// that holds its leader's `free` back.
+    fn insert(&mut self, node: Node) {
+        let task = &node.task;
+        match task.leader() {
+            // The first thread holds the leader's `free` back as an event in flight
+            // does: a reap then leaves the leader a zombie with its pid taken, and the
+            // last thread to leave sends its `free`.
+            Some(leader) => {
+                if leader.join_group() {
+                    leader.enter_event();
+                }
+            }
+            None => self.join_process_group(task.pgid()),
         }
         self.nodes.insert(task.pid(), node);
-        None
+    }
+
+    /// Removes this very task's node, if it was there, and takes it out of its groups.
+    /// Returns the node and the leader whose `free` it was the last to hold back, which
+    /// the caller must send.
+    fn forget(&mut self, task: &Arc<Task>) -> Option<(Node, Option<Arc<Task>>)> {
+        // One lookup, not two: the pid is almost always still this task's.
+        let node = self.nodes.remove(&task.pid())?;
+        if !Arc::ptr_eq(&node.task, task) {
+            self.nodes.insert(task.pid(), node);
+            return None;
+        }
+        let owed = match task.leader() {
+            Some(leader) => (leader.leave_group() && leader.leave_event()).then(|| leader.clone()),
+            None => {
+                self.leave_process_group(task.pgid());
+                None
+            }
+        };
+        Some((node, owed))
+    }
+
+    /// Whether a process group with this id exists.
+    fn group_exists(&self, pgid: Pid) -> bool {
+        pgid == Pid::INIT || self.groups.contains_key(&pgid)
+    }
+
+    /// Counts one more session record in process group `pgid`.
+    fn join_process_group(&mut self, pgid: Pid) {
+        if pgid != Pid::INIT {
+            *self.groups.entry(pgid).or_insert(0) += 1;
+        }
+    }
+
+    /// Counts one session record less in process group `pgid`; the group is gone with
+    /// its last.
+    fn leave_process_group(&mut self, pgid: Pid) {
+        if pgid == Pid::INIT {
+            return;
+        }
+        if let Entry::Occupied(mut members) = self.groups.entry(pgid) {
+            if *members.get() <= 1 {
+                members.remove();
+            } else {
+                *members.get_mut() -= 1;
+            }
+        }
+    }
+
+    /// Moves a task's thread group (its session record) to session and process group
+    /// `sid`, keeping the index of process groups in step.
+    fn set_session(&mut self, task: &Task, sid: Pid) {
+        let record = task.session_record();
+        self.leave_process_group(record.pgid());
+        self.join_process_group(sid);
+        record.set_session(sid, sid);
+    }
+
+    /// The leader whose session record an adopted task shares: for a thread, its
+    /// group's leader if that is in the table (as its creator, the creator's own
+    /// leader, or found by the group's id) and may still take threads, its `free`
+    /// not yet sent.
+    fn adopted_leader(&self, init: &TaskInit, creator: &Arc<Task>) -> Option<Arc<Task>> {
+        let tgid = init.tgid;
+        if init.pid == tgid || tgid == Pid::INIT {
+            return None;
+        }
+        let leader = if creator.pid() == tgid {
+            Some(creator.clone())
+        } else if creator.tgid() == tgid && creator.is_thread() {
+            creator.leader().cloned()
+        } else {
+            self.nodes.get(&tgid).map(|node| node.task.clone())
+        }?;
+        let open = !leader.is_thread()
+            && leader.state() != TaskState::Embryo
+            && (leader.has_group_threads() || !leader.free_is_claimed());
+        open.then_some(leader)
     }
 
     /// Makes `task` (a thread, or a process) the child of `named`, the parent its node

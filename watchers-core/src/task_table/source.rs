@@ -31,7 +31,8 @@ pub enum Recorded<'a> {
     Uids(Ids),
     /// The task's group ids are these now.
     Gids(Ids),
-    /// `setsid`: the task leads a session and a process group of its own.
+    /// `setsid`: the task's thread group leads a session and a process group of its
+    /// own, named by its thread-group id.
     Setsid,
     /// The task's name is this now (cut to [`COMM_MAX`](crate::COMM_MAX) bytes).
     Comm(&'a str),
@@ -289,9 +290,11 @@ impl TaskTable {
                 task.send(EventData::Gid { old, new })
             }
             Recorded::Setsid => {
-                let pid = task.pid();
-                task.set_session(pid, pid);
-                task.send(EventData::Sid { sid: pid })
+                // The kernel names the session after the thread group; the whole
+                // group joins it.
+                let sid = task.tgid();
+                self.lock().set_session(&task, sid);
+                task.send(EventData::Sid { sid })
             }
             Recorded::Comm(comm) => task.rename(comm),
             Recorded::Ptrace(tracer) => {

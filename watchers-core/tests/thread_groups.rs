@@ -1,0 +1,331 @@
+//! Thread groups in the task model: a leader that exits before its threads stays a
+//! zombie holding its pid until the last of them is gone (the kernel's
+//! `delay_group_leader`), its `free` sent once, then; and `setsid` keeps every thread of
+//! a group in the group's session through many forks, frees and reused pids.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+use watchers_core::{
+    CloneFlags, Event, EventKind, EventSet, ExitStatus, ForkError, Pid, Recorded, TaskError,
+    TaskState, TaskTable, Watcher, WatcherResult, WatcherTable,
+};
+
+/// Every `free` sent, by task serial (serials are never reused, so tests running at
+/// the same time never count each other's tasks).
+static FREES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+fn record_free(event: &Event<'_>) -> WatcherResult {
+    if event.kind() == EventKind::Free {
+        FREES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event.task().serial());
+    }
+    Ok(())
+}
+
+/// How many `free`s the task with this serial got.
+fn frees_of(serial: u64) -> usize {
+    let frees = FREES.lock().unwrap_or_else(|e| e.into_inner());
+    frees.iter().filter(|&&s| s == serial).count()
+}
+
+fn tasks_with_pid_max(pid_max: u32) -> TaskTable {
+    let table =
+        WatcherTable::from_watchers([Watcher::new("frees", EventSet::ALL, record_free)]).unwrap();
+    TaskTable::with_pid_max(table, pid_max)
+}
+
+/// A leader whose parent is init exits while two threads run: it stays a zombie with its
+/// pid taken (no fork can get it) until the second thread is gone, then it is freed
+/// (once) and its pid can be used again.
+#[test]
+fn the_last_thread_of_a_group_releases_its_leaders_pid() {
+    let tasks = tasks_with_pid_max(100);
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let first = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    let second = tasks.fork(first.pid(), CloneFlags::THREAD).unwrap();
+    tasks.exit(leader.pid(), 0).unwrap();
+    assert_eq!(leader.state(), TaskState::Zombie);
+    assert!(matches!(
+        tasks.fork_with_pid(Pid::INIT, leader.pid(), CloneFlags::empty()),
+        Err(ForkError::PidsExhausted(_))
+    ));
+    tasks.exit(first.pid(), 0).unwrap();
+    assert_eq!(leader.state(), TaskState::Zombie, "a thread still runs");
+    assert_eq!(frees_of(leader.serial()), 0);
+    tasks.exit(second.pid(), 0).unwrap();
+    assert_eq!(leader.state(), TaskState::Dead);
+    for task in [&leader, &first, &second] {
+        assert_eq!(frees_of(task.serial()), 1, "{task:?}");
+    }
+    let stats = tasks.stats();
+    assert_eq!((stats.exits, stats.frees, stats.tasks), (3, 3, 1));
+    let new = tasks
+        .fork_with_pid(Pid::INIT, leader.pid(), CloneFlags::empty())
+        .unwrap();
+    assert_eq!(new.tgid(), new.pid());
+}
+
+/// A parent that reaps its leader child by pid while the leader's thread runs gets the
+/// status at once; the leader's `free` comes when the thread ends, once: a second reap,
+/// a `wait` and a source's `free` meanwhile are refused or find nothing.
+#[test]
+fn a_leader_reaped_early_is_freed_once_after_its_last_thread() {
+    let tasks = tasks_with_pid_max(100);
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let leader = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    tasks.exit(leader.pid(), 7).unwrap();
+    assert!(tasks.wait(parent.pid()).unwrap().is_none());
+    let status = tasks.reap(parent.pid(), leader.pid()).unwrap();
+    assert_eq!(status.code(), Some(7));
+    assert_eq!(leader.state(), TaskState::Zombie, "its thread still runs");
+    assert!(tasks.reap(parent.pid(), leader.pid()).is_err());
+    assert!(matches!(
+        tasks.free(&leader),
+        Err(TaskError::WrongState { .. })
+    ));
+    assert!(tasks.wait(parent.pid()).unwrap().is_none());
+    assert_eq!(frees_of(leader.serial()), 0);
+    // As the threads source ends a thread: exit, then `free` once its resources are gone.
+    tasks
+        .exit_unreaped(thread.pid(), ExitStatus::exited(0))
+        .unwrap();
+    assert_eq!(leader.state(), TaskState::Zombie);
+    tasks.free(&thread).unwrap();
+    assert_eq!(leader.state(), TaskState::Dead);
+    assert_eq!(
+        (frees_of(leader.serial()), frees_of(thread.serial())),
+        (1, 1)
+    );
+    assert!(tasks.wait(parent.pid()).unwrap().is_none());
+    assert_eq!(tasks.children(parent.pid()), Vec::<Pid>::new());
+    assert_eq!(tasks.stats().frees, 2);
+}
+
+/// With every pid taken by a zombie leader and its running thread, a fork fails with
+/// `PidsExhausted` (no panic, nothing added); once the thread ends, both pids are free.
+#[test]
+fn pid_exhaustion_under_a_zombie_leader_is_a_clean_error() {
+    // Pids 2 and 3 only.
+    let tasks = tasks_with_pid_max(3);
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    tasks.exit(leader.pid(), 0).unwrap();
+    for flags in [CloneFlags::empty(), CloneFlags::THREAD] {
+        assert!(matches!(
+            tasks.fork(Pid::INIT, flags),
+            Err(ForkError::PidsExhausted(3))
+        ));
+        assert!(matches!(
+            tasks.fork(thread.pid(), flags),
+            Err(ForkError::PidsExhausted(3))
+        ));
+    }
+    assert_eq!(tasks.len(), 3);
+    tasks.exit(thread.pid(), 0).unwrap();
+    assert_eq!(tasks.len(), 1);
+    let a = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let b = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(
+        [a.tgid(), b.tgid()],
+        [a.pid(), b.pid()],
+        "new processes lead groups of their own"
+    );
+}
+
+/// The table of the next test, for its fork watcher to re-enter.
+static ROLLBACK: OnceLock<TaskTable> = OnceLock::new();
+
+/// Exits the group leader of a thread being forked, then refuses the fork.
+fn exit_leader_and_refuse(event: &Event<'_>) -> WatcherResult {
+    let task = event.task();
+    if event.kind() == EventKind::Fork && task.is_thread() {
+        let tasks = ROLLBACK.get().ok_or("no table")?;
+        tasks.exit(task.tgid(), 0)?;
+        return Err("no thread".into());
+    }
+    Ok(())
+}
+
+/// A leader (init's child) exits while its only thread is being forked, and that fork is
+/// refused: the thread that never ran was the last to hold the leader back, so the
+/// rollback frees the leader.
+#[test]
+fn a_refused_thread_fork_frees_the_leader_it_held_back() {
+    let table = WatcherTable::from_watchers([
+        Watcher::new("frees", EventSet::ALL, record_free),
+        Watcher::new("refuse", EventSet::FORK, exit_leader_and_refuse),
+    ])
+    .unwrap();
+    let tasks = ROLLBACK.get_or_init(|| TaskTable::with_table(table));
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let refused = tasks.fork(leader.pid(), CloneFlags::THREAD);
+    assert!(matches!(refused, Err(ForkError::Watcher(_))), "{refused:?}");
+    assert_eq!(leader.state(), TaskState::Dead);
+    assert_eq!(frees_of(leader.serial()), 1);
+    let stats = tasks.stats();
+    assert_eq!(
+        (stats.forks, stats.failed_forks, stats.frees, stats.tasks),
+        (1, 1, 1, 1)
+    );
+}
+
+/// `setsid` from a thread moves its whole group, threads forked by threads included,
+/// and no task of another group.
+#[test]
+fn setsid_from_a_thread_moves_every_thread_of_its_group() {
+    let tasks = tasks_with_pid_max(100);
+    let process = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let other = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let mut threads = vec![tasks.fork(process.pid(), CloneFlags::THREAD).unwrap()];
+    for _ in 0..5 {
+        let last = threads.last().unwrap().pid();
+        threads.push(tasks.fork(last, CloneFlags::THREAD).unwrap());
+    }
+    let child = tasks.fork(threads[3].pid(), CloneFlags::empty()).unwrap();
+    let sid = tasks.setsid(threads[2].pid()).unwrap();
+    assert_eq!(sid, process.pid());
+    for task in threads.iter().chain([&process]) {
+        assert_eq!((task.sid(), task.pgid()), (sid, sid), "{task:?}");
+    }
+    for task in [&other, &child] {
+        assert_eq!(
+            (task.sid(), task.pgid()),
+            (Pid::INIT, Pid::INIT),
+            "{task:?}"
+        );
+    }
+    // A thread forked now joins the new session with its group.
+    let late = tasks.fork(child.pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!(late.sid(), Pid::INIT);
+    let late = tasks.fork(threads[0].pid(), CloneFlags::THREAD).unwrap();
+    assert_eq!((late.sid(), late.pgid()), (sid, sid));
+}
+
+/// A process-group leader cannot start a session, nor a thread of it; nor a process
+/// whose pid names a group left by a freed task, until that group's last member is
+/// freed.
+#[test]
+fn setsid_of_a_process_group_leader_is_refused_while_its_group_lives() {
+    let tasks = tasks_with_pid_max(3);
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.setsid(leader.pid()).unwrap();
+    let member = tasks.fork(leader.pid(), CloneFlags::empty()).unwrap();
+    assert!(matches!(
+        tasks.setsid(leader.pid()),
+        Err(TaskError::GroupLeader(_))
+    ));
+    tasks.exit(leader.pid(), 0).unwrap();
+    let reused = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(
+        reused.pid(),
+        leader.pid(),
+        "the premise: the pid was reused"
+    );
+    assert!(matches!(
+        tasks.setsid(reused.pid()),
+        Err(TaskError::GroupLeader(_))
+    ));
+    tasks.exit(member.pid(), 0).unwrap();
+    assert_eq!(member.state(), TaskState::Dead);
+    assert_eq!(tasks.setsid(reused.pid()).unwrap(), reused.pid());
+}
+
+/// A source's recorded `setsid` of a thread names the session after its thread group
+/// and moves the whole group, as the kernel does; the model's `setsid` then sees the
+/// group.
+#[test]
+fn a_recorded_setsid_of_a_thread_moves_its_group() {
+    let tasks = tasks_with_pid_max(100);
+    let process = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(process.pid(), CloneFlags::THREAD).unwrap();
+    tasks.record(&thread, Recorded::Setsid).unwrap();
+    for task in [&process, &thread] {
+        assert_eq!((task.sid(), task.pgid()), (process.pid(), process.pid()));
+    }
+    assert!(matches!(
+        tasks.setsid(process.pid()),
+        Err(TaskError::GroupLeader(_))
+    ));
+}
+
+/// Thousands of random forks (processes and threads), exits, waits and `setsid`s over
+/// few pids: every `setsid` succeeds exactly when no task has a process group with the
+/// thread group's id (checked by a search of every task, as the table once did), and
+/// every thread always has its leader's session and process group.
+#[test]
+fn setsid_agrees_with_a_search_of_every_task_after_many_changes() {
+    let tasks = tasks_with_pid_max(24);
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let (mut started, mut refused) = (0, 0);
+    let mut users: HashMap<Pid, u64> = HashMap::new();
+    for step in 0..20_000 {
+        let pid = Pid(1 + next(24) as u32);
+        match next(8) {
+            0 | 1 => {
+                let flags = if next(2) == 0 {
+                    CloneFlags::THREAD
+                } else {
+                    CloneFlags::empty()
+                };
+                if let Ok(task) = tasks.fork(pid, flags) {
+                    *users.entry(task.pid()).or_default() += 1;
+                }
+            }
+            2 => {
+                let _ = tasks.exit(pid, 0);
+            }
+            3 => {
+                let _ = tasks.wait(pid);
+            }
+            _ => {
+                let Some(task) = tasks.get(pid).filter(|t| t.state() == TaskState::Running) else {
+                    continue;
+                };
+                let tgid = task.tgid();
+                let taken = tasks.tasks().iter().any(|t| t.pgid() == tgid);
+                match tasks.setsid(pid) {
+                    Ok(sid) => {
+                        assert!(!taken, "step {step}: {task:?} started a taken group");
+                        assert_eq!(sid, tgid);
+                        started += 1;
+                    }
+                    Err(TaskError::GroupLeader(_)) => {
+                        assert!(taken, "step {step}: {task:?} refused, no group {tgid:?}");
+                        refused += 1;
+                    }
+                    Err(error) => panic!("step {step}: {error}"),
+                }
+            }
+        }
+        for task in tasks.tasks() {
+            if task.is_thread() && task.tgid() != Pid::INIT {
+                let leader = tasks
+                    .get(task.tgid())
+                    .unwrap_or_else(|| panic!("step {step}: {task:?} has no leader"));
+                assert_eq!(leader.tgid(), task.tgid(), "step {step}");
+                assert_eq!(
+                    (task.sid(), task.pgid()),
+                    (leader.sid(), leader.pgid()),
+                    "step {step}: {task:?} left its group's session"
+                );
+            }
+        }
+    }
+    // The premises: pids were reused many times, and both outcomes happened often.
+    let max_reuse = users.values().copied().max().unwrap_or(0);
+    assert!(max_reuse > 50, "at most {max_reuse} tasks per pid");
+    assert!(
+        started > 500 && refused > 500,
+        "{started} started, {refused} refused"
+    );
+}
