@@ -46,6 +46,14 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 ///   by identity, a thread's too: when the parent exits, its threads go to init with
 ///   its children, so a `CLONE_PARENT` fork from a thread never reaches a task that
 ///   took a freed parent's pid.
+/// * A thread group's leader that exits while threads of its group are in the table
+///   stays a zombie, its pid taken, until the last of them is freed (the kernel's
+///   `delay_group_leader`): so no fork can reuse its pid as a pid and thread-group id
+///   while its group lives. Until then `wait` passes it over; a reap of it (by its
+///   parent, by init for its orphans, or [`free`](TaskTable::free)) returns at once
+///   and leaves its `free` to the last thread's, sent right after that one (once,
+///   as every `free`). A thread group shares one session and process group: its
+///   leader's, which [`setsid`](TaskTable::setsid) changes for all of them at once.
 /// * Any thread may call any method; watchers run without the table's lock held.
 ///
 /// ```
@@ -459,7 +467,11 @@ impl TaskTable {
     /// created it (the `fork` event's parent) if that is in the table and has not
     /// finished exiting, else init. As with [`fork`](TaskTable::fork), that task is its
     /// parent, or with [`CloneFlags::THREAD`] or [`CloneFlags::PARENT`] that task's own
-    /// parent; `init.parent` is replaced accordingly (init if there is none).
+    /// parent; `init.parent` is replaced accordingly (init if there is none). A thread
+    /// (`init.tgid` not its pid) whose group leader is in the table, not yet freed,
+    /// shares the leader's session and process group (`init.sid` and `init.pgid` are
+    /// not used) and delays the leader's `free` as a forked thread does; one whose
+    /// leader is not there keeps its own.
     ///
     /// # Errors
     /// [`TaskError::InvalidPid`] for pid 0; [`TaskError::WrongState`] if the pid is taken
@@ -820,7 +832,9 @@ impl TaskTable {
     }
 
     /// Reaps `child`, a zombie child of `parent`: the `free` watchers run, the task's
-    /// slots and per-task watchers are dropped, and its pid becomes free.
+    /// slots and per-task watchers are dropped, and its pid becomes free. A thread-group
+    /// leader whose threads are still in the table is reaped all the same (its status
+    /// is returned), but freed only after its last thread.
     ///
     /// # Errors
     /// [`TaskError::NotAChild`], [`TaskError::NoSuchTask`] or [`TaskError::WrongState`]
@@ -858,7 +872,7 @@ impl TaskTable {
     }
 
     /// `wait`: reaps one zombie child of `parent` (the one with the lowest pid), if it
-    /// has one.
+    /// has one; a thread-group leader only once the threads of its group are gone.
     ///
     /// # Errors
     /// [`TaskError::NoSuchTask`] if `parent` does not exist; [`TaskError::Watcher`] if

@@ -138,7 +138,8 @@ impl TaskTable {
     /// succeeded, get `free` — exactly those that asked for it, in reverse order, as
     /// after a refused fork — without an `exit`, and the pid becomes free. Counted as a
     /// fork and a free in [`stats`](TaskTable::stats). Children that it forked meanwhile
-    /// (another thread found it running) go to init, as at an exit.
+    /// (another thread found it running) go to init, as at an exit; threads that it
+    /// forked meanwhile delay its `free` until the last of them is freed.
     ///
     /// ```
     /// use watchers_core::{CloneFlags, TaskState, TaskTable, WatcherTable};
@@ -193,7 +194,9 @@ impl TaskTable {
     /// Frees this zombie (found by identity, never by a pid that may have been reused)
     /// now, whoever its parent is: its `free` watchers run, its slots and
     /// per-task watchers are dropped, its pid becomes free. For sources that reap their
-    /// tasks themselves (see [`exit_unreaped`](TaskTable::exit_unreaped)).
+    /// tasks themselves (see [`exit_unreaped`](TaskTable::exit_unreaped)). A
+    /// thread-group leader whose threads are still in the table is freed after the last
+    /// of them, as by [`reap`](TaskTable::reap).
     ///
     /// ```
     /// use watchers_core::{CloneFlags, ExitStatus, TaskState, TaskTable, WatcherTable};
