@@ -32,10 +32,6 @@ pub struct Task {
     /// The record's values, read only when `leader` is `None`.
     sid: AtomicU32,
     pgid: AtomicU32,
-    /// For a leader: how many threads that name it as `leader` are in its table. While
-    /// there are any, its `free` is owed to the last of them (the kernel's
-    /// `delay_group_leader`). Changed under the table's lock.
-    group_threads: AtomicU32,
     state: AtomicU8,
     exit_status: AtomicI32,
     tracer: AtomicU32,
@@ -45,10 +41,13 @@ pub struct Task {
     /// [`OS_ID_FORGOTTEN`] from its `free` on.
     os_id: AtomicU32,
     started: Instant,
-    /// Events of this task in flight through its table (the low bits), and whether
-    /// its `free` has been claimed ([`FREE_CLAIMED`]): whoever brings the count to zero
-    /// with the claim set sends `free`.
-    inflight: AtomicU32,
+    /// Events of this task in flight through its table (the low 32 bits), for a leader
+    /// the threads that name it as `leader` and are in its table (counted in
+    /// [`GROUP_THREAD`]s), and whether its `free` has been claimed ([`FREE_CLAIMED`]):
+    /// whoever brings both counts to zero with the claim set sends `free`. So a thread
+    /// holds its leader's `free` back as an event in flight does (the kernel's
+    /// `delay_group_leader`), at one atomic add when it joins and one when it leaves.
+    inflight: AtomicU64,
     pub(crate) slots: SlotStorage,
     pub(crate) local: LocalWatchers,
 }
@@ -81,7 +80,13 @@ pub struct TaskInit {
 }
 
 /// The bit of [`Task::inflight`] that says the task's `free` is claimed.
-const FREE_CLAIMED: u32 = 1 << 31;
+const FREE_CLAIMED: u64 = 1 << 63;
+
+/// One thread of a leader's group in [`Task::inflight`].
+const GROUP_THREAD: u64 = 1 << 32;
+
+/// The bits of [`Task::inflight`] that count a leader's threads.
+const GROUP_THREADS: u64 = (FREE_CLAIMED - 1) & !(GROUP_THREAD - 1);
 
 /// The next task's serial; see [`Task::serial`].
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -98,6 +103,7 @@ impl Task {
     /// parent's name this way, without a `String` in between. A thread with a `leader`
     /// shares the leader's session and process group (`init.sid` and `init.pgid` are
     /// not read then).
+    #[inline]
     pub(crate) fn with_comm(init: TaskInit, comm: Comm, leader: Option<Arc<Task>>) -> Task {
         Task {
             // Only uniqueness matters: no other memory is published through it.
@@ -108,7 +114,6 @@ impl Task {
             leader,
             sid: AtomicU32::new(init.sid.0),
             pgid: AtomicU32::new(init.pgid.0),
-            group_threads: AtomicU32::new(0),
             state: AtomicU8::new(TaskState::Embryo as u8),
             exit_status: AtomicI32::new(0),
             tracer: AtomicU32::new(0),
@@ -119,7 +124,7 @@ impl Task {
             comm: Mutex::new(comm),
             os_id: AtomicU32::new(0),
             started: Instant::now(),
-            inflight: AtomicU32::new(0),
+            inflight: AtomicU64::new(0),
             slots: SlotStorage::default(),
             local: LocalWatchers::default(),
         }
@@ -196,12 +201,14 @@ impl Task {
 
     /// The task whose `sid` and `pgid` fields are this one's: its group leader, or
     /// itself.
+    #[inline]
     pub(crate) fn session_record(&self) -> &Task {
         self.leader.as_deref().unwrap_or(self)
     }
 
     /// Its group leader, if it shares the leader's session record (see
     /// [`session_record`](Task::session_record)).
+    #[inline]
     pub(crate) fn leader(&self) -> Option<&Arc<Task>> {
         self.leader.as_ref()
     }
@@ -312,26 +319,23 @@ impl Task {
         record.pgid.store(pgid.0, Ordering::Release);
     }
 
-    /// Counts one more thread of its group in its table (under the table's lock); true
-    /// if it is the first, which then holds the leader's `free` back as an event in
-    /// flight does.
-    pub(crate) fn join_group(&self) -> bool {
-        let threads = self.group_threads.load(Ordering::Relaxed);
-        self.group_threads.store(threads + 1, Ordering::Relaxed);
-        threads == 0
+    /// Counts one more thread of its group in its table (under the table's lock, while
+    /// the leader's `free` is not claimed or other threads still hold it back).
+    #[inline]
+    pub(crate) fn join_group(&self) {
+        self.inflight.fetch_add(GROUP_THREAD, Ordering::AcqRel);
     }
 
-    /// Counts one thread of its group less (under the table's lock); true if it was
-    /// the last.
+    /// Counts one thread of its group less (under the table's lock); true if it was the
+    /// last thing holding back a claimed `free`, which the caller must then send.
+    #[inline]
     pub(crate) fn leave_group(&self) -> bool {
-        let threads = self.group_threads.load(Ordering::Relaxed);
-        self.group_threads.store(threads - 1, Ordering::Relaxed);
-        threads == 1
+        self.inflight.fetch_sub(GROUP_THREAD, Ordering::AcqRel) == FREE_CLAIMED | GROUP_THREAD
     }
 
-    /// Whether threads of its group are in its table (read under the table's lock).
+    /// Whether threads of its group are in its table.
     pub(crate) fn has_group_threads(&self) -> bool {
-        self.group_threads.load(Ordering::Relaxed) != 0
+        self.inflight.load(Ordering::Acquire) & GROUP_THREADS != 0
     }
 
     /// Counts an event of this task as in flight. Called under the table's lock while

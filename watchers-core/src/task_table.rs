@@ -1161,17 +1161,14 @@ impl Inner {
 
     /// Puts a task's node in the table, counted in its process group, or as a thread
     /// that holds its leader's `free` back.
+    #[inline(always)]
     fn insert(&mut self, node: Node) {
         let task = &node.task;
         match task.leader() {
-            // The first thread holds the leader's `free` back as an event in flight
-            // does: a reap then leaves the leader a zombie with its pid taken, and the
-            // last thread to leave sends its `free`.
-            Some(leader) => {
-                if leader.join_group() {
-                    leader.enter_event();
-                }
-            }
+            // A thread holds the leader's `free` back as an event in flight does: a
+            // reap then leaves the leader a zombie with its pid taken, and the last
+            // thread to leave sends its `free`.
+            Some(leader) => leader.join_group(),
             None => self.join_process_group(task.pgid()),
         }
         self.nodes.insert(task.pid(), node);
@@ -1180,6 +1177,7 @@ impl Inner {
     /// Removes this very task's node, if it was there, and takes it out of its groups.
     /// Returns the node and the leader whose `free` it was the last to hold back, which
     /// the caller must send.
+    #[inline(always)]
     fn forget(&mut self, task: &Arc<Task>) -> Option<(Node, Option<Arc<Task>>)> {
         // One lookup, not two: the pid is almost always still this task's.
         let node = self.nodes.remove(&task.pid())?;
@@ -1188,7 +1186,7 @@ impl Inner {
             return None;
         }
         let owed = match task.leader() {
-            Some(leader) => (leader.leave_group() && leader.leave_event()).then(|| leader.clone()),
+            Some(leader) => leader.leave_group().then(|| leader.clone()),
             None => {
                 self.leave_process_group(task.pgid());
                 None

@@ -307,7 +307,17 @@ impl Mirror {
         sink: &mut dyn FnMut(Report),
     ) -> Option<(Arc<Task>, bool)> {
         if let Some(task) = self.tasks.get(Pid(pid)) {
-            return Some((task, false));
+            if task.state() == TaskState::Running || task.is_thread() {
+                return Some((task, false));
+            }
+            // A leader whose exit was applied, kept (a zombie holding its pid) for
+            // threads whose exits were not: an event names its pid again, so a thread
+            // took it over (the kernel's `de_thread` at an exec) or it was reused, and
+            // those threads are gone. Freeing them frees the leader.
+            self.remove_threads(pid, UNKNOWN_STATUS, sink);
+            if let Some(task) = self.tasks.get(Pid(pid)) {
+                return Some((task, false));
+            }
         }
         let info = procfs::task(pid)
             .filter(|info| !info.gone && info.pid == pid && self.existed_at(info, ts))?;
@@ -367,6 +377,16 @@ impl Mirror {
             }
         }
         Some(task)
+    }
+
+    /// Removes (as [`remove`](Mirror::remove) does) the mirrored threads of the group
+    /// `tgid`, other than its leader.
+    fn remove_threads(&mut self, tgid: u32, status: ExitStatus, sink: &mut dyn FnMut(Report)) {
+        if let Some(threads) = self.threads.remove(&tgid) {
+            for thread in threads {
+                self.remove(thread, status, sink);
+            }
+        }
     }
 
     /// Adopts every live task in `tasks`, parents before children, processes before
@@ -602,14 +622,20 @@ impl Mirror {
         };
         if let Some(existing) = self.tasks.get(Pid(child)) {
             let origin = self.origin.get(&child).copied().unwrap_or(u64::MAX);
-            if ts <= origin || child == 1 {
+            // A zombie here is a group leader that the mirror keeps for threads whose
+            // exits it has not seen: a fork never reuses its pid in the kernel.
+            let running = existing.state() == TaskState::Running;
+            if running && (ts <= origin || child == 1) {
                 // Found in /proc after this fork: the same task.
                 applied.disposition = Disposition::Duplicate;
                 applied.task = Some(existing);
                 return;
             }
-            // The pid was reused: the old task's exit was lost.
+            // The pid was reused: the old task's exit was lost, and so were those of
+            // the threads of its group still mirrored (the kernel frees a leader's pid
+            // only after its last thread's), which would keep it.
             self.counters.stale.fetch_add(1, Ordering::Relaxed);
+            self.remove_threads(child, UNKNOWN_STATUS, sink);
             self.remove(child, UNKNOWN_STATUS, sink);
         }
         // A new task with this pid: an exit remembered for it is about an older one.
@@ -655,11 +681,7 @@ impl Mirror {
             ProcEvent::Exec { .. } => {
                 // A thread that execs takes over the leader's pid; threads of the group
                 // still mirrored are gone.
-                if let Some(threads) = self.threads.remove(&pid) {
-                    for thread in threads {
-                        self.remove(thread, ExitStatus::signaled(9), sink);
-                    }
-                }
+                self.remove_threads(pid, ExitStatus::signaled(9), sink);
                 let comm = procfs::comm(pid);
                 let line: Option<Arc<[u8]>> = if self.read_cmdline {
                     procfs::cmdline(pid).map(Into::into)
@@ -973,6 +995,44 @@ mod tests {
         let nonsense = m.apply(&message(fork(1, -5, 0), 300), &mut sink);
         assert_eq!(nonsense.disposition, Disposition::UnknownTask);
         assert_eq!(m.counters.unknown.load(Ordering::Relaxed), 3);
+    }
+
+    /// A leader's exit arrives, its thread's is lost, and a fork reuses the leader's pid:
+    /// the leader, which the task model keeps (a zombie holding its pid) while its
+    /// thread is mirrored, goes with that thread, and the new task is mirrored.
+    #[test]
+    fn a_reused_leader_pid_takes_the_threads_whose_exits_were_lost() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let (p, t) = (BASE + 20, BASE + 21);
+        m.apply(&message(fork(1, p, p), 100), &mut sink);
+        m.apply(&message(fork(p, t, p), 101), &mut sink);
+        m.apply(&message(exit(p, p, 0), 102), &mut sink);
+        let leader = m.tasks.get(Pid(p as u32)).expect("kept for its thread");
+        assert_eq!(leader.state(), TaskState::Zombie);
+        let reused = m.apply(&message(fork(1, p, p), 200), &mut sink);
+        assert_eq!(reused.disposition, Disposition::Applied);
+        let new = m
+            .tasks
+            .get(Pid(p as u32))
+            .expect("the new task is mirrored");
+        assert_ne!(new.serial(), leader.serial());
+        assert_eq!(new.state(), TaskState::Running);
+        assert!(m.tasks.get(Pid(t as u32)).is_none());
+        assert_eq!(
+            kinds(&log, t),
+            [EventKind::Fork, EventKind::Exit, EventKind::Free]
+        );
+        assert_eq!(
+            kinds(&log, p),
+            [
+                EventKind::Fork,
+                EventKind::Exit,
+                EventKind::Free,
+                EventKind::Fork
+            ]
+        );
+        assert_eq!(m.counters.stale.load(Ordering::Relaxed), 1);
     }
 
     #[test]
