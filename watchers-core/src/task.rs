@@ -199,6 +199,24 @@ impl Task {
         Pid(record.pgid.load(Ordering::Acquire))
     }
 
+    /// Its session and process group, read through one look at its session record.
+    #[inline]
+    pub(crate) fn session(&self) -> (Pid, Pid) {
+        let record = self.session_record();
+        (
+            Pid(record.sid.load(Ordering::Acquire)),
+            Pid(record.pgid.load(Ordering::Acquire)),
+        )
+    }
+
+    /// Its process group as its own session record holds it: the group's for a task
+    /// with no [`leader`](Task::leader) (the table's index of process groups counts
+    /// only those), never read through a leader.
+    #[inline]
+    pub(crate) fn own_pgid(&self) -> Pid {
+        Pid(self.pgid.load(Ordering::Acquire))
+    }
+
     /// The task whose `sid` and `pgid` fields are this one's: its group leader, or
     /// itself.
     #[inline]

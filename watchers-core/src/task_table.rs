@@ -399,6 +399,7 @@ impl TaskTable {
                 (parent.pid() != Pid::INIT).then(|| parent.clone())
             };
             let (uids, gids) = parent.ids();
+            let (sid, pgid) = parent.session();
             let comm = parent.comm_inline();
             let child = Arc::new(Task::with_comm(
                 TaskInit {
@@ -409,8 +410,8 @@ impl TaskTable {
                     parent: real_parent
                         .as_ref()
                         .map_or(Pid::INIT, |parent| parent.pid()),
-                    sid: parent.sid(),
-                    pgid: parent.pgid(),
+                    sid,
+                    pgid,
                     uids,
                     gids,
                     comm: String::new(),
@@ -961,11 +962,14 @@ impl TaskTable {
         };
         let leader =
             leader.map(|leader| catch_unwind(AssertUnwindSafe(|| self.free_claimed(leader))));
-        match (outcome, leader) {
-            (Err(payload), _) | (Ok(_), Some(Err(payload))) => resume_unwind(payload),
-            (Ok(Err(error)), _) => Err(TaskError::Watcher(error)),
-            (Ok(Ok(())), Some(Ok(freed))) => freed,
-            (Ok(Ok(())), None) => Ok(()),
+        let freed = match outcome {
+            Ok(result) => result.map_err(TaskError::Watcher),
+            Err(payload) => resume_unwind(payload),
+        };
+        match leader {
+            None => freed,
+            Some(Ok(leader_freed)) => freed.and(leader_freed),
+            Some(Err(payload)) => resume_unwind(payload),
         }
     }
 
@@ -1115,15 +1119,12 @@ impl Inner {
         let mut orphans = Vec::new();
         let mut adopted = Vec::with_capacity(children.len());
         for &pid in &children {
-            match self.nodes.get_mut(&pid) {
-                Some(node) => {
-                    node.task.set_parent(Pid::INIT);
-                    node.parent = Weak::new();
-                    if node.task.state() == TaskState::Zombie {
-                        orphans.push(node.task.clone());
-                    }
+            if let Some(node) = self.nodes.get_mut(&pid) {
+                node.task.set_parent(Pid::INIT);
+                node.parent = Weak::new();
+                if node.task.state() == TaskState::Zombie {
+                    orphans.push(node.task.clone());
                 }
-                None => {}
             }
             // Zombies too: one that leads threads stays until the last of them ends.
             adopted.push(pid);
@@ -1169,7 +1170,7 @@ impl Inner {
             // reap then leaves the leader a zombie with its pid taken, and the last
             // thread to leave sends its `free`.
             Some(leader) => leader.join_group(),
-            None => self.join_process_group(task.pgid()),
+            None => self.join_process_group(task.own_pgid()),
         }
         self.nodes.insert(task.pid(), node);
     }
@@ -1188,7 +1189,7 @@ impl Inner {
         let owed = match task.leader() {
             Some(leader) => leader.leave_group().then(|| leader.clone()),
             None => {
-                self.leave_process_group(task.pgid());
+                self.leave_process_group(task.own_pgid());
                 None
             }
         };

@@ -866,6 +866,21 @@ mod tests {
             .collect()
     }
 
+    /// The task that had `pid` got its exit and `free` when a newer fork reused the pid,
+    /// the one stale task the mirror found.
+    fn assert_replaced_once(m: &Mirror, log: &Log, pid: i32) {
+        assert_eq!(
+            kinds(log, pid),
+            [
+                EventKind::Fork,
+                EventKind::Exit,
+                EventKind::Free,
+                EventKind::Fork
+            ]
+        );
+        assert_eq!(m.counters.stale.load(Ordering::Relaxed), 1);
+    }
+
     #[test]
     fn a_fork_inherits_the_command_line_and_starts_at_its_event() {
         let (mut m, _, _) = setup();
@@ -968,16 +983,7 @@ mod tests {
         // A newer fork of the same pid: the exit was lost; the old task is removed.
         let reused = m.apply(&message(fork(1, p, p), 200), &mut sink);
         assert_eq!(reused.disposition, Disposition::Applied);
-        assert_eq!(
-            kinds(&log, p),
-            [
-                EventKind::Fork,
-                EventKind::Exit,
-                EventKind::Free,
-                EventKind::Fork
-            ]
-        );
-        assert_eq!(m.counters.stale.load(Ordering::Relaxed), 1);
+        assert_replaced_once(&m, &log, p);
         // Events about tasks nobody knows, not even /proc.
         let unknown = m.apply(
             &message(
@@ -1023,16 +1029,7 @@ mod tests {
             kinds(&log, t),
             [EventKind::Fork, EventKind::Exit, EventKind::Free]
         );
-        assert_eq!(
-            kinds(&log, p),
-            [
-                EventKind::Fork,
-                EventKind::Exit,
-                EventKind::Free,
-                EventKind::Fork
-            ]
-        );
-        assert_eq!(m.counters.stale.load(Ordering::Relaxed), 1);
+        assert_replaced_once(&m, &log, p);
     }
 
     #[test]
