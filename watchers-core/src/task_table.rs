@@ -947,10 +947,13 @@ impl TaskTable {
         let leader = {
             let mut inner = self.lock();
             inner.stats.frees += 1;
-            inner.forget(&task).and_then(|(node, leader)| {
-                inner.unlist(&task, &node.parent);
-                leader
-            })
+            match inner.forget(&task) {
+                Some(node) => {
+                    inner.unlist(&task, &node.parent);
+                    inner.leave_groups(&task)
+                }
+                None => None,
+            }
         };
         task.forget_os_id();
         // A slot value's `Drop` that panics must not keep the watchers attached for ever.
@@ -960,16 +963,32 @@ impl TaskTable {
             (Ok(result), Ok(())) => Ok(result),
             (Err(payload), _) | (Ok(_), Err(payload)) => Err(payload),
         };
-        let leader =
-            leader.map(|leader| catch_unwind(AssertUnwindSafe(|| self.free_claimed(leader))));
+        if let Some(leader) = leader {
+            return self.free_leader_after(leader, outcome);
+        }
+        match outcome {
+            Ok(result) => result.map_err(TaskError::Watcher),
+            Err(payload) => resume_unwind(payload),
+        }
+    }
+
+    /// Frees the leader whose `free` a thread freed just now held back last, then
+    /// returns the thread's `outcome`, else the leader's error; the thread's panic, else
+    /// the leader's, continues once both are freed.
+    #[cold]
+    fn free_leader_after(
+        &self,
+        leader: Arc<Task>,
+        outcome: std::thread::Result<Result<(), DispatchError>>,
+    ) -> Result<(), TaskError> {
+        let leader_freed = catch_unwind(AssertUnwindSafe(|| self.free_claimed(leader)));
         let freed = match outcome {
             Ok(result) => result.map_err(TaskError::Watcher),
             Err(payload) => resume_unwind(payload),
         };
-        match leader {
-            None => freed,
-            Some(Ok(leader_freed)) => freed.and(leader_freed),
-            Some(Err(payload)) => resume_unwind(payload),
+        match leader_freed {
+            Ok(leader_freed) => freed.and(leader_freed),
+            Err(payload) => resume_unwind(payload),
         }
     }
 
@@ -1059,15 +1078,18 @@ impl Drop for Embryo<'_> {
             return;
         }
         let task = self.task;
-        let forgotten = self.table.lock().forget(task);
-        if let Some((_, leader)) = forgotten {
+        let forgotten = {
+            let mut inner = self.table.lock();
+            inner.forget(task).map(|_| inner.leave_groups(task))
+        };
+        if let Some(owed) = forgotten {
             task.set_state(TaskState::Dead);
             // As in `free_claimed`; this may run while a fork watcher's panic unwinds.
             let values = catch_unwind(AssertUnwindSafe(|| task.slots.clear()));
             task.local.clear();
             // A thread whose fork failed may have been the last to hold its reaped
             // leader back.
-            if let Some(leader) = leader {
+            if let Some(leader) = owed {
                 self.table.free_handed_over(leader);
             }
             if let Err(payload) = values
@@ -1175,25 +1197,31 @@ impl Inner {
         self.nodes.insert(task.pid(), node);
     }
 
-    /// Removes this very task's node, if it was there, and takes it out of its groups.
-    /// Returns the node and the leader whose `free` it was the last to hold back, which
-    /// the caller must send.
+    /// Removes this very task's node, if it was there. The caller then takes it out of
+    /// its groups ([`leave_groups`](Inner::leave_groups)).
     #[inline(always)]
-    fn forget(&mut self, task: &Arc<Task>) -> Option<(Node, Option<Arc<Task>>)> {
+    fn forget(&mut self, task: &Arc<Task>) -> Option<Node> {
         // One lookup, not two: the pid is almost always still this task's.
         let node = self.nodes.remove(&task.pid())?;
-        if !Arc::ptr_eq(&node.task, task) {
-            self.nodes.insert(task.pid(), node);
-            return None;
+        if Arc::ptr_eq(&node.task, task) {
+            return Some(node);
         }
-        let owed = match task.leader() {
+        self.nodes.insert(task.pid(), node);
+        None
+    }
+
+    /// Takes a task that [`forget`](Inner::forget) removed out of its process group, or
+    /// its thread group: returns the leader whose `free` it was the last to hold back,
+    /// which the caller must send.
+    #[inline(always)]
+    fn leave_groups(&mut self, task: &Task) -> Option<Arc<Task>> {
+        match task.leader() {
             Some(leader) => leader.leave_group().then(|| leader.clone()),
             None => {
                 self.leave_process_group(task.own_pgid());
                 None
             }
-        };
-        Some((node, owed))
+        }
     }
 
     /// Whether a process group with this id exists.
