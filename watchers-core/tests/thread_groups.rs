@@ -329,3 +329,36 @@ fn setsid_agrees_with_a_search_of_every_task_after_many_changes() {
         "{started} started, {refused} refused"
     );
 }
+
+/// Panics in the `free` of a task named "panics".
+fn panic_on_free(event: &Event<'_>) -> WatcherResult {
+    if event.kind() == EventKind::Free && event.task().comm() == "panics" {
+        panic!("a free watcher panics");
+    }
+    Ok(())
+}
+
+/// The last thread's `free` watcher panics after its leader was reaped: the leader is
+/// freed all the same (once), then the panic continues.
+#[test]
+fn a_panicking_free_of_the_last_thread_still_frees_its_leader() {
+    let table = WatcherTable::from_watchers([
+        Watcher::new("frees", EventSet::ALL, record_free),
+        Watcher::new("panics", EventSet::ALL, panic_on_free),
+    ])
+    .unwrap();
+    let tasks = TaskTable::with_table(table);
+    let leader = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+    tasks.set_comm(thread.pid(), "panics").unwrap();
+    // Init's child: reaped at its exit, its `free` held back by the thread.
+    tasks.exit(leader.pid(), 0).unwrap();
+    assert_eq!(leader.state(), TaskState::Zombie);
+    let ended =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| tasks.exit(thread.pid(), 0)));
+    assert!(ended.is_err(), "the free watcher's panic continues");
+    assert_eq!(thread.state(), TaskState::Dead);
+    assert_eq!(leader.state(), TaskState::Dead);
+    assert_eq!(frees_of(leader.serial()), 1);
+    assert_eq!(tasks.len(), 1);
+}
