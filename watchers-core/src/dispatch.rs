@@ -91,8 +91,12 @@ impl WatcherTable {
             return walk_statics(self, event, mode);
         }
         self.count(kind);
+        if !local::may_reach(event) {
+            // Runtime watchers alone: no per-task watcher to look for.
+            return self.walk_merged(event, kind, chain, None, mode);
+        }
         let mut locals = local::reached_by(event);
-        let outcome = self.walk_merged(event, kind, chain, &locals, mode);
+        let outcome = self.walk_merged(event, kind, chain, Some(&locals), mode);
         if kind == EventKind::Fork && (outcome.is_ok() || mode == Mode::Notify) {
             locals.saw_fork_of(event.task());
         }
@@ -100,13 +104,13 @@ impl WatcherTable {
     }
 
     /// Walks the runtime watchers' merged chain if one is published, else the static
-    /// chain, followed by `locals`.
+    /// chain, followed by `locals` if any.
     fn walk_merged(
         &self,
         event: &Event<'_>,
         kind: EventKind,
         chain: &Chain,
-        locals: &Reached<'_>,
+        locals: Option<&Reached<'_>>,
         mode: Mode,
     ) -> Result<(), DispatchError> {
         if self.runtime.wants(kind) {
@@ -133,14 +137,13 @@ impl WatcherTable {
 /// Walks `chain`, followed by the per-task watchers `locals` when there are any.
 fn walk_with<C: Callees>(
     chain: C,
-    locals: &Reached<'_>,
+    locals: Option<&Reached<'_>>,
     event: &Event<'_>,
     mode: Mode,
 ) -> Result<(), DispatchError> {
-    if locals.is_empty() {
-        walk(&chain, event, mode)
-    } else {
-        walk(&WithLocals::new(chain, locals), event, mode)
+    match locals {
+        Some(locals) if !locals.is_empty() => walk(&WithLocals::new(chain, locals), event, mode),
+        _ => walk(&chain, event, mode),
     }
 }
 
