@@ -960,3 +960,63 @@ fn count_rcvbuf_and_quiet_do_what_their_help_says() {
         "only the table's rows: {text}"
     );
 }
+
+/// With stdout and stderr on one pipe (`2>&1 | less`, `&> log`), the run's summary on
+/// stderr comes after every event line, as when each batch was flushed: the lines a
+/// file or pipe holds back for up to 50 ms are written before anything goes to stderr.
+#[test]
+fn the_summary_follows_the_events_on_a_shared_output() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
+        .args(["monitor", "-e", "all", "--count", "40", "-D", "30"])
+        .stdout(writer.try_clone().expect("a second end"))
+        .stderr(writer)
+        .spawn()
+        .expect("taskwatch runs");
+    let (output, collector) = collect(reader);
+    let text = || String::from_utf8_lossy(&output.lock().unwrap()).into_owned();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !text().contains("watching") {
+        if child.try_wait().expect("try_wait").is_some() {
+            collector.join().expect("reader");
+            let text = text();
+            assert!(text.contains("cannot monitor processes"), "{text}");
+            if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
+                panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but: {text}");
+            }
+            println!("skipped: {text}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "the monitor did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // A burst of events, well over the count, faster than the 50 ms flush interval.
+    let mut children: Vec<Child> = (0..30)
+        .map(|_| Command::new("true").spawn().expect("true"))
+        .collect();
+    children.iter_mut().for_each(|c| drop(c.wait()));
+    let status = child.wait().expect("wait");
+    collector.join().expect("reader");
+    let text = text();
+    assert!(status.success(), "{status}: {text}");
+    let lines: Vec<&str> = text.lines().collect();
+    let summary = lines
+        .iter()
+        .position(|line| line.contains("events shown"))
+        .unwrap_or_else(|| panic!("no summary: {text}"));
+    let header = lines
+        .iter()
+        .position(|line| line.starts_with("Time "))
+        .unwrap_or_else(|| panic!("no header: {text}"));
+    let events = lines[header + 1..]
+        .iter()
+        .filter(|line| !line.starts_with("taskwatch:"))
+        .count();
+    assert_eq!(events, 40, "--count 40: {text}");
+    assert!(
+        lines[summary..]
+            .iter()
+            .all(|line| line.starts_with("taskwatch:")),
+        "an event line after the summary: {text}"
+    );
+}
