@@ -758,6 +758,8 @@ impl<W: Write> Monitor<W> {
             }
             self.write_json(&fields);
         } else {
+            // The lines before it first, where stderr shares stdout's file or pipe.
+            self.flush();
             say!("{text}");
         }
     }
@@ -769,6 +771,9 @@ fn summary<W: Write>(
     counters: Counters,
     ran: Duration,
 ) {
+    // The events held back for a file or pipe come before the summary, which may go to
+    // stderr sharing that file or pipe.
+    monitor.flush();
     if monitor.args.stats {
         let mut rows: Vec<(String, ProcessStats)> =
             monitor.stats.iter().map(|(k, v)| (k.clone(), *v)).collect();
