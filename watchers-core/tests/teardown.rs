@@ -1274,8 +1274,11 @@ fn a_free_dispatched_through_another_table_reaches_no_watcher_that_missed_the_fo
 /// Many rounds of two threads forking children of a task while a third exits it (its
 /// `free` follows at once): its kept `fork | free` watcher gets the `free` of exactly
 /// the children whose `fork` it saw, each once, and its closure is dropped once, by the
-/// last of those frees. The premise, counted: some forks saw the task freed while their
-/// call of the watcher was still running.
+/// last of those frees. The premise, counted: forks whose call of the watcher began
+/// before the task's `exit` (and so its `free`) returned and ended after it, with no
+/// fork completed by then; seeing the task `Dead` was not enough (its `free` may not have
+/// reached its watchers yet, and a completed fork's child kept the watcher), which let
+/// the test pass without the fix on an idle machine.
 #[test]
 fn forks_racing_their_parents_free_each_get_their_free_once() {
     within(120, || {
@@ -1291,10 +1294,12 @@ fn forks_racing_their_parents_free_each_get_their_free_once() {
             let frees = Arc::new(Mutex::new(Vec::new()));
             let freed_during = Arc::new(AtomicUsize::new(0));
             let drops = Arc::new(AtomicUsize::new(0));
-            let (f, r, d, owned) = (
+            let exited = Arc::new(AtomicBool::new(false));
+            let (f, r, d, e, owned) = (
                 forks.clone(),
                 frees.clone(),
                 freed_during.clone(),
+                exited.clone(),
                 Drops(drops.clone()),
             );
             parent
@@ -1302,14 +1307,16 @@ fn forks_racing_their_parents_free_each_get_their_free_once() {
                     let _owned = &owned;
                     let serial = event.task().serial();
                     match event.parent() {
-                        Some(parent) => {
-                            for _ in 0..20 {
-                                std::thread::yield_now();
-                            }
-                            if parent.state() == TaskState::Dead {
+                        Some(_) => {
+                            // Held until the task's `exit` (and so its `free`) has
+                            // returned, bounded: a `free` that waited for this call
+                            // would never return. Each thread's first fork is in flight
+                            // across that `free`, when no fork has completed yet.
+                            let before = e.load(Ordering::SeqCst);
+                            f.lock().unwrap().push(serial);
+                            if !before && eventually(2, || e.load(Ordering::SeqCst)) {
                                 d.fetch_add(1, Ordering::SeqCst);
                             }
-                            f.lock().unwrap().push(serial);
                         }
                         None => r.lock().unwrap().push(serial),
                     }
@@ -1332,6 +1339,7 @@ fn forks_racing_their_parents_free_each_get_their_free_once() {
                 std::thread::yield_now();
             }
             tasks.exit(parent.pid(), 0).unwrap();
+            exited.store(true, Ordering::SeqCst);
             for child in forkers.into_iter().flat_map(|f| f.join().unwrap()) {
                 // Init's child by now: freed at its exit.
                 tasks.exit(child.pid(), 0).unwrap();
@@ -1348,7 +1356,10 @@ fn forks_racing_their_parents_free_each_get_their_free_once() {
             );
             raced += freed_during.load(Ordering::SeqCst);
         }
-        assert!(raced > 0, "premise: no fork's call saw its parent freed");
+        assert!(
+            raced > 0,
+            "premise: no fork's call outlasted its parent's free"
+        );
         raced
     });
 }
