@@ -1363,3 +1363,72 @@ fn forks_racing_their_parents_free_each_get_their_free_once() {
         raced
     });
 }
+
+/// A refused fork gives back the children it counted as owed to each `fork | free`
+/// watcher even if one of those give-backs drops a closure whose `Drop` panics: the
+/// task was freed while the fork was in flight, so giving back the last owed child shuts
+/// each watcher and drops its closure, and a panic there must not leave the others owed
+/// a child that never was (attached, their closures kept, for ever). The panic continues
+/// afterwards, as at a task's `free`.
+#[test]
+fn a_panicking_closure_drop_when_a_refused_fork_gives_back_its_child_leaks_no_other_watcher() {
+    within(30, || {
+        let tasks = Arc::new(TaskTable::with_table(empty_table()));
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let (inside, on_inside) = mpsc::channel();
+        let (go, on_go) = mpsc::channel::<()>();
+        let (on_go, inside) = (Mutex::new(on_go), Mutex::new(inside));
+        let bad = PanicsOnDrop;
+        // First in the list: waits inside the fork until the task has been freed.
+        let waiter = parent.watch(EventSet::FORK | EventSet::FREE, move |event| {
+            let _bad = &bad;
+            if event.kind() == EventKind::Fork {
+                inside.lock().unwrap().send(()).unwrap();
+                let _ = on_go.lock().unwrap().recv_timeout(Duration::from_secs(10));
+            }
+            Ok::<(), String>(())
+        });
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Drops(drops.clone());
+        // Held, not kept: nothing else would drop its closure.
+        let other = parent.watch(EventSet::FORK | EventSet::FREE, move |_| {
+            let _owned = &owned;
+            Ok::<(), String>(())
+        });
+        // Of `free` too, so that the task's `free` leaves it to the fork in flight.
+        let refuser = parent.watch(EventSet::FORK | EventSet::FREE, |event| {
+            match event.kind() {
+                EventKind::Fork => Err("refused"),
+                _ => Ok(()),
+            }
+        });
+        let forker = {
+            let (tasks, pid) = (tasks.clone(), parent.pid());
+            std::thread::spawn(move || tasks.fork(pid, CloneFlags::empty()).is_ok())
+        };
+        on_inside.recv().unwrap();
+        // The parent is a child of init: its exit frees it at once.
+        let exiter = {
+            let (tasks, pid) = (tasks.clone(), parent.pid());
+            std::thread::spawn(move || tasks.exit(pid, 0).unwrap())
+        };
+        assert!(
+            eventually(10, || !waiter.is_attached() || exiter.is_finished()),
+            "the parent's free never got to its per-task watchers"
+        );
+        waiter.keep();
+        go.send(()).unwrap();
+        let forked = forker.join();
+        exiter.join().unwrap();
+        assert!(forked.is_err(), "the Drop's panic continues: {forked:?}");
+        assert!(
+            !other.is_attached() && !refuser.is_attached(),
+            "the task is freed and no child is owed: shut"
+        );
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "the other closure is dropped at once, not with its handle"
+        );
+    });
+}
