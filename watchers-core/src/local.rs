@@ -251,27 +251,16 @@ impl LocalWatchers {
         };
         let parents = forked_by.iter().map(|watcher| (watcher, true));
         let own = list.iter().map(|watcher| (watcher, false));
-        let mut panic = None;
-        for (watcher, parents) in parents.chain(own) {
-            let closed = catch_unwind(AssertUnwindSafe(|| {
-                if parents {
-                    watcher.child_freed();
-                } else if watcher.pairs_fork_with_free() {
-                    watcher.owner_freed();
-                } else {
-                    // A wait that would never end is given up; the last call drops it.
-                    let _ = inflight::shut(&watcher.gate);
-                }
-            }));
-            if let Err(payload) = closed {
-                panic.get_or_insert(payload);
+        each_despite_panics(parents.chain(own), |(watcher, parents)| {
+            if parents {
+                watcher.child_freed();
+            } else if watcher.pairs_fork_with_free() {
+                watcher.owner_freed();
+            } else {
+                // A wait that would never end is given up; the last call drops it.
+                let _ = inflight::shut(&watcher.gate);
             }
-        }
-        if let Some(payload) = panic
-            && !std::thread::panicking()
-        {
-            resume_unwind(payload);
-        }
+        });
     }
 
     /// Records that the task's `fork` was dispatched with the runtime snapshot `epoch`.
@@ -370,7 +359,7 @@ impl Reached<'_> {
                 let was = shared.reach.fetch_or(FORKED_BY, Ordering::Release);
                 reach_changed(was, was | FORKED_BY);
             }
-            Err(seen) => seen.iter().for_each(|watcher| watcher.child_freed()),
+            Err(seen) => each_despite_panics(seen.iter(), |watcher| watcher.child_freed()),
         }
     }
 }
@@ -382,11 +371,28 @@ impl Drop for Reached<'_> {
         if self.owing.is_empty() {
             return;
         }
-        for (watcher, &owed) in self.attached().iter().zip(&self.owing) {
-            if owed {
-                watcher.child_freed();
-            }
+        // Each is given back even if one's closure, dropped as it shuts, panics.
+        let owed = self.attached().iter().zip(&self.owing);
+        each_despite_panics(owed.filter(|&(_, &owed)| owed), |(watcher, _)| {
+            watcher.child_freed();
+        });
+    }
+}
+
+/// Runs `f` on every item even if it panics on some (a closure's or a value's `Drop`),
+/// so that none is left attached or owed; then the first panic continues, unless the
+/// thread already unwinds.
+fn each_despite_panics<T>(items: impl IntoIterator<Item = T>, mut f: impl FnMut(T)) {
+    let mut panic = None;
+    for item in items {
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| f(item))) {
+            panic.get_or_insert(payload);
         }
+    }
+    if let Some(payload) = panic
+        && !std::thread::panicking()
+    {
+        resume_unwind(payload);
     }
 }
 
