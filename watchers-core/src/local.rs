@@ -453,7 +453,9 @@ impl Task {
     /// (unless its handle is dropped) until the task and each child whose `fork` it saw
     /// have been freed, and is dropped by the last of those frees. On a task whose `free`
     /// has begun ([`TaskState::Dead`]) nothing is attached: the closure is dropped before
-    /// `watch` returns, and [`TaskWatch::is_attached`] is false.
+    /// `watch` returns, and [`TaskWatch::is_attached`] is false. The same holds for an
+    /// empty `events`, which no event could reach (attached, it would keep every table's
+    /// dispatch off its fast path for nothing).
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};
@@ -493,12 +495,12 @@ impl Task {
         fence(Ordering::SeqCst);
         let attached = {
             let mut list = shared.lock();
-            let freed = self.state() == TaskState::Dead;
-            if !freed {
+            let attach = !events.is_empty() && self.state() != TaskState::Dead;
+            if attach {
                 list.push(watcher.clone());
                 shared.publish(&list);
             }
-            !freed
+            attach
         };
         if !attached {
             // Nothing will ever call it: it is dropped now, and the handle says so.

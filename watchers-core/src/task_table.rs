@@ -1456,6 +1456,9 @@ mod tests {
         let before = routing::reachable();
         let tasks = TaskTable::with_table(WatcherTable::from_watchers([]).unwrap());
         let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let nothing = parent.watch(EventSet::EMPTY, |_| Ok::<(), String>(()));
+        assert!(!nothing.is_attached(), "no event could reach it");
+        assert_eq!(routing::reachable(), before, "a watcher of no event");
         parent
             .watch(EventSet::FORK | EventSet::FREE, |_| Ok::<(), String>(()))
             .keep();

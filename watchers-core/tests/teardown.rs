@@ -229,6 +229,33 @@ impl Drop for DropSite {
 /// is not attached at all and `watch` drops it. A watch that found the task alive used
 /// to be able to publish its watcher just after the `free`'s dispatch had read the
 /// task's watchers: attached, never given its `free`, and dropped by the free.
+/// A closure for no event could never be called either: it is dropped at once, and no
+/// event of the task goes looking for it.
+#[test]
+fn watching_no_event_drops_the_closure_at_once() {
+    within(30, || {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let table = WatcherTable::from_watchers([]).unwrap().leak();
+        let tasks = TaskTable::with_table(table);
+        let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let owned = Drops(drops.clone());
+        let counted = calls.clone();
+        let watch = shell.watch(EventSet::EMPTY, move |_| {
+            let _owned = &owned;
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok::<(), String>(())
+        });
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped inside `watch`");
+        assert!(!watch.is_attached());
+        tasks.exec(shell.pid(), "/bin/true").unwrap();
+        tasks.exit(shell.pid(), 0).unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+        drop(watch);
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped once");
+    });
+}
+
 #[test]
 fn a_watch_racing_the_tasks_free_gets_that_free_or_is_not_attached() {
     within(240, || {
