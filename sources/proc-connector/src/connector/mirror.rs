@@ -1032,6 +1032,40 @@ mod tests {
         assert_replaced_once(&m, &log, p);
     }
 
+    /// The leader's exit arrives while its threads live (a main thread that called
+    /// `pthread_exit`); a thread of the group then creates a thread, and another
+    /// creates a process: both fork events name the group's id (the new thread's
+    /// group, the new process's parent). Neither proves the threads gone: they stay
+    /// mirrored, with no `exit`, and the new thread joins them.
+    #[test]
+    fn a_fork_in_a_group_whose_leader_exited_keeps_its_threads() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let (p, t, t2, c) = (BASE + 30, BASE + 31, BASE + 32, BASE + 33);
+        m.apply(&message(fork(1, p, p), 100), &mut sink);
+        m.apply(&message(fork(p, t, p), 101), &mut sink);
+        m.apply(&message(exit(p, p, 0), 102), &mut sink);
+        // The kernel's fork event of a thread names its group's parent; the mirror
+        // reads the group's id from the child.
+        m.apply(&message(fork(1, t2, p), 103), &mut sink);
+        m.apply(&message(fork(p, c, c), 104), &mut sink);
+        assert_eq!(kinds(&log, t), [EventKind::Fork], "t still runs");
+        let thread = m.tasks.get(Pid(t as u32)).expect("t still mirrored");
+        assert_eq!(thread.state(), TaskState::Running);
+        let new = m.tasks.get(Pid(t2 as u32)).expect("t2 mirrored");
+        assert_eq!(new.tgid().get(), p as u32);
+        let leader = m.tasks.get(Pid(p as u32)).expect("the leader is kept");
+        assert_eq!(leader.state(), TaskState::Zombie);
+        // The last thread's exit frees the leader, once.
+        m.apply(&message(exit(t, p, 0), 105), &mut sink);
+        m.apply(&message(exit(t2, p, 0), 106), &mut sink);
+        assert_eq!(
+            kinds(&log, p),
+            [EventKind::Fork, EventKind::Exit, EventKind::Free]
+        );
+        assert!(m.tasks.get(Pid(p as u32)).is_none());
+    }
+
     #[test]
     fn failing_and_panicking_watchers_are_reported_not_obeyed() {
         let (mut m, _, table) = setup();
