@@ -648,7 +648,15 @@ impl Mirror {
         } else {
             pid_of(parent_tgid).unwrap_or(1)
         };
-        let source = self.ensure(source_pid, ts, sink).map(|(task, _)| task);
+        // A leader kept as a zombie still leads its live threads, and a fork names its
+        // group's id (a new thread's group, a new process's parent): that is no sign
+        // that the pid was taken over, as any other event naming it is (see `ensure`).
+        let source = match self.tasks.get(Pid(source_pid)) {
+            Some(leader) if leader.state() == TaskState::Zombie && !leader.is_thread() => {
+                Some(leader)
+            }
+            _ => self.ensure(source_pid, ts, sink).map(|(task, _)| task),
+        };
         let source = source.unwrap_or_else(|| Arc::clone(self.tasks.init()));
         let info = ProcTask {
             pid: child,
