@@ -1086,13 +1086,14 @@ impl Drop for Embryo<'_> {
             task.set_state(TaskState::Dead);
             // As in `free_claimed`; this may run while a fork watcher's panic unwinds.
             let values = catch_unwind(AssertUnwindSafe(|| task.slots.clear()));
-            task.local.clear();
+            // A closure's `Drop` that panics must not cost the leader its `free`.
+            let watchers = catch_unwind(AssertUnwindSafe(|| task.local.clear()));
             // A thread whose fork failed may have been the last to hold its reaped
             // leader back.
             if let Some(leader) = owed {
                 self.table.free_handed_over(leader);
             }
-            if let Err(payload) = values
+            if let Err(payload) = values.and(watchers)
                 && !std::thread::panicking()
             {
                 resume_unwind(payload);
