@@ -1,12 +1,13 @@
 //! Edges of thread groups in the task model found in review: a leader's delayed `free`
 //! survives panics in the teardown of the thread that held it back last.
 
+use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Mutex, OnceLock};
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, Pid, TaskState, TaskTable, Watcher, WatcherResult,
-    WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, Recorded, TaskState, TaskTable,
+    Watcher, WatcherResult, WatcherTable,
 };
 
 /// Every `free` sent, by task serial (never reused, so concurrent tests do not mix).
@@ -80,4 +81,212 @@ fn a_panicking_per_task_watcher_of_a_refused_thread_still_frees_its_leader() {
     assert_eq!(frees_of(leader.serial()), 1);
     assert!(tasks.get(leader.pid()).is_none(), "its pid is free");
     assert_eq!(tasks.len(), 1);
+}
+
+/// The table of the random test, for its watchers to re-enter.
+static RANDOM: OnceLock<TaskTable> = OnceLock::new();
+
+/// The random test's watcher: by the name of the task (or of the parent, at a fork),
+/// refuses a fork ("refuser"), panics in one ("panicker"), panics in a `free`
+/// ("panicfree"), or re-enters the table from a thread's `free` ("reenter": exits its
+/// group's leader, forks a thread of it).
+fn misbehave(event: &Event<'_>) -> WatcherResult {
+    let tasks = RANDOM.get().ok_or("no table")?;
+    match event.kind() {
+        EventKind::Fork => match event.parent().map(|p| p.comm()).as_deref() {
+            Some("refuser") => return Err("refused".into()),
+            Some("panicker") => panic!("a fork watcher panics"),
+            _ => {}
+        },
+        EventKind::Free => match event.task().comm().as_str() {
+            "panicfree" => panic!("a free watcher panics"),
+            "reenter" if event.task().is_thread() => {
+                let tgid = event.task().tgid();
+                let _ = tasks.fork(tgid, CloneFlags::THREAD);
+                let _ = tasks.exit(tgid, 0);
+            }
+            _ => {}
+        },
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Thousands of random operations over few pids — forks of processes and threads (some
+/// refused, some panicking), adoptions of threads whose leader may be absent, exits,
+/// unreaped exits and sources' frees, waits, reaps by pid, aborted forks, recorded and
+/// checked `setsid`s, re-entrant and panicking `free` watchers: every checked `setsid`
+/// succeeds exactly when no task has a process group with the thread group's id (a
+/// search of every task), no task is freed twice, and at the end every task is freed
+/// once and the table holds only init.
+#[test]
+fn the_process_group_index_agrees_with_a_search_after_random_misbehaviour() {
+    let table = WatcherTable::from_watchers([
+        Watcher::new("frees", EventSet::ALL, record_free),
+        Watcher::new("misbehave", EventSet::ALL, misbehave),
+    ])
+    .unwrap();
+    let tasks = RANDOM.get_or_init(|| TaskTable::with_pid_max(table, 24));
+    let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    const NAMES: [&str; 6] = ["a", "refuser", "panicker", "panicfree", "reenter", "b"];
+    let mut seen: Vec<std::sync::Arc<watchers_core::Task>> = Vec::new();
+    let (mut started, mut refused, mut delayed) = (0, 0, 0);
+    for step in 0..20_000 {
+        let pid = Pid(1 + next(24) as u32);
+        let task = tasks.get(pid);
+        let op = next(16);
+        let _ = catch_unwind(AssertUnwindSafe(|| match op {
+            0..=2 => {
+                let flags = match next(3) {
+                    0 => CloneFlags::THREAD,
+                    1 => CloneFlags::PARENT,
+                    _ => CloneFlags::empty(),
+                };
+                tasks.fork(pid, flags).ok()
+            }
+            3 => {
+                let _ = tasks.exit(pid, 0);
+                None
+            }
+            4 => {
+                let _ = tasks.exit_unreaped(pid, ExitStatus::exited(0));
+                None
+            }
+            5 => {
+                let _ = task.map(|t| tasks.free(&t));
+                None
+            }
+            6 => {
+                let _ = tasks.wait(pid);
+                None
+            }
+            7 => {
+                let _ = task.map(|t| tasks.reap(t.parent(), t.pid()));
+                None
+            }
+            8 => {
+                let _ = task.map(|t| tasks.abort_fork(&t));
+                None
+            }
+            9 => {
+                let _ = task.map(|t| tasks.record(&t, Recorded::Setsid));
+                None
+            }
+            10 => {
+                let name = NAMES[next(NAMES.len() as u64) as usize];
+                let _ = tasks.set_comm(pid, name);
+                None
+            }
+            11 => {
+                let flags = if next(2) == 0 {
+                    CloneFlags::THREAD
+                } else {
+                    CloneFlags::empty()
+                };
+                let parent = task.unwrap_or_else(|| tasks.init().clone());
+                tasks
+                    .adopt_running(&parent, flags, "adopted")
+                    .ok()
+                    .map(|(t, _)| t)
+            }
+            12 => {
+                // A thread of a group whose leader may be absent, in any process group.
+                let child = Pid(2 + next(23) as u32);
+                let tgid = Pid(2 + next(23) as u32);
+                let group = Pid(1 + next(24) as u32);
+                tasks
+                    .adopt(
+                        watchers_core::TaskInit {
+                            pid: child,
+                            tgid,
+                            parent: pid,
+                            sid: group,
+                            pgid: group,
+                            uids: watchers_core::Ids::all(0),
+                            gids: watchers_core::Ids::all(0),
+                            comm: "stray".to_owned(),
+                        },
+                        CloneFlags::THREAD,
+                    )
+                    .ok()
+            }
+            _ => None,
+        }))
+        .map(|added| {
+            if let Some(task) = added {
+                seen.push(task);
+            }
+        });
+        // `setsid` out of `catch_unwind`: its `sid` event panics nowhere, and a failed
+        // check must fail the test.
+        if op >= 13
+            && let Some(task) = tasks.get(pid).filter(|t| t.state() == TaskState::Running)
+        {
+            let tgid = task.tgid();
+            let taken = tgid == Pid::INIT || tasks.tasks().iter().any(|t| t.pgid() == tgid);
+            match tasks.setsid(pid) {
+                Ok(_) => {
+                    assert!(!taken, "step {step}: {task:?} started a taken group");
+                    started += 1;
+                }
+                Err(watchers_core::TaskError::GroupLeader(_)) => {
+                    assert!(taken, "step {step}: {task:?} refused, no group {tgid:?}");
+                    refused += 1;
+                }
+                Err(error) => panic!("step {step}: {error}"),
+            }
+        }
+        // The premise: leaders held back by their threads happen often.
+        let now = tasks.tasks();
+        if now.iter().any(|leader| {
+            leader.state() == TaskState::Zombie
+                && !leader.is_thread()
+                && now
+                    .iter()
+                    .any(|t| t.is_thread() && t.tgid() == leader.pid())
+        }) {
+            delayed += 1;
+        }
+        if step % 1_000 == 0 {
+            let frees = FREES.lock().unwrap_or_else(|e| e.into_inner());
+            let mut counts: HashMap<u64, usize> = HashMap::new();
+            for &serial in frees.iter() {
+                *counts.entry(serial).or_default() += 1;
+            }
+            for task in &seen {
+                let n = counts.get(&task.serial()).copied().unwrap_or(0);
+                assert!(n <= 1, "step {step}: {task:?} freed {n} times");
+            }
+        }
+    }
+    // Everything ends: exits, then frees of every zombie, until only init is left.
+    for _ in 0..100 {
+        for task in tasks.tasks() {
+            let _ = catch_unwind(AssertUnwindSafe(|| {
+                let _ = tasks.set_comm(task.pid(), "a");
+                let _ = tasks.exit(task.pid(), 0);
+                let _ = tasks.free(&task);
+            }));
+        }
+        if tasks.len() == 1 {
+            break;
+        }
+    }
+    assert_eq!(tasks.len(), 1, "left: {:?}", tasks.tasks());
+    for task in &seen {
+        assert_eq!(task.state(), TaskState::Dead, "{task:?}");
+        assert_eq!(frees_of(task.serial()), 1, "{task:?}");
+    }
+    assert!(seen.len() > 1_000, "{} tasks", seen.len());
+    assert!(delayed > 1_000, "a leader held back at {delayed} steps");
+    assert!(
+        started > 100 && refused > 100,
+        "{started} started, {refused} refused"
+    );
 }
