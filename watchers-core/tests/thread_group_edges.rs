@@ -13,12 +13,19 @@ use watchers_core::{
 /// Every `free` sent, by task serial (never reused, so concurrent tests do not mix).
 static FREES: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
+/// The thread that sent each `free`, by task serial.
+static FREED_ON: Mutex<Vec<(u64, std::thread::ThreadId)>> = Mutex::new(Vec::new());
+
 fn record_free(event: &Event<'_>) -> WatcherResult {
     if event.kind() == EventKind::Free {
         FREES
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(event.task().serial());
+        FREED_ON
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((event.task().serial(), std::thread::current().id()));
     }
     Ok(())
 }
@@ -289,4 +296,61 @@ fn the_process_group_index_agrees_with_a_search_after_random_misbehaviour() {
         started > 100 && refused > 100,
         "{started} started, {refused} refused"
     );
+}
+
+/// A parent reaps its leader child by pid on one thread while the leader's last thread
+/// exits on another: whichever comes first, the leader is freed once, and only after
+/// its thread. Both orders are seen (the premise), many times each.
+#[test]
+fn a_leaders_reap_racing_its_last_threads_exit_frees_it_once() {
+    let table =
+        WatcherTable::from_watchers([Watcher::new("frees", EventSet::ALL, record_free)]).unwrap();
+    let tasks = TaskTable::with_table(table);
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let (mut deferred, mut direct) = (0, 0);
+    for round in 0..100_000 {
+        if deferred >= 20 && direct >= 20 {
+            break;
+        }
+        let leader = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+        let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
+        tasks.exit(leader.pid(), 3).unwrap();
+        let barrier = std::sync::Barrier::new(2);
+        let reaped = std::thread::scope(|scope| {
+            let reaper = scope.spawn(|| {
+                barrier.wait();
+                (
+                    tasks.reap(parent.pid(), leader.pid()),
+                    std::thread::current().id(),
+                )
+            });
+            barrier.wait();
+            tasks.exit(thread.pid(), 0).unwrap();
+            reaper.join().unwrap()
+        });
+        let (status, reaper) = reaped;
+        // Sent by the reaper if the thread was gone when it claimed the leader.
+        let freed_by_reap = FREED_ON
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .any(|&(serial, on)| serial == leader.serial() && on == reaper);
+        assert_eq!(status.unwrap(), ExitStatus::exited(3), "round {round}");
+        if freed_by_reap {
+            direct += 1;
+        } else {
+            deferred += 1;
+        }
+        assert_eq!(leader.state(), TaskState::Dead, "round {round}");
+        assert_eq!(frees_of(leader.serial()), 1, "round {round}");
+        assert_eq!(frees_of(thread.serial()), 1, "round {round}");
+        let frees = FREES.lock().unwrap_or_else(|e| e.into_inner());
+        let at = |serial| frees.iter().position(|&s| s == serial);
+        assert!(at(thread.serial()) < at(leader.serial()), "round {round}");
+    }
+    assert!(
+        deferred >= 20 && direct >= 20,
+        "{deferred} reaps left the free to the thread, {direct} freed it"
+    );
+    assert_eq!(tasks.len(), 2);
 }
