@@ -1362,6 +1362,41 @@ mod tests {
         assert!(started > 1 && started <= monotonic_ns());
     }
 
+    /// The mirror applied a leader's exit but lost its thread's; the leader's pid is
+    /// reused by a live process before a resync: the resync ends the thread, which
+    /// frees the kept leader, and mirrors the process that has the pid now.
+    #[test]
+    fn a_resync_mirrors_the_process_that_reused_a_kept_leaders_pid() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let mut child = sleeper();
+        let pid = child.id() as i32;
+        let thread = BASE + 40;
+        m.apply(&message(fork(1, pid, pid), 1), &mut sink);
+        m.apply(&message(fork(pid, thread, pid), 2), &mut sink);
+        m.apply(&message(exit(pid, pid, 0), 3), &mut sink);
+        resync(&mut m);
+        let mirrored = m.tasks.get(Pid(pid as u32));
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            kinds(&log, thread),
+            [EventKind::Fork, EventKind::Exit, EventKind::Free]
+        );
+        assert_eq!(
+            kinds(&log, pid),
+            [
+                EventKind::Fork,
+                EventKind::Exit,
+                EventKind::Free,
+                EventKind::Fork
+            ],
+            "the old leader left and the live process came"
+        );
+        let mirrored = mirrored.expect("the live process is mirrored");
+        assert_eq!(mirrored.state(), TaskState::Running);
+    }
+
     #[test]
     fn a_late_event_is_not_pinned_on_a_newer_task_that_has_its_pid() {
         // An event about a task the mirror lacks (its fork was lost) is adopted from
