@@ -472,8 +472,11 @@ impl Mirror {
             }
             match live.get(&pid) {
                 None => vanished.push(pid),
-                Some(info) if !self.same_task(&task, info) => {
+                // A leader kept as a zombie for its threads is no live task: the pid is
+                // another's now, and the threads' exits were lost (as at a fork).
+                Some(info) if kept_leader(&task) || !self.same_task(&task, info) => {
                     self.counters.stale.fetch_add(1, Ordering::Relaxed);
+                    self.remove_threads(pid, UNKNOWN_STATUS, sink);
                     if self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
                         removed += 1;
                     }
@@ -652,9 +655,7 @@ impl Mirror {
         // group's id (a new thread's group, a new process's parent): that is no sign
         // that the pid was taken over, as any other event naming it is (see `ensure`).
         let source = match self.tasks.get(Pid(source_pid)) {
-            Some(leader) if leader.state() == TaskState::Zombie && !leader.is_thread() => {
-                Some(leader)
-            }
+            Some(leader) if kept_leader(&leader) => Some(leader),
             _ => self.ensure(source_pid, ts, sink).map(|(task, _)| task),
         };
         let source = source.unwrap_or_else(|| Arc::clone(self.tasks.init()));
@@ -767,6 +768,12 @@ impl Mirror {
         // end it account for.
         let _ = result;
     }
+}
+
+/// Whether a mirrored task is a group leader whose exit was applied, kept (a zombie
+/// holding its pid) while threads of its group are mirrored.
+fn kept_leader(task: &Task) -> bool {
+    task.state() == TaskState::Zombie && !task.is_thread()
 }
 
 /// A raw command line as one string: arguments separated by spaces, invalid UTF-8
