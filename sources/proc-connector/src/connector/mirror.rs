@@ -1081,6 +1081,25 @@ mod tests {
         assert!(m.tasks.get(Pid(p as u32)).is_none());
     }
 
+    /// A leader's exit arrives while its thread is mirrored, then a second exit of the
+    /// same pid (a thread that exec'd took the pid over, the kernel's `de_thread`, and
+    /// its exec event was lost): the thread is gone, and the kept leader with it.
+    #[test]
+    fn a_second_exit_of_a_kept_leaders_pid_ends_its_threads() {
+        let (mut m, log, _) = setup();
+        let mut sink = |_| {};
+        let (p, t) = (BASE + 50, BASE + 51);
+        m.apply(&message(fork(1, p, p), 100), &mut sink);
+        m.apply(&message(fork(p, t, p), 101), &mut sink);
+        m.apply(&message(exit(p, p, 0), 102), &mut sink);
+        m.apply(&message(exit(p, p, 0), 200), &mut sink);
+        assert_eq!(
+            kinds(&log, t),
+            [EventKind::Fork, EventKind::Exit, EventKind::Free]
+        );
+        assert!(m.tasks.get(Pid(p as u32)).is_none(), "the leader is freed");
+    }
+
     #[test]
     fn failing_and_panicking_watchers_are_reported_not_obeyed() {
         let (mut m, _, table) = setup();
