@@ -549,6 +549,14 @@ impl Mirror {
                 ..
             } => match pid_of(pid) {
                 Some(pid) => {
+                    // A leader exits once: a later exit of the pid of a leader kept for
+                    // its threads is another task's (a thread that took the pid over at
+                    // an exec, or a reuse, whose events were lost), so those threads
+                    // are gone, and the leader with them.
+                    let earlier = self.tombstones.get(&pid).is_some_and(|&exit| exit < ts);
+                    if earlier && self.tasks.get(Pid(pid)).is_some_and(|t| kept_leader(&t)) {
+                        self.remove_threads(pid, UNKNOWN_STATUS, sink);
+                    }
                     self.bury(pid, ts);
                     // An exit from before the mirrored task started is about an older
                     // task that had the pid (a resync found this one first).
