@@ -889,6 +889,15 @@ mod tests {
             .collect()
     }
 
+    /// A process `p` forks a thread `t` at `ts`, then exits: the mirror keeps it, a
+    /// zombie holding its pid, for its thread.
+    fn keep_leader(m: &mut Mirror, p: i32, t: i32, ts: u64) {
+        let mut sink = |_| {};
+        m.apply(&message(fork(1, p, p), ts), &mut sink);
+        m.apply(&message(fork(p, t, p), ts + 1), &mut sink);
+        m.apply(&message(exit(p, p, 0), ts + 2), &mut sink);
+    }
+
     /// The task that had `pid` got its exit and `free` when a newer fork reused the pid,
     /// the one stale task the mirror found.
     fn assert_replaced_once(m: &Mirror, log: &Log, pid: i32) {
@@ -1034,9 +1043,7 @@ mod tests {
         let (mut m, log, _) = setup();
         let mut sink = |_| {};
         let (p, t) = (BASE + 20, BASE + 21);
-        m.apply(&message(fork(1, p, p), 100), &mut sink);
-        m.apply(&message(fork(p, t, p), 101), &mut sink);
-        m.apply(&message(exit(p, p, 0), 102), &mut sink);
+        keep_leader(&mut m, p, t, 100);
         let leader = m.tasks.get(Pid(p as u32)).expect("kept for its thread");
         assert_eq!(leader.state(), TaskState::Zombie);
         let reused = m.apply(&message(fork(1, p, p), 200), &mut sink);
@@ -1065,9 +1072,7 @@ mod tests {
         let (mut m, log, _) = setup();
         let mut sink = |_| {};
         let (p, t, t2, c) = (BASE + 30, BASE + 31, BASE + 32, BASE + 33);
-        m.apply(&message(fork(1, p, p), 100), &mut sink);
-        m.apply(&message(fork(p, t, p), 101), &mut sink);
-        m.apply(&message(exit(p, p, 0), 102), &mut sink);
+        keep_leader(&mut m, p, t, 100);
         // The kernel's fork event of a thread names its group's parent; the mirror
         // reads the group's id from the child.
         m.apply(&message(fork(1, t2, p), 103), &mut sink);
@@ -1097,9 +1102,7 @@ mod tests {
         let (mut m, log, _) = setup();
         let mut sink = |_| {};
         let (p, t) = (BASE + 50, BASE + 51);
-        m.apply(&message(fork(1, p, p), 100), &mut sink);
-        m.apply(&message(fork(p, t, p), 101), &mut sink);
-        m.apply(&message(exit(p, p, 0), 102), &mut sink);
+        keep_leader(&mut m, p, t, 100);
         m.apply(&message(exit(p, p, 0), 200), &mut sink);
         assert_eq!(
             kinds(&log, t),
@@ -1402,13 +1405,10 @@ mod tests {
     #[test]
     fn a_resync_mirrors_the_process_that_reused_a_kept_leaders_pid() {
         let (mut m, log, _) = setup();
-        let mut sink = |_| {};
         let mut child = sleeper();
         let pid = child.id() as i32;
         let thread = BASE + 40;
-        m.apply(&message(fork(1, pid, pid), 1), &mut sink);
-        m.apply(&message(fork(pid, thread, pid), 2), &mut sink);
-        m.apply(&message(exit(pid, pid, 0), 3), &mut sink);
+        keep_leader(&mut m, pid, thread, 1);
         resync(&mut m);
         let mirrored = m.tasks.get(Pid(pid as u32));
         let _ = child.kill();
@@ -1417,16 +1417,7 @@ mod tests {
             kinds(&log, thread),
             [EventKind::Fork, EventKind::Exit, EventKind::Free]
         );
-        assert_eq!(
-            kinds(&log, pid),
-            [
-                EventKind::Fork,
-                EventKind::Exit,
-                EventKind::Free,
-                EventKind::Fork
-            ],
-            "the old leader left and the live process came"
-        );
+        assert_replaced_once(&m, &log, pid);
         let mirrored = mirrored.expect("the live process is mirrored");
         assert_eq!(mirrored.state(), TaskState::Running);
     }
