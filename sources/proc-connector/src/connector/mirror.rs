@@ -508,7 +508,12 @@ impl Mirror {
                 .origin
                 .get(&pid)
                 .is_some_and(|&origin| origin > plan.origin_ns);
-            if !newer && self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
+            // `/proc` shows a leader that exited before its threads as a zombie, so the
+            // scan misses it; while threads of its group are still mirrored (they were
+            // live, the scan's threads go first) it stays, and is not counted removed.
+            let kept = self.threads.contains_key(&pid)
+                && self.tasks.get(Pid(pid)).is_some_and(|t| kept_leader(&t));
+            if !newer && !kept && self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
                 removed += 1;
             }
         }
@@ -1301,6 +1306,103 @@ mod tests {
             assert!(m.origin.is_empty(), "seed {seed}: origins {:?}", m.origin);
             assert!(m.threads.is_empty(), "seed {seed}: threads {:?}", m.threads);
         }
+    }
+
+    /// A real process whose leader called `pthread_exit` while a thread of it runs:
+    /// `/proc` shows the leader as a zombie, the thread as live. Killed and reaped on drop.
+    struct ExitedLeader {
+        pid: libc::pid_t,
+        tid: u32,
+    }
+
+    impl ExitedLeader {
+        fn start() -> Self {
+            extern "C" fn park(_: *mut libc::c_void) -> *mut libc::c_void {
+                loop {
+                    // SAFETY: `pause` has no preconditions.
+                    unsafe { libc::pause() };
+                }
+            }
+            // SAFETY: the child only calls `pthread_create`, `_exit` and `exit`
+            // before it is killed; it touches nothing the parent's other threads hold.
+            let pid = unsafe { libc::fork() };
+            assert!(pid >= 0, "fork failed");
+            if pid == 0 {
+                let mut thread: libc::pthread_t = 0;
+                // SAFETY: `park` never returns and takes no argument; `thread` is valid.
+                let made = unsafe {
+                    libc::pthread_create(&mut thread, std::ptr::null(), park, std::ptr::null_mut())
+                };
+                if made != 0 {
+                    // SAFETY: ends the child without running the parent's destructors.
+                    unsafe { libc::_exit(1) };
+                }
+                // The leader's thread ends (the raw `exit`, not `pthread_exit`, whose
+                // unwinding would cross Rust frames); the process lives on in `thread`.
+                // SAFETY: nothing after this runs on this thread; `_exit` above; `SYS_exit` does not return, this is a guard.
+                unsafe {
+                    libc::syscall(libc::SYS_exit, 0);
+                    libc::_exit(1)
+                }
+            }
+            let deadline = Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let leader = procfs::task(pid as u32);
+                let thread = std::fs::read_dir(format!("/proc/{pid}/task"))
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                    .find(|&tid| tid != pid as u32);
+                if let (Some(leader), Some(tid)) = (leader, thread)
+                    && leader.gone
+                {
+                    return ExitedLeader { pid, tid };
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the child's leader did not exit: {:?} {:?}",
+                    std::fs::read_to_string(format!("/proc/{pid}/stat")),
+                    std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d
+                        .filter_map(|e| e.ok())
+                        .map(|e| e.file_name())
+                        .collect::<Vec<_>>())
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+
+    impl Drop for ExitedLeader {
+        fn drop(&mut self) {
+            // SAFETY: `pid` is our child, not yet reaped.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+    }
+
+    /// A leader kept (a zombie in the mirror and in `/proc`) for a thread that `/proc`
+    /// shows live survives a resync, which does not count it removed.
+    #[test]
+    fn a_resync_keeps_a_leader_whose_threads_live_and_counts_it_not_removed() {
+        let (mut m, log, _) = setup();
+        let child = ExitedLeader::start();
+        let (p, t) = (child.pid, child.tid as i32);
+        let now = monotonic_ns();
+        let mut sink = |_| {};
+        m.apply(&message(fork(1, p, p), now), &mut sink);
+        m.apply(&message(fork(p, t, p), now + 1), &mut sink);
+        m.apply(&message(exit(p, p, 0), now + 2), &mut sink);
+        for round in 0..2 {
+            let resync = resync(&mut m);
+            assert_eq!(resync.removed, 0, "round {round}: {resync:?}");
+            let leader = m.tasks.get(Pid(p as u32)).expect("the leader is kept");
+            assert_eq!(leader.state(), TaskState::Zombie);
+            assert!(m.tasks.get(Pid(t as u32)).is_some(), "the thread runs");
+        }
+        assert_eq!(kinds(&log, t), [EventKind::Fork]);
+        assert_eq!(kinds(&log, p), [EventKind::Fork, EventKind::Exit]);
     }
 
     fn resync(m: &mut Mirror) -> Resync {
