@@ -168,8 +168,8 @@ fn clone_parent_from_init_never_shows_pid_zero() {
     assert_eq!(tasks.len(), 1);
 }
 
-/// A thread group keeps its id while any of its threads runs: a task forked later never
-/// gets the id of a group it does not belong to.
+/// A thread group whose leader is in the table keeps its id while any of its threads
+/// runs: a task forked later never gets the id of a group it does not belong to.
 #[test]
 fn a_reused_leader_pid_does_not_join_a_running_thread_group() {
     // Pids 2 and 3 only.
@@ -185,6 +185,35 @@ fn a_reused_leader_pid_does_not_join_a_running_thread_group() {
             "{new:?} has the thread group id of {thread:?}, whose leader {leader:?} is freed"
         );
     }
+}
+
+/// The documented exception: a thread adopted while its group's leader is not in the
+/// table holds only its own pid, so the group's id is free, and a later task may get it.
+#[test]
+fn a_thread_adopted_without_its_leader_does_not_hold_its_groups_id() {
+    let tasks = tasks();
+    let thread = tasks
+        .adopt(
+            TaskInit {
+                pid: Pid(51),
+                tgid: Pid(50),
+                parent: Pid::INIT,
+                sid: Pid::INIT,
+                pgid: Pid::INIT,
+                uids: Ids::all(0),
+                gids: Ids::all(0),
+                comm: "orphan thread".to_owned(),
+            },
+            CloneFlags::THREAD,
+        )
+        .unwrap();
+    assert_eq!(thread.tgid(), Pid(50));
+    assert_eq!(thread.state(), TaskState::Running);
+    let new = tasks
+        .fork_with_pid(Pid::INIT, Pid(50), CloneFlags::empty())
+        .unwrap();
+    assert_eq!(new.tgid(), thread.tgid());
+    assert_ne!(new.serial(), thread.serial());
 }
 
 /// Exiting twice, reaping a non-child, a thread or a running child: clear errors.

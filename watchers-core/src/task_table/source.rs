@@ -50,7 +50,9 @@ impl TaskTable {
     /// `parent` with `flags` would have made it (a thread joins `parent`'s thread group),
     /// under a pid the table allocates, named `comm`. The `fork` watchers hear of it
     /// through [`WatcherTable::notify`](crate::WatcherTable::notify): they cannot refuse
-    /// it, and it later gets `exit` and `free` like any other task.
+    /// it, and it later gets `exit` and `free` like any other task. A thread made this
+    /// way holds its group's id as [`adopt`](TaskTable::adopt) says: not when `parent`
+    /// is a thread whose leader is not in the table.
     ///
     /// Returns the task and the outcome of the `fork` watchers (the task is in the table
     /// either way).
