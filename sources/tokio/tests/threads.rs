@@ -167,16 +167,18 @@ fn a_panicking_user_thread_start_hook_still_retires_the_thread() {
     runtime.block_on(async {
         drop(tokio::task::spawn_blocking(|| ()));
     });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while h.ledger.forked() == 0 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_until(|| h.ledger.forked() != 0);
     assert_eq!(h.ledger.forked(), 1);
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while source.tasks().stats().tasks != 2 && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(1));
-    }
+    wait_until(|| source.tasks().stats().tasks == 2);
     h.ledger.assert_balanced();
     common::table_is_empty(source);
+}
+
+/// Waits (at most ten seconds) for `done`; the assertions after it say what was missed.
+fn wait_until(done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
