@@ -1339,7 +1339,8 @@ mod tests {
                 }
                 // The leader's thread ends (the raw `exit`, not `pthread_exit`, whose
                 // unwinding would cross Rust frames); the process lives on in `thread`.
-                // SAFETY: nothing after this runs on this thread; `_exit` above; `SYS_exit` does not return, this is a guard.
+                // SAFETY: the raw `exit` ends only this thread and touches no memory; the
+                // `_exit` after it is never reached, a guard should the call return.
                 unsafe {
                     libc::syscall(libc::SYS_exit, 0);
                     libc::_exit(1)
