@@ -379,6 +379,11 @@ impl Mirror {
         Some(task)
     }
 
+    /// Whether the mirrored task `pid` is a leader kept for its threads ([`kept_leader`]).
+    fn keeps_leader(&self, pid: u32) -> bool {
+        self.tasks.get(Pid(pid)).is_some_and(|t| kept_leader(&t))
+    }
+
     /// Removes (as [`remove`](Mirror::remove) does) the mirrored threads of the group
     /// `tgid`, other than its leader.
     fn remove_threads(&mut self, tgid: u32, status: ExitStatus, sink: &mut dyn FnMut(Report)) {
@@ -511,8 +516,7 @@ impl Mirror {
             // `/proc` shows a leader that exited before its threads as a zombie, so the
             // scan misses it; while threads of its group are still mirrored (they were
             // live, the scan's threads go first) it stays, and is not counted removed.
-            let kept = self.threads.contains_key(&pid)
-                && self.tasks.get(Pid(pid)).is_some_and(|t| kept_leader(&t));
+            let kept = self.threads.contains_key(&pid) && self.keeps_leader(pid);
             if !newer && !kept && self.remove(pid, UNKNOWN_STATUS, sink).is_some() {
                 removed += 1;
             }
@@ -559,7 +563,7 @@ impl Mirror {
                     // an exec, or a reuse, whose events were lost), so those threads
                     // are gone, and the leader with them.
                     let earlier = self.tombstones.get(&pid).is_some_and(|&exit| exit < ts);
-                    if earlier && self.tasks.get(Pid(pid)).is_some_and(|t| kept_leader(&t)) {
+                    if earlier && self.keeps_leader(pid) {
                         self.remove_threads(pid, UNKNOWN_STATUS, sink);
                     }
                     self.bury(pid, ts);
