@@ -43,11 +43,28 @@ fn aborts_at_every_stage(flavour: Flavour) {
     let source = h.source;
     let runtime = common::runtime(flavour, source);
     runtime.block_on(async {
-        // Before its first poll.
+        // Before its first poll. On several worker threads one could poll it before the
+        // abort, so each worker is held (blocked on a barrier) until the abort is made.
+        let workers = if flavour == Flavour::MultiThread {
+            2
+        } else {
+            0
+        };
+        let hold = Arc::new(Barrier::new(workers + 1));
+        let held: Vec<_> = (0..workers)
+            .map(|_| {
+                let hold = hold.clone();
+                source.spawn(async move { hold.wait() }).unwrap()
+            })
+            .collect();
         let never = source
             .spawn(async { unreachable!("aborted before it ran") })
             .unwrap();
         never.abort();
+        hold.wait();
+        for held in held {
+            held.await.unwrap();
+        }
         assert!(never.await.unwrap_err().is_cancelled());
         // While it waits.
         let waiting = source.spawn(pending::<()>()).unwrap();
