@@ -242,6 +242,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn signals_1_to_126_are_kept_and_127_is_neither_a_signal_nor_a_code() {
+        for signal in 1..=126 {
+            let status = ExitStatus::signaled(signal);
+            assert_eq!((status.code(), status.signal()), (None, Some(signal)));
+        }
+        let marker = ExitStatus::signaled(127);
+        assert_eq!((marker.code(), marker.signal()), (None, None));
+        assert_ne!(marker, ExitStatus::UNKNOWN);
+        assert_eq!(marker.to_string(), "status 0x7f");
+    }
+
+    #[test]
     fn comm_is_cut_to_fifteen_bytes_on_a_char_boundary() {
         assert_eq!(truncate_comm("short"), "short");
         assert_eq!(truncate_comm("0123456789abcdefgh"), "0123456789abcde");
