@@ -92,3 +92,25 @@ fn every_feature_is_on_by_default() {
         );
     }
 }
+
+/// The table above is the crate docs' table: same modules, same features, no row more.
+#[test]
+fn the_table_is_the_one_in_the_crate_docs() {
+    let docs = include_str!("../src/lib.rs");
+    let rows: Vec<&str> = docs
+        .lines()
+        .filter_map(|line| line.strip_prefix("//! | `"))
+        .collect();
+    assert_eq!(
+        rows.len(),
+        SUBSYSTEMS.len(),
+        "rows of the docs' table: {rows:?}"
+    );
+    for (module, feature, _) in SUBSYSTEMS {
+        let row = format!("{module}` | `{feature}` |");
+        assert!(
+            rows.iter().any(|r| r.starts_with(&row)),
+            "the crate docs do not put `{module}` behind `{feature}`"
+        );
+    }
+}
