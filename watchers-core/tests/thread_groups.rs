@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use watchers_core::{
@@ -644,28 +645,35 @@ fn a_leaders_reap_racing_its_last_threads_exit_frees_it_once() {
         WatcherTable::from_watchers([Watcher::new("frees", EventSet::ALL, record_free)]).unwrap();
     let tasks = TaskTable::with_table(table);
     let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    let (mut deferred, mut direct) = (0, 0);
+    let (mut deferred, mut direct, mut overlapped) = (0, 0, 0);
     for round in 0..100_000 {
-        if deferred >= 20 && direct >= 20 {
+        if deferred >= 20 && direct >= 20 && overlapped >= 1 {
             break;
         }
         let leader = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
         let thread = tasks.fork(leader.pid(), CloneFlags::THREAD).unwrap();
         tasks.exit(leader.pid(), 3).unwrap();
         let barrier = std::sync::Barrier::new(2);
+        // The exit's call, begun and ended, for the reaper to see whether the two
+        // calls overlapped: its reap began before the exit ended and ended after the
+        // exit began.
+        let (exit_began, exit_ended) = (AtomicBool::new(false), AtomicBool::new(false));
         let reaped = std::thread::scope(|scope| {
             let reaper = scope.spawn(|| {
                 barrier.wait();
-                (
-                    tasks.reap(parent.pid(), leader.pid()),
-                    std::thread::current().id(),
-                )
+                let before_end = !exit_ended.load(Ordering::SeqCst);
+                let status = tasks.reap(parent.pid(), leader.pid());
+                let overlap = before_end && exit_began.load(Ordering::SeqCst);
+                (status, std::thread::current().id(), overlap)
             });
             barrier.wait();
+            exit_began.store(true, Ordering::SeqCst);
             tasks.exit(thread.pid(), 0).unwrap();
+            exit_ended.store(true, Ordering::SeqCst);
             reaper.join().unwrap()
         });
-        let (status, reaper) = reaped;
+        let (status, reaper, overlap) = reaped;
+        overlapped += usize::from(overlap);
         // Sent by the reaper if the thread was gone when it claimed the leader.
         let freed_by_reap = FREED_ON
             .lock()
@@ -688,6 +696,11 @@ fn a_leaders_reap_racing_its_last_threads_exit_frees_it_once() {
     assert!(
         deferred >= 20 && direct >= 20,
         "{deferred} reaps left the free to the thread, {direct} freed it"
+    );
+    // The premise: both orders alone would also come from calls that never overlap.
+    assert!(
+        overlapped >= 1,
+        "the reap and the exit overlapped in {overlapped} rounds"
     );
     assert_eq!(tasks.len(), 2);
 }
