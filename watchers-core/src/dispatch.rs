@@ -122,12 +122,13 @@ impl WatcherTable {
                 let task = &event.task().local;
                 if kind == EventKind::Fork {
                     // The watchers in this snapshot are the ones that see this fork.
-                    task.set_runtime_epoch(snapshot.epoch);
+                    task.set_runtime_epoch(self.runtime.id, snapshot.epoch);
                 }
                 let merged = Merged {
                     table: self,
                     callees: &snapshot.chains[kind.index()],
-                    fork_epoch: (kind == EventKind::Free).then(|| task.runtime_epoch()),
+                    fork_epoch: (kind == EventKind::Free)
+                        .then(|| task.runtime_epoch(self.runtime.id)),
                 };
                 return walk_with(merged, locals, event, mode);
             }

@@ -126,6 +126,10 @@ pub(crate) struct LocalWatchers {
     shared: OnceLock<Arc<Shared>>,
     /// The epoch of the runtime snapshot its `fork` was dispatched with (0: none).
     runtime_epoch: AtomicU64,
+    /// The table whose snapshot that was ([`Runtime::id`](crate::runtime::Runtime)): an
+    /// epoch counts serials of one table only, and a `free` may be dispatched through
+    /// another table by hand.
+    runtime_table: AtomicU64,
 }
 
 /// [`Shared::reach`]: the task has attached watchers.
@@ -263,14 +267,24 @@ impl LocalWatchers {
         });
     }
 
-    /// Records that the task's `fork` was dispatched with the runtime snapshot `epoch`.
-    pub(crate) fn set_runtime_epoch(&self, epoch: u64) {
+    /// Records that the task's `fork` was dispatched with the runtime snapshot `epoch`
+    /// of the table whose runtime id is `table`.
+    pub(crate) fn set_runtime_epoch(&self, table: u64, epoch: u64) {
+        // The epoch's release store publishes the table too.
+        self.runtime_table.store(table, Ordering::Relaxed);
         self.runtime_epoch.store(epoch, Ordering::Release);
     }
 
-    /// The epoch of the runtime snapshot the task's `fork` was dispatched with.
-    pub(crate) fn runtime_epoch(&self) -> u64 {
-        self.runtime_epoch.load(Ordering::Acquire)
+    /// The epoch of the runtime snapshot of table `table` that the task's `fork` was
+    /// dispatched with; 0 (no runtime watcher of `table` saw it) if it was dispatched
+    /// with none, or with another table's.
+    pub(crate) fn runtime_epoch(&self, table: u64) -> u64 {
+        let epoch = self.runtime_epoch.load(Ordering::Acquire);
+        if self.runtime_table.load(Ordering::Relaxed) == table {
+            epoch
+        } else {
+            0
+        }
     }
 }
 

@@ -63,8 +63,10 @@ pub(crate) struct Snapshot {
 }
 
 /// The runtime side of a table.
-#[derive(Default)]
 pub(crate) struct Runtime {
+    /// Tells this table from every other of the process (never 0), so that a task's
+    /// fork epoch is read only by the table whose serials it counts.
+    pub(crate) id: u64,
     /// The merged chains; `None` while no runtime watcher is registered.
     pub(crate) snapshot: ArcSwapOption<Snapshot>,
     /// The events some runtime watcher asked for: the fast path checks this alone.
@@ -78,6 +80,19 @@ pub(crate) struct Runtime {
 pub(crate) struct Registered {
     pub(crate) watchers: Vec<Arc<RuntimeWatcher>>,
     pub(crate) last_serial: u64,
+}
+
+impl Default for Runtime {
+    fn default() -> Runtime {
+        // 2^64 tables are never made, so the ids never wrap back to 0 or repeat.
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        Runtime {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            snapshot: ArcSwapOption::default(),
+            wanted: AtomicU16::default(),
+            registered: Mutex::default(),
+        }
+    }
 }
 
 impl Runtime {
