@@ -362,7 +362,10 @@ impl TaskTable {
         let (parent, real_parent, child) = {
             let mut inner = self.lock();
             let Inner {
-                nodes, last_pid, ..
+                nodes,
+                groups,
+                last_pid,
+                ..
             } = &mut *inner;
             // One lookup finds the parent and, for a thread, the parent's parent.
             let parent_node = nodes
@@ -386,7 +389,7 @@ impl TaskTable {
             let pid = match wanted {
                 Some(pid) if !nodes.contains_key(&pid) && pid.0 != 0 => pid,
                 Some(_) => return Err(ForkError::PidsExhausted(self.pid_max)),
-                None => allocate_pid(nodes, last_pid, self.pid_max)
+                None => allocate_pid(nodes, groups, last_pid, self.pid_max)
                     .ok_or(ForkError::PidsExhausted(self.pid_max))?,
             };
             // A thread shares its group leader's session record; init's threads keep
@@ -681,8 +684,9 @@ impl TaskTable {
     ///
     /// # Errors
     /// [`TaskError::GroupLeader`] if a process group with that id exists (the kernel's
-    /// `EPERM`): the task, or its thread group, leads one, or a process left in the group
-    /// of a freed task that had the pid; otherwise as [`exec`](TaskTable::exec).
+    /// `EPERM`): the task, or its thread group, leads one, or it was placed on the pid of
+    /// a freed group leader whose group lives on (`fork_with_pid`, `adopt`: `fork` never
+    /// hands such a pid out); otherwise as [`exec`](TaskTable::exec).
     ///
     /// # Cost
     /// Two hash-map operations under the table's lock, whatever the table's size: the
@@ -1169,7 +1173,7 @@ impl Inner {
 
     /// The next free pid (see [`allocate_pid`]).
     fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
-        allocate_pid(&self.nodes, &mut self.last_pid, pid_max)
+        allocate_pid(&self.nodes, &self.groups, &mut self.last_pid, pid_max)
     }
 
     /// Init's family, made if it has none yet.
@@ -1383,11 +1387,14 @@ fn parent_link(parent: Option<&Arc<Task>>) -> Weak<Task> {
     }
 }
 
-/// The next pid that `nodes` does not hold after `last_pid`, wrapping from `pid_max` to
-/// 2; it becomes `last_pid`. A function of the two fields, not of `Inner`, so that a
-/// fork can hold the parent's node meanwhile.
+/// The next pid after `last_pid` that neither `nodes` holds nor `groups` holds as a
+/// process group's id, wrapping from `pid_max` to 2; it becomes `last_pid`. The kernel
+/// keeps a pid from reuse while a process group (and so a session) is named by it, as
+/// the processes left in the group of an exited leader are. A function of the fields,
+/// not of `Inner`, so that a fork can hold the parent's node meanwhile.
 fn allocate_pid(
     nodes: &HashMap<Pid, Node, SeedableRandomState>,
+    groups: &HashMap<Pid, u32, SeedableRandomState>,
     last_pid: &mut u32,
     pid_max: u32,
 ) -> Option<Pid> {
@@ -1396,7 +1403,8 @@ fn allocate_pid(
     let mut pid = *last_pid;
     for _ in 1..pid_max {
         pid = if pid >= pid_max { 2 } else { pid + 1 };
-        if !nodes.contains_key(&Pid(pid)) {
+        // `groups` is empty while every task is in init's group: no hashing then.
+        if !nodes.contains_key(&Pid(pid)) && !groups.contains_key(&Pid(pid)) {
             *last_pid = pid;
             return Some(Pid(pid));
         }
@@ -1438,12 +1446,16 @@ mod tests {
         for pid in [2, 3, 4] {
             nodes.insert(Pid(pid), node(pid));
         }
+        let groups = HashMap::with_hasher(SeedableRandomState::random());
         let mut last_pid = u32::MAX;
-        assert_eq!(allocate_pid(&nodes, &mut last_pid, u32::MAX), Some(Pid(5)));
+        assert_eq!(
+            allocate_pid(&nodes, &groups, &mut last_pid, u32::MAX),
+            Some(Pid(5))
+        );
         assert_eq!(last_pid, 5);
         let mut last_pid = u32::MAX - 1;
         assert_eq!(
-            allocate_pid(&nodes, &mut last_pid, u32::MAX),
+            allocate_pid(&nodes, &groups, &mut last_pid, u32::MAX),
             Some(Pid(u32::MAX))
         );
     }

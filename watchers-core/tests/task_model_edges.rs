@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, Ids, Pid, TaskError, TaskInit, TaskState, TaskTable,
-    Watcher, WatcherResult, WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, ForkError, Ids, Pid, TaskError, TaskInit, TaskState,
+    TaskTable, Watcher, WatcherResult, WatcherTable,
 };
 
 fn nop(_: &Event<'_>) -> WatcherResult {
@@ -61,21 +61,56 @@ fn setsid_from_a_thread_names_the_session_after_its_thread_group() {
     );
 }
 
-/// A pid that still names a live process group cannot start a session (Linux keeps such
-/// a pid from reuse altogether; here it is reused after `free`, so `setsid` must refuse
-/// rather than put the new task in the old group).
+/// A pid that names a live process group is not handed out again, as Linux keeps it
+/// from reuse: the processes left in the group of a freed leader would otherwise share
+/// their group's id with a new task. Once the group is gone the pid is free again.
+#[test]
+fn a_pid_that_names_a_live_process_group_is_not_reused() {
+    // Pids 2, 3 and 4 only.
+    let tasks = tasks_with_pid_max(4);
+    let old = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.setsid(old.pid()).unwrap();
+    let member = tasks.fork(old.pid(), CloneFlags::empty()).unwrap();
+    assert_eq!(member.pgid(), old.pid());
+    tasks.exit(old.pid(), 0).unwrap();
+    assert_eq!(
+        old.state(),
+        TaskState::Dead,
+        "init reaped it: its pid is free"
+    );
+    let new = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_ne!(new.pid(), old.pid(), "{member:?}'s group still has the id");
+    let full = tasks.fork(Pid::INIT, CloneFlags::empty());
+    assert!(
+        matches!(full, Err(ForkError::PidsExhausted(4))),
+        "the group's id is the only pid not held by a task: {full:?}"
+    );
+    tasks.exit(member.pid(), 0).unwrap();
+    let reused = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(
+        reused.pid(),
+        old.pid(),
+        "the group is gone with its last member"
+    );
+    assert_eq!(tasks.setsid(reused.pid()).unwrap(), old.pid());
+}
+
+/// A pid that still names a live process group cannot start a session. The table never
+/// hands such a pid out, but a source that mirrors the kernel's choices may place a task
+/// there (`fork_with_pid`); `setsid` must then refuse rather than put the new task in
+/// the old group.
 #[test]
 fn setsid_refuses_a_pid_that_names_another_process_group() {
-    // Pids 2 and 3 only.
-    let tasks = tasks_with_pid_max(3);
+    let tasks = tasks();
     let old = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
     tasks.setsid(old.pid()).unwrap();
     let member = tasks.fork(old.pid(), CloneFlags::empty()).unwrap();
     assert_eq!(member.pgid(), old.pid());
     tasks.exit(old.pid(), 0).unwrap();
     assert_eq!(old.state(), TaskState::Dead);
-    let new = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
-    assert_eq!(new.pid(), old.pid(), "the premise: the pid was reused");
+    let new = tasks
+        .fork_with_pid(Pid::INIT, old.pid(), CloneFlags::empty())
+        .unwrap();
     let outcome = tasks.setsid(new.pid());
     assert!(
         matches!(outcome, Err(TaskError::GroupLeader(_))),
