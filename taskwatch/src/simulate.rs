@@ -228,8 +228,6 @@ struct Simulation<'t> {
     rng: SplitMix64,
     /// Running tasks other than init.
     live: Vec<Pid>,
-    /// The index in `live` that `pick` returned last.
-    picked: usize,
     ops: BTreeMap<&'static str, u64>,
     watcher_errors: u64,
     refused_forks: u64,
@@ -245,7 +243,6 @@ impl<'t> Simulation<'t> {
             activity,
             rng: SplitMix64::new(seed),
             live: Vec::new(),
-            picked: 0,
             ops: BTreeMap::new(),
             watcher_errors: 0,
             refused_forks: 0,
@@ -272,20 +269,21 @@ impl<'t> Simulation<'t> {
         }
     }
 
-    fn pick(&mut self) -> Option<Pid> {
+    /// A running task, and its index in `live`.
+    fn pick(&mut self) -> Option<(usize, Pid)> {
         if self.live.is_empty() {
             return None;
         }
         let index = self.rng.below(self.live.len() as u64) as usize;
-        self.picked = index;
-        Some(self.live[index])
+        Some((index, self.live[index]))
     }
 
     fn run(&mut self, fork_attempts: u64) {
         let mut attempts = 0;
         while attempts < fork_attempts && self.failure.is_none() {
             let roll = self.rng.below(100);
-            let target = self.pick();
+            let picked = self.pick();
+            let target = picked.map(|(_, pid)| pid);
             match (roll, target) {
                 (_, None) | (0..=29, _) => {
                     attempts += 1;
@@ -335,7 +333,15 @@ impl<'t> Simulation<'t> {
                     let result = self.tasks.coredump(pid, 11);
                     self.note(result);
                 }
-                (64..=87, Some(pid)) => self.exit(pid),
+                (64..=87, Some(pid)) => {
+                    // `live` holds each pid once and its order is only what `pick`
+                    // indexes: a swap keeps an exit O(1) where a search made large runs
+                    // quadratic.
+                    if let Some((at, _)) = picked {
+                        self.live.swap_remove(at);
+                    }
+                    self.exit(pid);
+                }
                 (88..=95, Some(pid)) => {
                     if let Some(task) = self.tasks.get(pid) {
                         let op = self.activity.act(&task, &mut self.rng);
@@ -380,19 +386,11 @@ impl<'t> Simulation<'t> {
         }
     }
 
+    /// Exits `pid`, which the caller has taken out of `live`.
     fn exit(&mut self, pid: Pid) {
         self.count("exit");
         let code = [0, 0, 0, 1, 2][self.rng.below(5) as usize];
         let result = self.tasks.exit(pid, code);
-        // `live` holds each pid once and its order is only what `pick` indexes: a swap
-        // at the index just picked keeps an exit O(1), where a retain made large runs
-        // quadratic (`drain` exits the last pid, which the search finds first).
-        let at = Some(self.picked)
-            .filter(|&at| self.live.get(at) == Some(&pid))
-            .or_else(|| self.live.iter().rposition(|&live| live == pid));
-        if let Some(at) = at {
-            self.live.swap_remove(at);
-        }
         self.note(result);
     }
 
@@ -404,7 +402,6 @@ impl<'t> Simulation<'t> {
                 .get(pid)
                 .is_some_and(|t| t.state() == TaskState::Running)
             {
-                self.live.push(pid);
                 self.exit(pid);
             }
         }
