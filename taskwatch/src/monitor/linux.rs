@@ -461,10 +461,11 @@ impl<W: Write> Monitor<W> {
     /// Writes `value` as one JSON line. Serialised into a reused byte buffer: `Value`'s
     /// `Display` goes through the formatting machinery a few bytes at a time, several
     /// times slower.
-    fn write_json(&mut self, value: &Value) {
+    fn write_json(&mut self, value: &impl Serialize) {
         let mut json = std::mem::take(&mut self.json);
         json.clear();
-        // A `Value` always serialises (its keys are strings); a failure writes nothing.
+        // Serialising into a Vec fails only where a map key is not a string, which none
+        // of the lines has: nothing is written then.
         if serde_json::to_writer(&mut json, value).is_ok() {
             self.write_bytes(&json);
         }
@@ -629,14 +630,7 @@ impl<W: Write> Monitor<W> {
                 duration_s: duration_ns.map(|ns| ns as f64 / 1e9),
                 extra,
             };
-            let mut json = std::mem::take(&mut self.json);
-            json.clear();
-            // Serialising into a Vec fails only on a broken Serialize impl: nothing
-            // is written then.
-            if serde_json::to_writer(&mut json, &line).is_ok() {
-                self.write_bytes(&json);
-            }
-            self.json = json;
+            self.write_json(&line);
             self.text = text;
             return;
         }
