@@ -825,8 +825,11 @@ fn a_line_reaches_a_pipe_while_the_monitor_runs() {
     // Output to a pipe is buffered across events, but not until the buffer fills: a
     // lone line is flushed once the kernel pauses. Only a group of its own is shown
     // (`-p`), so other processes' lines cannot fill the buffer and flush it instead.
+    // The first program lives a while: the monitor reads its command line from /proc
+    // when it handles the exec, and a program gone by then (`sleep 0` on a loaded
+    // machine) is shown as `[sh]`, which the wait below would not recognise.
     let mut group = Command::new("sh")
-        .args(["-c", "read go; /bin/sleep 0; /bin/sleep 5"])
+        .args(["-c", "read go; /bin/sleep 2; /bin/sleep 5"])
         .stdin(Stdio::piped())
         .process_group(0)
         .spawn()
@@ -841,7 +844,7 @@ fn a_line_reaches_a_pipe_while_the_monitor_runs() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let shown = loop {
         let text = String::from_utf8_lossy(&running.stdout.lock().unwrap()).into_owned();
-        if text.contains("/bin/sleep 0") {
+        if text.contains("/bin/sleep 2") {
             break true;
         }
         if Instant::now() >= deadline {
