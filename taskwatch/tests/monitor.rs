@@ -49,7 +49,10 @@ fn act_as_child() {
             thread::spawn(|| thread::sleep(Duration::from_millis(100)))
                 .join()
                 .expect("the thread");
-            thread::sleep(Duration::from_millis(100));
+            // Its clone line is found by its command line, which the monitor reads from
+            // /proc when it handles the exec: the process lives long enough for a
+            // monitor that lags behind on a loaded machine.
+            thread::sleep(Duration::from_millis(1500));
         }
         other => panic!("unknown role {other}"),
     }
