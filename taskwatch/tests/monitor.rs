@@ -536,9 +536,16 @@ fn events_are_shown_as_they_happened() {
         "the lifetime counts from the first fork: {last_exit}"
     );
 
+    // The monitor sees every process on the machine, another run of this test's too:
+    // its thread role's clone line ends the same, under another parent. (A clone line
+    // of ours with a wrong ppid is then not found, which fails too.)
     let clone = text
         .lines()
-        .find(|l| l.contains(" clone ") && l.ends_with("role-thread"))
+        .find(|l| {
+            l.contains(" clone ")
+                && l.ends_with("role-thread")
+                && l.split_whitespace().nth(3) == Some(me.as_str())
+        })
         .unwrap_or_else(|| panic!("no clone line of {}:\n{text}", threads.id()));
     let thread_id = clone.split_whitespace().nth(2).expect("tid");
     let thread_lines = lines_of(&text, thread_id.parse().expect("tid"));
