@@ -983,6 +983,46 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn each_stamp_gets_its_own_time_of_day_though_it_is_looked_up_once_a_second() {
+        // The time of day of one stamp on its own, looked up afresh.
+        fn looked_up(wall_ns: i128) -> String {
+            let secs = (wall_ns / 1_000_000_000) as libc::time_t;
+            let millis = (wall_ns % 1_000_000_000) / 1_000_000;
+            // SAFETY: a zeroed tm is valid; localtime_r writes only into it.
+            let tm = unsafe {
+                let mut tm: libc::tm = std::mem::zeroed();
+                assert!(!libc::localtime_r(&raw const secs, &raw mut tm).is_null());
+                tm
+            };
+            format!(
+                "{:02}:{:02}:{:02}.{millis:03}",
+                tm.tm_hour, tm.tm_min, tm.tm_sec
+            )
+        }
+        let offset = clock_offset_ns();
+        let mut clock = Clock::new(offset);
+        let mut rng = crate::rng::SplitMix64::new(9);
+        let mut stamp: u64 = 1_000_000_000_000;
+        let mut seconds = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            // Mostly on by up to 1.5 s, now and then back (each CPU's events come in
+            // their own order).
+            stamp = if rng.below(8) == 0 {
+                stamp - rng.below(2_000_000_000)
+            } else {
+                stamp + rng.below(1_500_000_000)
+            };
+            seconds.insert(stamp / 1_000_000_000);
+            let mut out = String::from("x");
+            clock.push(&mut out, stamp);
+            let expected = looked_up(i128::from(stamp) + offset);
+            assert_eq!(out, format!("x{expected}"), "{stamp}");
+        }
+        // Premise: the stamps fell in many seconds.
+        assert!(seconds.len() > 500, "{}", seconds.len());
+    }
+
+    #[test]
     fn an_exit_status_dumps_core_only_when_a_signal_killed_the_task() {
         let killed = ExitStatus(11 | 0x80);
         let exit_json = |status| serde_json::to_value(ExitJson(status)).unwrap();
