@@ -107,6 +107,16 @@ fn collect(mut from: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, thread
 
 /// Starts `taskwatch monitor ARGS` and waits until it watches; `None` (skipped) if the
 /// connector cannot be used here.
+/// A monitor that ended at once with `text` on stderr: the connector cannot be opened
+/// here. The test is skipped, unless `TASKWATCH_REQUIRE_PROC_CONNECTOR=1`.
+fn skip_without_connector(text: &str) {
+    assert!(text.contains("cannot monitor processes"), "{text}");
+    if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
+        panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but: {text}");
+    }
+    println!("skipped: {text}");
+}
+
 fn monitor(args: &[&str]) -> Option<Running> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
         .arg("monitor")
@@ -127,14 +137,7 @@ fn monitor(args: &[&str]) -> Option<Running> {
         if let Some(status) = child.try_wait().unwrap() {
             let _ = (out.join(), err.join());
             let text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
-            assert!(
-                text.contains("cannot monitor processes"),
-                "{status}: {text}"
-            );
-            if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
-                panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but: {text}");
-            }
-            println!("skipped: {text}");
+            skip_without_connector(&format!("{status}: {text}"));
             return None;
         }
         assert!(Instant::now() < deadline, "the monitor did not start");
@@ -156,6 +159,11 @@ impl Running {
         // SAFETY: a plain kill of our own child.
         unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
         let status = self.child.wait().expect("wait");
+        self.ended(status)
+    }
+
+    /// What the monitor, ended with `status`, wrote: its status, stdout and stderr.
+    fn ended(self, status: ExitStatus) -> (ExitStatus, Vec<u8>, String) {
         for reader in self.readers {
             reader.join().expect("reader");
         }
@@ -799,13 +807,7 @@ fn a_reader_that_goes_away_ends_the_monitor_by_itself_with_0() {
         let _ = child.wait();
         let _ = reader.join();
         let text = String::from_utf8_lossy(&stderr.lock().unwrap()).into_owned();
-        assert!(text.contains("cannot monitor processes"), "{text}");
-        assert_ne!(
-            std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref(),
-            Ok("1"),
-            "{text}"
-        );
-        println!("skipped: {text}");
+        skip_without_connector(&text);
         return;
     }
     // The reader goes away, as `head -1` does after its line.
@@ -888,12 +890,7 @@ fn run_until_it_ends(mut running: Running) -> (ExitStatus, Vec<u8>, String) {
         );
         thread::sleep(Duration::from_millis(20));
     };
-    for reader in running.readers {
-        reader.join().expect("reader");
-    }
-    let stdout = std::mem::take(&mut *running.stdout.lock().unwrap());
-    let stderr = String::from_utf8_lossy(&running.stderr.lock().unwrap()).into_owned();
-    (status, stdout, stderr)
+    running.ended(status)
 }
 
 #[test]
@@ -992,12 +989,7 @@ fn the_summary_follows_the_events_on_a_shared_output() {
     while !text().contains("watching") {
         if child.try_wait().expect("try_wait").is_some() {
             collector.join().expect("reader");
-            let text = text();
-            assert!(text.contains("cannot monitor processes"), "{text}");
-            if std::env::var("TASKWATCH_REQUIRE_PROC_CONNECTOR").as_deref() == Ok("1") {
-                panic!("TASKWATCH_REQUIRE_PROC_CONNECTOR=1 but: {text}");
-            }
-            println!("skipped: {text}");
+            skip_without_connector(&text());
             return;
         }
         assert!(Instant::now() < deadline, "the monitor did not start");
