@@ -95,6 +95,55 @@ fn a_pid_that_names_a_live_process_group_is_not_reused() {
     assert_eq!(tasks.setsid(reused.pid()).unwrap(), old.pid());
 }
 
+/// A session outlives its leader's process group when the members left are in other
+/// groups (a shell's jobs each lead their own): Linux keeps the session's id from reuse
+/// as long as any task has it as its session. A mirror adopts such tasks as they are,
+/// so the table's own `fork` must not hand that id out either, or `setsid` on the new
+/// task would start a second session of the same id.
+#[test]
+fn a_pid_that_names_a_live_session_but_no_group_is_not_reused() {
+    // Pids 2 to 6; the job has 6, its session 5, whose leader is gone.
+    let tasks = tasks_with_pid_max(6);
+    let job = tasks
+        .adopt(
+            TaskInit {
+                pid: Pid(6),
+                tgid: Pid(6),
+                parent: Pid::INIT,
+                sid: Pid(5),
+                pgid: Pid(6),
+                uids: Ids::all(0),
+                gids: Ids::all(0),
+                comm: "job".to_owned(),
+            },
+            CloneFlags::empty(),
+        )
+        .unwrap();
+    assert_eq!((job.sid(), job.pgid()), (Pid(5), Pid(6)));
+    let mut forked = Vec::new();
+    let outcome = loop {
+        match tasks.fork(Pid::INIT, CloneFlags::empty()) {
+            Ok(task) => {
+                assert_ne!(task.pid(), job.sid(), "{job:?}'s session still has the id");
+                forked.push(task.pid());
+            }
+            Err(error) => break error,
+        }
+    };
+    assert_eq!(forked, [Pid(2), Pid(3), Pid(4)]);
+    assert!(
+        matches!(outcome, ForkError::PidsExhausted(6)),
+        "the session's id is the only pid not held by a task: {outcome:?}"
+    );
+    tasks.exit(job.pid(), 0).unwrap();
+    let reused = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    assert_eq!(
+        reused.pid(),
+        Pid(5),
+        "the session is gone with its last member"
+    );
+}
+
 /// A pid that still names a live process group cannot start a session. The table never
 /// hands such a pid out, but a source that mirrors the kernel's choices may place a task
 /// there (`fork_with_pid`); `setsid` must then refuse rather than put the new task in
