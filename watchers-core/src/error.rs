@@ -148,7 +148,9 @@ pub enum ForkError {
         /// Where it is in its life.
         state: TaskState,
     },
-    /// Every pid is taken.
+    /// Every pid is taken, by a task or as the id of a live process group or session
+    /// (for [`TaskTable::fork_with_pid`](crate::TaskTable::fork_with_pid): the pid
+    /// asked for is a task's).
     #[error("no free pid left (pid_max {0})")]
     PidsExhausted(u32),
 }

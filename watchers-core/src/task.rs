@@ -209,12 +209,15 @@ impl Task {
         )
     }
 
-    /// Its process group as its own session record holds it: the group's for a task
-    /// with no [`leader`](Task::leader) (the table's index of process groups counts
-    /// only those), never read through a leader.
+    /// Its session and process group as its own session record holds them: the
+    /// group's for a task with no [`leader`](Task::leader) (the table's indexes of
+    /// process groups and sessions count only those), never read through a leader.
     #[inline]
-    pub(crate) fn own_pgid(&self) -> Pid {
-        Pid(self.pgid.load(Ordering::Acquire))
+    pub(crate) fn own_session(&self) -> (Pid, Pid) {
+        (
+            Pid(self.sid.load(Ordering::Acquire)),
+            Pid(self.pgid.load(Ordering::Acquire)),
+        )
     }
 
     /// The task whose `sid` and `pgid` fields are this one's: its group leader, or

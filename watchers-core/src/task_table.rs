@@ -91,6 +91,12 @@ struct Inner {
     /// always in it, and every task forked from a process of it joins it, so a fork
     /// and free in it (the benchmarks', most tests') touch no second map.
     groups: HashMap<Pid, u32, SeedableRandomState>,
+    /// The sessions named apart from a group: by id, how many session records in
+    /// `nodes` have it as their session but another process group (an adopted shell's
+    /// job, whose session leader may be gone). A record whose session is its group is
+    /// counted in `groups` alone, so every live session id is a key of one of the two:
+    /// what keeps [`allocate_pid`] from handing it out, as Linux does.
+    sessions: HashMap<Pid, u32, SeedableRandomState>,
     last_pid: u32,
     /// Counted under the lock that each change takes anyway: as atomics of their own,
     /// the spawning thread (forks) and the ending one (exits, frees) passed their
@@ -229,7 +235,8 @@ impl TaskTable {
             pid_max: pid_max.max(2),
             inner: Mutex::new(Inner {
                 nodes,
-                groups: HashMap::with_hasher(hasher),
+                groups: HashMap::with_hasher(hasher.clone()),
+                sessions: HashMap::with_hasher(hasher),
                 last_pid: 1,
                 stats: Counters::default(),
             }),
@@ -364,6 +371,7 @@ impl TaskTable {
             let Inner {
                 nodes,
                 groups,
+                sessions,
                 last_pid,
                 ..
             } = &mut *inner;
@@ -389,7 +397,7 @@ impl TaskTable {
             let pid = match wanted {
                 Some(pid) if !nodes.contains_key(&pid) && pid.0 != 0 => pid,
                 Some(_) => return Err(ForkError::PidsExhausted(self.pid_max)),
-                None => allocate_pid(nodes, groups, last_pid, self.pid_max)
+                None => allocate_pid(nodes, [groups, sessions], last_pid, self.pid_max)
                     .ok_or(ForkError::PidsExhausted(self.pid_max))?,
             };
             // A thread shares its group leader's session record; init's threads keep
@@ -1173,7 +1181,12 @@ impl Inner {
 
     /// The next free pid (see [`allocate_pid`]).
     fn allocate_pid(&mut self, pid_max: u32) -> Option<Pid> {
-        allocate_pid(&self.nodes, &self.groups, &mut self.last_pid, pid_max)
+        allocate_pid(
+            &self.nodes,
+            [&self.groups, &self.sessions],
+            &mut self.last_pid,
+            pid_max,
+        )
     }
 
     /// Init's family, made if it has none yet.
@@ -1199,7 +1212,7 @@ impl Inner {
             // reap then leaves the leader a zombie with its pid taken, and the last
             // thread to leave sends its `free`.
             Some(leader) => leader.join_group(),
-            None => self.join_process_group(task.own_pgid()),
+            None => self.join_session_record(task.own_session()),
         }
         self.nodes.insert(task.pid(), node);
     }
@@ -1225,7 +1238,7 @@ impl Inner {
         match task.leader() {
             Some(leader) => leader.leave_group().then(|| leader.clone()),
             None => {
-                self.leave_process_group(task.own_pgid());
+                self.leave_session_record(task.own_session());
                 None
             }
         }
@@ -1236,34 +1249,30 @@ impl Inner {
         pgid == Pid::INIT || self.groups.contains_key(&pgid)
     }
 
-    /// Counts one more session record in process group `pgid`.
-    fn join_process_group(&mut self, pgid: Pid) {
-        if pgid != Pid::INIT {
-            *self.groups.entry(pgid).or_insert(0) += 1;
+    /// Counts one more session record in process group `pgid` and, if it is not the
+    /// group's, in session `sid`.
+    fn join_session_record(&mut self, (sid, pgid): (Pid, Pid)) {
+        count_in(&mut self.groups, pgid);
+        if sid != pgid {
+            count_in(&mut self.sessions, sid);
         }
     }
 
-    /// Counts one session record less in process group `pgid`; the group is gone with
-    /// its last.
-    fn leave_process_group(&mut self, pgid: Pid) {
-        if pgid == Pid::INIT {
-            return;
-        }
-        if let Entry::Occupied(mut members) = self.groups.entry(pgid) {
-            if *members.get() <= 1 {
-                members.remove();
-            } else {
-                *members.get_mut() -= 1;
-            }
+    /// Counts one session record less in process group `pgid` (and session `sid`); a
+    /// group or session is gone with its last.
+    fn leave_session_record(&mut self, (sid, pgid): (Pid, Pid)) {
+        uncount_in(&mut self.groups, pgid);
+        if sid != pgid {
+            uncount_in(&mut self.sessions, sid);
         }
     }
 
     /// Moves a task's thread group (its session record) to session and process group
-    /// `sid`, keeping the index of process groups in step.
+    /// `sid`, keeping the indexes of process groups and sessions in step.
     fn set_session(&mut self, task: &Task, sid: Pid) {
         let record = task.session_record();
-        self.leave_process_group(record.pgid());
-        self.join_process_group(sid);
+        self.leave_session_record(record.session());
+        self.join_session_record((sid, sid));
         record.set_session(sid, sid);
     }
 
@@ -1387,14 +1396,37 @@ fn parent_link(parent: Option<&Arc<Task>>) -> Weak<Task> {
     }
 }
 
-/// The next pid after `last_pid` that neither `nodes` holds nor `groups` holds as a
-/// process group's id, wrapping from `pid_max` to 2; it becomes `last_pid`. The kernel
-/// keeps a pid from reuse while a process group (and so a session) is named by it, as
-/// the processes left in the group of an exited leader are. A function of the fields,
-/// not of `Inner`, so that a fork can hold the parent's node meanwhile.
+/// Counts one more session record under `id` (init's, 1, is never counted: see
+/// [`Inner::groups`]).
+fn count_in(ids: &mut HashMap<Pid, u32, SeedableRandomState>, id: Pid) {
+    if id != Pid::INIT {
+        *ids.entry(id).or_insert(0) += 1;
+    }
+}
+
+/// Counts one session record less under `id`; the id leaves `ids` with its last.
+fn uncount_in(ids: &mut HashMap<Pid, u32, SeedableRandomState>, id: Pid) {
+    if id == Pid::INIT {
+        return;
+    }
+    if let Entry::Occupied(mut members) = ids.entry(id) {
+        if *members.get() <= 1 {
+            members.remove();
+        } else {
+            *members.get_mut() -= 1;
+        }
+    }
+}
+
+/// The next pid after `last_pid` that neither `nodes` holds nor `named` (the process
+/// groups, the sessions) holds as an id, wrapping from `pid_max` to 2; it becomes
+/// `last_pid`. The kernel keeps a pid from reuse while a process group or a session is
+/// named by it, as the processes left in the group or session of an exited leader are.
+/// A function of the fields, not of `Inner`, so that a fork can hold the parent's node
+/// meanwhile.
 fn allocate_pid(
     nodes: &HashMap<Pid, Node, SeedableRandomState>,
-    groups: &HashMap<Pid, u32, SeedableRandomState>,
+    named: [&HashMap<Pid, u32, SeedableRandomState>; 2],
     last_pid: &mut u32,
     pid_max: u32,
 ) -> Option<Pid> {
@@ -1403,8 +1435,8 @@ fn allocate_pid(
     let mut pid = *last_pid;
     for _ in 1..pid_max {
         pid = if pid >= pid_max { 2 } else { pid + 1 };
-        // `groups` is empty while every task is in init's group: no hashing then.
-        if !nodes.contains_key(&Pid(pid)) && !groups.contains_key(&Pid(pid)) {
+        // Both maps are empty while every task is in init's group: no hashing then.
+        if !nodes.contains_key(&Pid(pid)) && !named.iter().any(|ids| ids.contains_key(&Pid(pid))) {
             *last_pid = pid;
             return Some(Pid(pid));
         }
@@ -1449,13 +1481,13 @@ mod tests {
         let groups = HashMap::with_hasher(SeedableRandomState::random());
         let mut last_pid = u32::MAX;
         assert_eq!(
-            allocate_pid(&nodes, &groups, &mut last_pid, u32::MAX),
+            allocate_pid(&nodes, [&groups, &groups], &mut last_pid, u32::MAX),
             Some(Pid(5))
         );
         assert_eq!(last_pid, 5);
         let mut last_pid = u32::MAX - 1;
         assert_eq!(
-            allocate_pid(&nodes, &groups, &mut last_pid, u32::MAX),
+            allocate_pid(&nodes, [&groups, &groups], &mut last_pid, u32::MAX),
             Some(Pid(u32::MAX))
         );
     }
