@@ -74,15 +74,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             });
         match spawned {
             Ok(worker) => {
-                workers.push(worker);
+                workers.push((i, worker));
                 gos.push(go);
             }
             Err(refused) => println!("worker-{i} not started: {refused}"),
         }
     }
     drop(gos);
-    for worker in workers {
+    for (i, worker) in workers {
         let name = worker.task().comm();
+        assert_eq!(
+            name,
+            format!("worker-{i}"),
+            "the name printed for worker-{i}"
+        );
         match worker.join() {
             Ok(value) => println!("{name} joined with {value}"),
             Err(_) => println!("{name} joined after its panic"),
