@@ -22,7 +22,11 @@ struct TooMany(usize);
 
 #[task_watcher(events = fork | free)]
 fn limit(event: &Event<'_>) -> Result<(), TooMany> {
-    // The program itself is a task too (the process, adopted at the first spawn).
+    // The program itself is a task too (the process, adopted at the first spawn). So is
+    // a thread that this crate did not start (say, one of `std::thread::spawn`), adopted
+    // as a thread when it first calls into the crate: spawning from such a thread would
+    // count it as a worker. This program spawns from its main thread, which is the
+    // process's task.
     if !event.task().is_thread() {
         return Ok(());
     }
@@ -82,7 +86,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     drop(gos);
     for (i, worker) in workers {
-        let name = worker.task().comm();
+        // The std thread's name, set at spawn: the task's `comm` is the spawner's until
+        // the worker has started and sent its rename.
+        let name = worker.thread().name().unwrap_or("unnamed").to_owned();
         assert_eq!(
             name,
             format!("worker-{i}"),
