@@ -23,10 +23,12 @@ struct Spent;
 #[task_watcher(events = fork)]
 fn budget(event: &Event<'_>) -> Result<(), Spent> {
     // The program itself is a task too, adopted as a child of init at the first spawn:
-    // only its own children count.
-    if event
-        .parent()
-        .is_some_and(|parent| parent.pid() == Pid::INIT)
+    // only its own children count. Threads do not either: every `#[task_watcher]` sees
+    // the forks of every source of the program, the threads source's among them.
+    if event.task().is_thread()
+        || event
+            .parent()
+            .is_some_and(|parent| parent.pid() == Pid::INIT)
     {
         return Ok(());
     }
