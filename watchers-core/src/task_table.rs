@@ -484,8 +484,9 @@ impl TaskTable {
     /// shares the leader's session and process group (`init.sid` and `init.pgid` are
     /// not used) and delays the leader's `free` as a forked thread does; one whose
     /// leader is not there keeps its own, and does not hold its group's id: that pid
-    /// stays free, and [`fork`](TaskTable::fork) or
-    /// [`fork_with_pid`](TaskTable::fork_with_pid) may give it to a new task.
+    /// stays free, and [`fork`](TaskTable::fork) (unless its process group or session
+    /// has that id too) or [`fork_with_pid`](TaskTable::fork_with_pid) may give it to a
+    /// new task.
     ///
     /// # Errors
     /// [`TaskError::InvalidPid`] for pid 0; [`TaskError::WrongState`] if the pid is taken
