@@ -1264,6 +1264,22 @@ fn a_panicking_slot_value_drop_at_free_does_not_leak_the_tasks_watchers() {
     });
 }
 
+/// Registers, for good, a `fork | free` runtime watcher `name` in `table` that counts
+/// the `free`s it gets in `frees`.
+fn keep_counting_frees(table: &'static WatcherTable, name: &'static str, frees: &Arc<AtomicUsize>) {
+    let counted = frees.clone();
+    table
+        .watcher(name, EventSet::FORK | EventSet::FREE)
+        .register(move |event| {
+            if event.kind() == EventKind::Free {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok::<(), String>(())
+        })
+        .unwrap()
+        .keep();
+}
+
 /// A task records the epoch of the runtime snapshot its `fork` was dispatched with, a
 /// number from the serials of the table that dispatched it. Its `free` dispatched
 /// through another table (by hand: a `TaskTable` uses one table for both) must not
@@ -1274,17 +1290,7 @@ fn a_panicking_slot_value_drop_at_free_does_not_leak_the_tasks_watchers() {
 fn a_free_dispatched_through_another_table_reaches_no_watcher_that_missed_the_fork() {
     let (forked_in, freed_in) = (empty_table(), empty_table());
     let frees = Arc::new(AtomicUsize::new(0));
-    let counted = frees.clone();
-    freed_in
-        .watcher("other::fork-free", EventSet::FORK | EventSet::FREE)
-        .register(move |event| {
-            if event.kind() == EventKind::Free {
-                counted.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok::<(), String>(())
-        })
-        .unwrap()
-        .keep();
+    keep_counting_frees(freed_in, "other::fork-free", &frees);
     forked_in
         .watcher("own::fork-free", EventSet::FORK | EventSet::FREE)
         .register(|_| Ok::<(), String>(()))
@@ -1310,17 +1316,7 @@ fn a_task_forked_through_two_tables_gets_its_free_from_the_watchers_of_both() {
     let (first, second) = (empty_table(), empty_table());
     let frees = Arc::new(AtomicUsize::new(0));
     for table in [first, second] {
-        let counted = frees.clone();
-        table
-            .watcher("both::fork-free", EventSet::FORK | EventSet::FREE)
-            .register(move |event| {
-                if event.kind() == EventKind::Free {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                }
-                Ok::<(), String>(())
-            })
-            .unwrap()
-            .keep();
+        keep_counting_frees(table, "both::fork-free", &frees);
     }
     let (parent, task) = (Task::detached(1), Task::detached(2));
     let fork = EventData::Fork {
