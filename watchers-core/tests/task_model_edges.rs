@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, ForkError, Ids, Pid, TaskError, TaskInit, TaskState,
-    TaskTable, Watcher, WatcherResult, WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, ForkError, Ids, Pid, Recorded, TaskError, TaskInit,
+    TaskState, TaskTable, Watcher, WatcherResult, WatcherTable,
 };
 
 fn nop(_: &Event<'_>) -> WatcherResult {
@@ -142,6 +142,35 @@ fn a_pid_that_names_a_live_session_but_no_group_is_not_reused() {
         Pid(5),
         "the session is gone with its last member"
     );
+}
+
+/// A task that leaves a session of its own accord (`setsid`, recorded from the OS)
+/// releases the session's id as its exit would: the id is not held forever.
+#[test]
+fn a_session_left_by_its_last_member_through_setsid_frees_its_id() {
+    // Pids 2 to 6; the job has 6, its session 5.
+    let tasks = tasks_with_pid_max(6);
+    let job = tasks
+        .adopt(
+            TaskInit {
+                pid: Pid(6),
+                tgid: Pid(6),
+                parent: Pid::INIT,
+                sid: Pid(5),
+                pgid: Pid(6),
+                uids: Ids::all(0),
+                gids: Ids::all(0),
+                comm: "job".to_owned(),
+            },
+            CloneFlags::empty(),
+        )
+        .unwrap();
+    tasks.record(&job, Recorded::Setsid).unwrap();
+    assert_eq!((job.sid(), job.pgid()), (Pid(6), Pid(6)));
+    let pids: Vec<Pid> = (0..4)
+        .map(|_| tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid())
+        .collect();
+    assert_eq!(pids, [Pid(2), Pid(3), Pid(4), Pid(5)]);
 }
 
 /// A pid that still names a live process group cannot start a session. The table never
