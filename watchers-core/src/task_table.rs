@@ -698,9 +698,9 @@ impl TaskTable {
     /// hands such a pid out); otherwise as [`exec`](TaskTable::exec).
     ///
     /// # Cost
-    /// Two hash-map operations under the table's lock, whatever the table's size: the
-    /// table keeps its process groups by id, and a thread group's session in one
-    /// record that all its threads share.
+    /// At most four hash-map operations under the table's lock, whatever the table's
+    /// size: the table keeps its process groups and sessions by id, and a thread
+    /// group's session in one record that all its threads share.
     ///
     /// ```
     /// use watchers_core::{CloneFlags, TaskTable, WatcherTable};
