@@ -95,6 +95,22 @@ fn a_pid_that_names_a_live_process_group_is_not_reused() {
     assert_eq!(tasks.setsid(reused.pid()).unwrap(), old.pid());
 }
 
+/// Adopts pid 6 as a job that leads its own process group in session 5, whose leader
+/// is not in the table.
+fn adopt_job_of_session_5(tasks: &TaskTable) -> std::sync::Arc<watchers_core::Task> {
+    let job = TaskInit {
+        pid: Pid(6),
+        tgid: Pid(6),
+        parent: Pid::INIT,
+        sid: Pid(5),
+        pgid: Pid(6),
+        uids: Ids::all(0),
+        gids: Ids::all(0),
+        comm: "job".to_owned(),
+    };
+    tasks.adopt(job, CloneFlags::empty()).unwrap()
+}
+
 /// A session outlives its leader's process group when the members left are in other
 /// groups (a shell's jobs each lead their own): Linux keeps the session's id from reuse
 /// as long as any task has it as its session. A mirror adopts such tasks as they are,
@@ -104,21 +120,7 @@ fn a_pid_that_names_a_live_process_group_is_not_reused() {
 fn a_pid_that_names_a_live_session_but_no_group_is_not_reused() {
     // Pids 2 to 6; the job has 6, its session 5, whose leader is gone.
     let tasks = tasks_with_pid_max(6);
-    let job = tasks
-        .adopt(
-            TaskInit {
-                pid: Pid(6),
-                tgid: Pid(6),
-                parent: Pid::INIT,
-                sid: Pid(5),
-                pgid: Pid(6),
-                uids: Ids::all(0),
-                gids: Ids::all(0),
-                comm: "job".to_owned(),
-            },
-            CloneFlags::empty(),
-        )
-        .unwrap();
+    let job = adopt_job_of_session_5(&tasks);
     assert_eq!((job.sid(), job.pgid()), (Pid(5), Pid(6)));
     let mut forked = Vec::new();
     let outcome = loop {
@@ -150,21 +152,7 @@ fn a_pid_that_names_a_live_session_but_no_group_is_not_reused() {
 fn a_session_left_by_its_last_member_through_setsid_frees_its_id() {
     // Pids 2 to 6; the job has 6, its session 5.
     let tasks = tasks_with_pid_max(6);
-    let job = tasks
-        .adopt(
-            TaskInit {
-                pid: Pid(6),
-                tgid: Pid(6),
-                parent: Pid::INIT,
-                sid: Pid(5),
-                pgid: Pid(6),
-                uids: Ids::all(0),
-                gids: Ids::all(0),
-                comm: "job".to_owned(),
-            },
-            CloneFlags::empty(),
-        )
-        .unwrap();
+    let job = adopt_job_of_session_5(&tasks);
     tasks.record(&job, Recorded::Setsid).unwrap();
     assert_eq!((job.sid(), job.pgid()), (Pid(6), Pid(6)));
     let pids: Vec<Pid> = (0..4)
