@@ -119,16 +119,17 @@ impl WatcherTable {
             let snapshot = self.runtime.snapshot.load();
             // `None` if the last runtime watcher was unregistered meanwhile.
             if let Some(snapshot) = snapshot.as_ref() {
-                let task = &event.task().local;
+                let task = event.task();
                 if kind == EventKind::Fork {
                     // The watchers in this snapshot are the ones that see this fork.
-                    task.set_runtime_epoch(self.runtime.id, snapshot.epoch);
+                    task.local
+                        .set_runtime_epoch(task.serial(), self.runtime.id, snapshot.epoch);
                 }
                 let merged = Merged {
                     table: self,
                     callees: &snapshot.chains[kind.index()],
                     fork_epoch: (kind == EventKind::Free)
-                        .then(|| task.runtime_epoch(self.runtime.id)),
+                        .then(|| task.local.runtime_epoch(task.serial(), self.runtime.id)),
                 };
                 return walk_with(merged, locals, event, mode);
             }
@@ -806,5 +807,36 @@ mod tests {
             }
             assert!(errors(&table).iter().all(|&e| e == 2), "{len}");
         }
+    }
+
+    /// A task whose `fork` went through a second table keeps that table's epoch aside
+    /// for as long as the task lives, and not after: the side map does not grow with
+    /// every such task ever made.
+    #[test]
+    fn forks_through_other_tables_are_kept_aside_until_the_task_is_dropped() {
+        let tables = [(); 2].map(|()| {
+            let table = WatcherTable::from_watchers([]).unwrap().leak();
+            table
+                .watcher("side::fork-free", EventSet::FORK | EventSet::FREE)
+                .register(|_| Ok::<(), String>(()))
+                .unwrap()
+                .keep();
+            table
+        });
+        let (parent, task) = (Task::detached(1), Task::detached(2));
+        let serial = task.serial();
+        let fork = EventData::Fork {
+            parent: &parent,
+            flags: CloneFlags::empty(),
+        };
+        for table in tables {
+            table.dispatch(&Event::new(&task, fork)).unwrap();
+        }
+        assert!(
+            local::LocalWatchers::keeps_forks_elsewhere(serial),
+            "the second table's"
+        );
+        drop(task);
+        assert!(!local::LocalWatchers::keeps_forks_elsewhere(serial));
     }
 }

@@ -5,6 +5,7 @@
 //! Each closure lives in a [`Gate`], so detaching waits for calls in flight and drops the
 //! closure outside every lock, like unregistering a runtime watcher.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering, fence};
@@ -128,8 +129,24 @@ pub(crate) struct LocalWatchers {
     runtime_epoch: AtomicU64,
     /// The table whose snapshot that was ([`Runtime::id`](crate::runtime::Runtime)): an
     /// epoch counts serials of one table only, and a `free` may be dispatched through
-    /// another table by hand.
+    /// another table by hand. With [`OTHER_TABLES`] set, forks dispatched by hand
+    /// through further tables are kept in [`FORKS_ELSEWHERE`].
     runtime_table: AtomicU64,
+}
+
+/// [`LocalWatchers::runtime_table`]: the task's `fork` was also dispatched through
+/// other tables (table ids never reach this bit).
+const OTHER_TABLES: u64 = 1 << 63;
+
+/// By task serial, the (table id, epoch) of each fork dispatched through a table other
+/// than the one a task records inline: only a `fork` sent by hand through several
+/// tables comes here (a `TaskTable` uses one), so every task keeps two words and no
+/// list. An entry goes when its task is dropped.
+static FORKS_ELSEWHERE: Mutex<BTreeMap<u64, Vec<(u64, u64)>>> = Mutex::new(BTreeMap::new());
+
+fn forks_elsewhere() -> MutexGuard<'static, BTreeMap<u64, Vec<(u64, u64)>>> {
+    // Each update leaves the map whole; a panic cannot tear it.
+    FORKS_ELSEWHERE.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// [`Shared::reach`]: the task has attached watchers.
@@ -267,23 +284,58 @@ impl LocalWatchers {
         });
     }
 
-    /// Records that the task's `fork` was dispatched with the runtime snapshot `epoch`
-    /// of the table whose runtime id is `table`.
-    pub(crate) fn set_runtime_epoch(&self, table: u64, epoch: u64) {
-        // The epoch's release store publishes the table too.
-        self.runtime_table.store(table, Ordering::Relaxed);
-        self.runtime_epoch.store(epoch, Ordering::Release);
+    /// Records that the `fork` of the task whose serial is `serial` was dispatched with
+    /// the runtime snapshot `epoch` of the table whose runtime id is `table`.
+    pub(crate) fn set_runtime_epoch(&self, serial: u64, table: u64, epoch: u64) {
+        let recorded = self.runtime_table.load(Ordering::Acquire);
+        let inline = recorded & !OTHER_TABLES == table
+            || (recorded == 0
+                && self
+                    .runtime_table
+                    .compare_exchange(0, table, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok());
+        if inline {
+            // The table was stored first: a reader that sees this epoch sees it too.
+            self.runtime_epoch.store(epoch, Ordering::Release);
+            return;
+        }
+        let mut elsewhere = forks_elsewhere();
+        let forks = elsewhere.entry(serial).or_default();
+        match forks.iter_mut().find(|(id, _)| *id == table) {
+            Some(fork) => fork.1 = epoch,
+            None => forks.push((table, epoch)),
+        }
+        self.runtime_table.fetch_or(OTHER_TABLES, Ordering::Release);
     }
 
-    /// The epoch of the runtime snapshot of table `table` that the task's `fork` was
-    /// dispatched with; 0 (no runtime watcher of `table` saw it) if it was dispatched
-    /// with none, or with another table's.
-    pub(crate) fn runtime_epoch(&self, table: u64) -> u64 {
+    /// The epoch of the runtime snapshot of table `table` that the `fork` of the task
+    /// whose serial is `serial` was dispatched with; 0 (no runtime watcher of `table` saw
+    /// it) if it was dispatched with none of that table's.
+    pub(crate) fn runtime_epoch(&self, serial: u64, table: u64) -> u64 {
         let epoch = self.runtime_epoch.load(Ordering::Acquire);
-        if self.runtime_table.load(Ordering::Relaxed) == table {
-            epoch
-        } else {
-            0
+        let recorded = self.runtime_table.load(Ordering::Acquire);
+        if recorded & !OTHER_TABLES == table {
+            return epoch;
+        }
+        if recorded & OTHER_TABLES == 0 {
+            return 0;
+        }
+        forks_elsewhere()
+            .get(&serial)
+            .and_then(|forks| forks.iter().find(|(id, _)| *id == table))
+            .map_or(0, |&(_, epoch)| epoch)
+    }
+
+    /// Whether the task with serial `serial` keeps forks through other tables aside.
+    #[cfg(test)]
+    pub(crate) fn keeps_forks_elsewhere(serial: u64) -> bool {
+        forks_elsewhere().contains_key(&serial)
+    }
+
+    /// Drops what the task with serial `serial` kept of forks through other tables.
+    pub(crate) fn forget_forks_elsewhere(&self, serial: u64) {
+        if self.runtime_table.load(Ordering::Relaxed) & OTHER_TABLES != 0 {
+            forks_elsewhere().remove(&serial);
         }
     }
 }

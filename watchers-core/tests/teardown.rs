@@ -1306,12 +1306,10 @@ fn a_free_dispatched_through_another_table_reaches_no_watcher_that_missed_the_fo
 
 /// The same task's `fork` dispatched by hand through two tables, each with a `fork |
 /// free` watcher: both saw the fork, so each gets the task's `free` when it is sent
-/// through its own table. A task keeps one (table, epoch) pair, the last fork's, so
-/// the first table's watcher misses its `free` (and keeps any per-task state it made at
-/// the fork); before that pair, the first table compared the second's epoch with its
-/// own serials, and here it sent the `free`.
+/// through its own table. With one (table, epoch) pair per task, the last fork's, the
+/// first table's watcher missed its `free` (and kept any per-task state it made at the
+/// fork).
 #[test]
-#[ignore = "known: a task records only the last table that sent its fork; one per table would cost a list per task"]
 fn a_task_forked_through_two_tables_gets_its_free_from_the_watchers_of_both() {
     let (first, second) = (empty_table(), empty_table());
     let frees = Arc::new(AtomicUsize::new(0));
