@@ -31,6 +31,10 @@ pub enum SpawnError {
     /// The OS could not start the thread; the `fork` watchers got `free`.
     #[error("the OS could not start the thread: {0}")]
     Os(#[source] io::Error),
+    /// The thread's name holds a NUL byte, which no OS thread name can: nothing ran,
+    /// not even the `fork` watchers.
+    #[error("a thread name cannot hold a NUL byte")]
+    Nul,
 }
 
 impl SpawnError {

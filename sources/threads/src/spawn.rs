@@ -71,7 +71,8 @@ impl Builder {
     }
 
     /// The thread's name: the OS name (as std sets it) and its task's `comm`, set by a
-    /// `comm` event when the thread starts.
+    /// `comm` event when the thread starts. A name with a NUL byte makes the spawn fail
+    /// with [`SpawnError::Nul`].
     pub fn name(mut self, name: String) -> Builder {
         self.inner = self.inner.name(name.clone());
         self.name = Some(name);
@@ -87,8 +88,9 @@ impl Builder {
     /// Spawns the thread: the `fork` watchers run here first, then the OS thread starts.
     ///
     /// # Errors
-    /// [`SpawnError::Fork`] if a watcher refused (see [`SpawnError::watcher`]) and
-    /// [`SpawnError::Current`] if the calling thread is ending: nothing was started.
+    /// [`SpawnError::Nul`] if the name holds a NUL byte, [`SpawnError::Fork`] if a
+    /// watcher refused (see [`SpawnError::watcher`]) and [`SpawnError::Current`] if the
+    /// calling thread is ending: nothing was started.
     /// [`SpawnError::Os`] if the OS could not start the thread: the `fork` watchers got
     /// `free`.
     pub fn spawn<F, T>(self, f: F) -> Result<JoinHandle<T>, SpawnError>
@@ -132,6 +134,11 @@ impl Builder {
 
     /// Runs the `fork` watchers for a thread of the calling thread.
     fn fork(&self) -> Result<(&'static Threads, Arc<Task>), SpawnError> {
+        // std panics on such a name once asked to spawn, which would leave the forked
+        // task without its `free`: it is refused before any watcher runs.
+        if self.name.as_ref().is_some_and(|name| name.contains('\0')) {
+            return Err(SpawnError::Nul);
+        }
         let parent = self.source.current().map_err(SpawnError::Current)?;
         let task = self
             .source

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use watchers_core::{Event, EventKind, EventSet, Pid, WatcherTable};
-use watchers_threads::Threads;
+use watchers_threads::{SpawnError, Threads};
 
 type Log = Arc<Mutex<Vec<(EventKind, Pid)>>>;
 
@@ -14,7 +14,10 @@ fn source() -> (&'static Threads, Log) {
     let log = Log::default();
     let seen = log.clone();
     table
-        .watcher("test::log", EventSet::FORK | EventSet::EXIT | EventSet::FREE)
+        .watcher(
+            "test::log",
+            EventSet::FORK | EventSet::EXIT | EventSet::FREE,
+        )
         .register(move |event: &Event<'_>| -> watchers_core::WatcherResult {
             seen.lock()
                 .unwrap()
@@ -50,8 +53,16 @@ fn a_thread_name_with_a_nul_byte_is_an_error_and_leaves_no_task_behind() {
             .map(|handle| handle.join().is_ok())
     }));
     let outcome = spawned.expect("a name std refuses must be an error, not a panic");
-    assert!(outcome.is_err(), "a thread named with a NUL byte was spawned");
+    assert!(
+        matches!(outcome, Err(SpawnError::Nul)),
+        "a thread named with a NUL byte: {outcome:?}"
+    );
     let (forks, frees) = forks_and_frees(&log, &[me.pid(), threads.process().pid()]);
-    assert_eq!(forks, frees, "every fork has its free: {:?}", log.lock().unwrap());
+    assert_eq!(
+        forks,
+        frees,
+        "every fork has its free: {:?}",
+        log.lock().unwrap()
+    );
     assert_eq!(threads.tasks().stats().tasks, tasks_before);
 }
