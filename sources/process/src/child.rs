@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use watchers_core::Task;
 
+use crate::identity::Identity;
 use crate::processes::Processes;
 use crate::to_task_status;
 
@@ -36,6 +37,11 @@ pub struct Child {
     /// Taken only by `drop`.
     inner: Option<std::process::Child>,
     task: Arc<Task>,
+    /// Tells whether other code reaped the child, until its status is collected here.
+    identity: Identity,
+    /// The std child was lent out ([`Child::as_std_mut`]), whose own wait may have
+    /// reaped the child: then only std knows its status, and the identity tells nothing.
+    lent: bool,
     reported: bool,
     /// Other code collected the status (see [`Child::wait`]): the pid is no longer this
     /// child's, so std is not asked about it again.
@@ -47,11 +53,14 @@ impl Child {
         source: &'static Processes,
         inner: std::process::Child,
         task: Arc<Task>,
+        identity: Identity,
     ) -> Child {
         Child {
             source,
             inner: Some(inner),
             task,
+            identity,
+            lent: false,
             reported: false,
             lost: false,
         }
@@ -75,9 +84,19 @@ impl Child {
 
     /// The std child, for its pipes (`stdin`, `stdout`, `stderr`). A status collected
     /// through it is reported by the next [`wait`](Child::wait) or
-    /// [`try_wait`](Child::try_wait) here, or by the drop.
+    /// [`try_wait`](Child::try_wait) here, or by the drop. Since std's own wait may then
+    /// have reaped the child, this `Child` no longer tells a reaping by other code from
+    /// it, and waits by pid as std does (see [`wait`](Child::wait)).
     pub fn as_std_mut(&mut self) -> &mut std::process::Child {
+        self.lent = true;
         self.std()
+    }
+
+    /// Whether other code reaped the child before any wait here collected its status,
+    /// so that std, which waits by pid, must not be asked: the pid may be another
+    /// child's by now.
+    fn reaped_elsewhere(&self) -> bool {
+        !self.reported && !self.lent && self.identity.reaped_elsewhere()
     }
 
     /// Sends `SIGKILL`, as [`std::process::Child::kill`].
@@ -105,13 +124,19 @@ impl Child {
     /// Should other code have collected the status first (a `waitpid` of its own, or
     /// `SIGCHLD` ignored so that the kernel reaps children), the OS says this is no
     /// child of ours (`ECHILD`): that error is returned, now and by every later wait,
-    /// and the task exits with [`watchers_core::ExitStatus::UNKNOWN`] and is freed.
+    /// and the task exits with [`watchers_core::ExitStatus::UNKNOWN`] and is freed. On
+    /// Linux this holds even if the OS gave the pid to a new child of this program
+    /// since: a pidfd opened at the spawn tells the child from the pid's new holder
+    /// (unless the std child was lent out with [`as_std_mut`](Child::as_std_mut)).
     ///
     /// # Errors
     /// As [`std::process::Child::wait`].
     pub fn wait(&mut self) -> io::Result<ExitStatus> {
         if self.lost {
             return Err(gone(NO_CHILD));
+        }
+        if self.reaped_elsewhere() {
+            return Err(self.failed(gone(NO_CHILD)));
         }
         match self.std().wait() {
             Ok(status) => {
@@ -132,6 +157,9 @@ impl Child {
     pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
         if self.lost {
             return Err(gone(NO_CHILD));
+        }
+        if self.reaped_elsewhere() {
+            return Err(self.failed(gone(NO_CHILD)));
         }
         match self.std().try_wait() {
             Ok(status) => {
@@ -198,6 +226,8 @@ impl Child {
     fn report(&mut self, status: watchers_core::ExitStatus) {
         if !self.reported {
             self.reported = true;
+            // std keeps the status from now on; the pidfd's descriptor is given back.
+            self.identity = Identity::Unknown;
             self.source.finish(&self.task, status);
         }
     }
@@ -214,23 +244,24 @@ fn read_all(pipe: Option<impl Read>) -> io::Result<Vec<u8>> {
 
 impl Drop for Child {
     fn drop(&mut self) {
+        // Watchers may panic, which must not happen while a panic unwinds: the reaper
+        // thread then reports even a child that has already exited.
+        if !std::thread::panicking() {
+            let _ = self.try_wait();
+        }
         if self.reported {
             return;
         }
-        let Some(mut child) = self.inner.take() else {
+        let Some(child) = self.inner.take() else {
             return;
         };
-        // Watchers may panic, which must not happen while a panic unwinds: the reaper
-        // thread then reports even a child that has already exited.
-        if !std::thread::panicking()
-            && let Ok(Some(status)) = child.try_wait()
-        {
-            self.reported = true;
-            self.source.finish(&self.task, to_task_status(status));
-            return;
-        }
+        let identity = if self.lent {
+            Identity::Unknown
+        } else {
+            std::mem::replace(&mut self.identity, Identity::Unknown)
+        };
         self.source
             .reaper()
-            .adopt(self.source, child, self.task.clone());
+            .adopt(self.source, child, identity, self.task.clone());
     }
 }

@@ -17,6 +17,9 @@
 //!   `waitpid` of its own, or `SIGCHLD` ignored so that the kernel reaps children), the
 //!   wait returns the OS's `ECHILD` error and the task exits with
 //!   [`ExitStatus::UNKNOWN`](watchers_core::ExitStatus::UNKNOWN), never a made-up code.
+//!   On Linux (5.4 or later) a pidfd opened at the spawn, held until the status is
+//!   collected (one descriptor per child not yet waited for), tells the child from a new
+//!   process the OS gave its pid to, so a wait never collects another child's status.
 //! * A [`Child`] dropped without a wait is still reaped: at once if it has exited, else
 //!   by a background reaper thread (one per source, started on first need) that polls
 //!   every few milliseconds; its `exit` and `free` watchers then run on that thread.
@@ -62,6 +65,7 @@
 
 mod child;
 mod error;
+mod identity;
 mod processes;
 mod reaper;
 mod status;

@@ -8,6 +8,7 @@ use watchers_core::{CloneFlags, ExitStatus, Task, TaskTable, WatcherTable};
 
 use crate::child::Child;
 use crate::error::SpawnError;
+use crate::identity::Identity;
 use crate::reaper::Reaper;
 
 /// This program's child processes as an event source: a mirror [`TaskTable`] holding
@@ -89,11 +90,14 @@ impl Processes {
             .map_err(SpawnError::Fork)?;
         match command.spawn() {
             Ok(child) => {
+                // At once: until a wait of ours, only other code's wait can make the pid
+                // another process's.
+                let identity = Identity::of(child.id());
                 self.tasks.set_os_id(&task, child.id());
                 let pid = task.pid();
                 // Made before the `exec` watchers run: should one panic, the unwinding
                 // drops it, which hands the running program to the reaper.
-                let child = Child::new(self, child, task);
+                let child = Child::new(self, child, task, identity);
                 let program = command.get_program().to_string_lossy();
                 // A failing `exec` watcher is counted; the program runs regardless.
                 let _ = self.tasks.exec(pid, &program);

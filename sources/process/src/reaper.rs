@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use watchers_core::{ExitStatus, Task};
 
+use crate::identity::Identity;
 use crate::processes::Processes;
 use crate::to_task_status;
 
@@ -23,7 +24,7 @@ pub(crate) struct Reaper {
 
 #[derive(Default)]
 struct State {
-    children: Vec<(std::process::Child, Arc<Task>)>,
+    children: Vec<(std::process::Child, Identity, Arc<Task>)>,
     running: bool,
 }
 
@@ -43,6 +44,7 @@ impl Reaper {
         &self,
         source: &'static Processes,
         mut child: std::process::Child,
+        identity: Identity,
         task: Arc<Task>,
     ) {
         let mut state = self.lock();
@@ -52,13 +54,17 @@ impl Reaper {
                 .spawn(move || source.reaper().run(source));
             if started.is_err() {
                 drop(state);
-                let status = child.wait().map_or(ExitStatus::UNKNOWN, to_task_status);
+                let status = if identity.reaped_elsewhere() {
+                    ExitStatus::UNKNOWN
+                } else {
+                    child.wait().map_or(ExitStatus::UNKNOWN, to_task_status)
+                };
                 source.finish(&task, status);
                 return;
             }
             state.running = true;
         }
-        state.children.push((child, task));
+        state.children.push((child, identity, task));
         drop(state);
         self.wake.notify_one();
     }
@@ -70,9 +76,13 @@ impl Reaper {
                 state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
             }
             let mut done = Vec::new();
-            state
-                .children
-                .retain_mut(|(child, task)| match child.try_wait() {
+            state.children.retain_mut(|(child, identity, task)| {
+                // Asked first: std waits by pid, which may be another child's by now.
+                if identity.reaped_elsewhere() {
+                    done.push((task.clone(), ExitStatus::UNKNOWN));
+                    return false;
+                }
+                match child.try_wait() {
                     Ok(Some(status)) => {
                         done.push((task.clone(), to_task_status(status)));
                         false
@@ -85,7 +95,8 @@ impl Reaper {
                         done.push((task.clone(), ExitStatus::UNKNOWN));
                         false
                     }
-                });
+                }
+            });
             let waiting = !state.children.is_empty();
             drop(state);
             for (task, status) in done {

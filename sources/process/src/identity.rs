@@ -1,0 +1,83 @@
+//! Whether a child's pid still names that child: a pid that other code reaped may be
+//! handed to a new process, and a wait or signal by pid would then reach that one.
+//!
+//! On Linux a pidfd, opened right after the spawn, names the process itself: `waitid` on
+//! it says "no child" (`ECHILD`) once other code has reaped the child, whatever process
+//! holds the pid by then. Elsewhere (or should the pidfd not open) nothing can be told.
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+use std::os::fd::{FromRawFd, OwnedFd};
+
+/// What the source knows of a child's identity.
+#[derive(Debug)]
+pub(crate) enum Identity {
+    /// Nothing: the pid is trusted, as std does.
+    Unknown,
+    /// A pidfd of the child.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Held(OwnedFd),
+    /// Other code reaped the child before its pidfd could be opened.
+    Reaped,
+}
+
+impl Identity {
+    /// The identity of the child `pid`, just spawned and not yet waited for by us.
+    pub(crate) fn of(pid: u32) -> Identity {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let Ok(pid) = libc::pid_t::try_from(pid) else {
+                return Identity::Unknown;
+            };
+            // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor
+            // (close-on-exec) or -1; it touches no memory of ours.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+            match i32::try_from(fd) {
+                // SAFETY: the descriptor was just opened and nothing else owns it.
+                Ok(fd) if fd >= 0 => Identity::Held(unsafe { OwnedFd::from_raw_fd(fd) }),
+                // The pid names no process: the child is gone, reaped by other code
+                // (nobody else holds a `Child` of it).
+                _ if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) => {
+                    Identity::Reaped
+                }
+                // No pidfds (an old kernel) or no descriptor left: the pid is trusted.
+                _ => Identity::Unknown,
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        {
+            let _ = pid;
+            Identity::Unknown
+        }
+    }
+
+    /// Whether other code has reaped the child, so that its pid may name another
+    /// process by now. False when that cannot be told. Only meaningful while no wait of
+    /// ours collected the child's status.
+    pub(crate) fn reaped_elsewhere(&self) -> bool {
+        match self {
+            Identity::Unknown => false,
+            Identity::Reaped => true,
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Identity::Held(fd) => {
+                use std::os::fd::AsRawFd;
+                let Ok(id) = libc::id_t::try_from(fd.as_raw_fd()) else {
+                    return false;
+                };
+                // SAFETY: a zeroed siginfo_t is a valid value for waitid to write into.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: waitid writes only into `info`, owned here; WNOWAIT leaves an
+                // exited child to be reaped by its wait, WNOHANG returns at once.
+                let result = unsafe {
+                    libc::waitid(
+                        libc::P_PIDFD,
+                        id,
+                        &mut info,
+                        libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+                    )
+                };
+                // Other errors (no P_PIDFD before Linux 5.4) tell nothing.
+                result == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+            }
+        }
+    }
+}
