@@ -178,3 +178,38 @@ fn a_wait_after_a_steal_leaves_the_child_that_reused_the_pid_alone() {
         Some(ExitStatus::exited(9))
     );
 }
+
+/// As above, with `kill` the first call after the steal: it must not signal the new
+/// child that holds the pid.
+#[test]
+fn a_kill_after_a_steal_spares_the_child_that_reused_the_pid() {
+    let (processes, log) = source();
+    let mut first = Command::new("sh")
+        .args(["-c", "exit 7"])
+        .spawn_watched_in(processes)
+        .unwrap();
+    let (first_pid, os_pid) = (first.task().pid(), first.id());
+    await_zombie(os_pid);
+    steal(os_pid);
+    let Some(mut second) = spawn_with_pid(
+        processes,
+        Command::new("sh")
+            .args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped()),
+        os_pid,
+    ) else {
+        println!("skipped: cannot set ns_last_pid (not root)");
+        return;
+    };
+    let killed = first.kill().map_err(|e| e.raw_os_error());
+    // Closing its stdin ends the second child by itself, with code 1 (`read` at EOF).
+    drop(second.as_std_mut().stdin.take());
+    let second_status = second.wait().unwrap();
+    assert_eq!(killed, Err(Some(libc::ESRCH)));
+    assert_eq!(
+        second_status.code(),
+        Some(1),
+        "the kill reached the child that reused the pid: {second_status:?}"
+    );
+    assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
+}
