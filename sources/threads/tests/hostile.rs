@@ -66,3 +66,57 @@ fn a_thread_name_with_a_nul_byte_is_an_error_and_leaves_no_task_behind() {
     );
     assert_eq!(threads.tasks().stats().tasks, tasks_before);
 }
+
+/// The source that [`foreign_key_end`] looks the thread's task up in, and what it got.
+static FOREIGN: Mutex<Option<&'static Threads>> = Mutex::new(None);
+static FOREIGN_GOT: Mutex<Option<Result<Pid, String>>> = Mutex::new(None);
+
+/// Another library's pthread key destructor: it runs after every thread-local
+/// destructor of the thread, and after std's own clean-up when its key is older.
+extern "C" fn foreign_key_end(_: *mut libc::c_void) {
+    let source = *FOREIGN.lock().unwrap();
+    let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        source.map(|threads| threads.current())
+    }));
+    *FOREIGN_GOT.lock().unwrap() = Some(match got {
+        Ok(Some(Ok(task))) => Ok(task.pid()),
+        Ok(Some(Err(error))) => Err(error.to_string()),
+        Ok(None) => Err("no source".into()),
+        Err(_) => Err("panicked".into()),
+    });
+}
+
+#[test]
+fn a_thread_first_met_in_another_librarys_key_destructor_still_ends_once() {
+    let (threads, log) = source();
+    *FOREIGN.lock().unwrap() = Some(threads);
+    // std's own key (its thread clean-up) and the source's exist before the foreign
+    // one, whose destructor then runs after theirs.
+    threads.builder().spawn(|| ()).unwrap().join().unwrap();
+    let mut key: libc::pthread_key_t = 0;
+    // SAFETY: `key` is a valid place for the new key; the destructor does not unwind.
+    assert_eq!(
+        unsafe { libc::pthread_key_create(&mut key, Some(foreign_key_end)) },
+        0
+    );
+    std::thread::spawn(move || {
+        // SAFETY: the key was just created; a non-null value makes its destructor run.
+        unsafe { libc::pthread_setspecific(key, std::ptr::dangling_mut::<libc::c_void>()) };
+    })
+    .join()
+    .unwrap();
+    // SAFETY: no thread holds a value for the key any more.
+    unsafe { libc::pthread_key_delete(key) };
+    let got = FOREIGN_GOT.lock().unwrap().clone();
+    let pid = got
+        .expect("the foreign destructor ran")
+        .expect("the thread got a task");
+    let kinds: Vec<EventKind> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, p)| *p == pid)
+        .map(|(kind, _)| *kind)
+        .collect();
+    assert_eq!(kinds, [EventKind::Fork, EventKind::Exit, EventKind::Free]);
+}
