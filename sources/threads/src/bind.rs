@@ -105,9 +105,7 @@ pub(crate) fn current(source: &'static Threads) -> Result<Arc<Task>, CurrentErro
             let task = if main && source.claim_main() {
                 source.process().clone()
             } else {
-                let name = std::thread::current()
-                    .name()
-                    .map_or_else(|| source.process().comm(), str::to_owned);
+                let name = os::thread_name().unwrap_or_else(|| source.process().comm());
                 let (task, _outcome) = source
                     .tasks()
                     .adopt_running(source.process(), THREAD_FLAGS, &name)

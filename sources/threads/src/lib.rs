@@ -20,7 +20,9 @@
 //!   plain `std::thread::spawn`) are adopted the first time they call into this crate
 //!   ([`current`], [`spawn`], [`set_name`]): their `fork` watchers are told with
 //!   [`notify`](watchers_core::WatcherTable::notify) (they cannot refuse a thread that
-//!   already runs), and they get `exit` and `free` when they end.
+//!   already runs), and they get `exit` and `free` when they end. Their `comm` is the
+//!   OS thread name (on Linux read from the kernel, which works even after std's own
+//!   clean-up of the thread; std's name elsewhere).
 //! * [`set_name`] renames the thread and sends a `comm` event; a thread spawned with a
 //!   name sends one too when it starts, as the kernel reports the rename that std's
 //!   thread start performs.

@@ -30,6 +30,30 @@ pub(crate) fn is_main_thread(tid: Option<u32>) -> bool {
     }
 }
 
+/// The calling thread's name as the OS holds it (its `comm`), if it can be read.
+///
+/// On Linux this asks the kernel, not std: a thread may first meet the source after
+/// std's own clean-up of the thread (from another library's pthread key destructor),
+/// when `std::thread::current` panics.
+pub(crate) fn thread_name() -> Option<String> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut name = [0u8; watchers_core::COMM_MAX + 1];
+        // SAFETY: PR_GET_NAME writes at most 16 bytes, NUL included, into `name`,
+        // which holds 16.
+        let result = unsafe { libc::prctl(libc::PR_GET_NAME, name.as_mut_ptr()) };
+        if result != 0 {
+            return None;
+        }
+        let name = std::ffi::CStr::from_bytes_until_nul(&name).ok()?;
+        Some(name.to_string_lossy().into_owned())
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        std::thread::current().name().map(str::to_owned)
+    }
+}
+
 /// The process's name: the kernel's `comm` where it can be read, else the executable's
 /// file name.
 pub(crate) fn process_name() -> String {
