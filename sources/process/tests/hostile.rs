@@ -1,5 +1,5 @@
 //! Call sites a reviewer would try against the source: a `Child` dropped from a
-//! thread-local destructor, spawns that fail for want of file descriptors.
+//! thread-local destructor or from inside another child's `exit` watcher.
 
 mod common;
 
@@ -57,6 +57,22 @@ fn await_free(log: &Log, pid: Pid) -> bool {
     false
 }
 
+/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
+fn await_zombie(os_pid: u32) {
+    // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here; WNOWAIT
+    // leaves the child to be reaped later.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let result = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            os_pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT,
+        )
+    };
+    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+}
+
 thread_local! {
     static HELD: RefCell<Option<Child>> = const { RefCell::new(None) };
 }
@@ -87,129 +103,49 @@ fn a_running_child_dropped_by_a_thread_local_destructor_is_still_reaped() {
     );
 }
 
-/// The exit status `pid`'s task got, if it got one.
-fn exit_of(log: &Log, pid: Pid) -> Option<ExitStatus> {
-    log.lock()
+/// A child that an `exit` watcher of another child drops: one that has exited ends
+/// there, inside the other's dispatch; one still running goes to the reaper.
+#[test]
+fn children_dropped_inside_another_childs_exit_watcher_end_once_without_deadlock() {
+    static HELD: Mutex<Vec<Child>> = Mutex::new(Vec::new());
+    static TRIGGER: Mutex<Option<Pid>> = Mutex::new(None);
+    let (processes, log) = source();
+    processes
+        .tasks()
+        .watchers()
+        .watcher("hostile::drop_in_exit", EventSet::EXIT)
+        .register(|event: &Event<'_>| {
+            if *TRIGGER.lock().unwrap() == Some(event.task().pid()) {
+                let held = std::mem::take(&mut *HELD.lock().unwrap());
+                drop(held);
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })
         .unwrap()
-        .iter()
-        .find(|(kind, p, _)| *kind == EventKind::Exit && *p == pid)
-        .and_then(|(_, _, status)| *status)
-}
-
-/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
-fn await_zombie(os_pid: u32) {
-    // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here; WNOWAIT
-    // leaves the child to be reaped later.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let result = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            os_pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT,
-        )
-    };
-    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
-}
-
-/// Another part of the program reaps the child `os_pid`, as a `waitpid` of its own.
-fn steal(os_pid: u32) {
-    let mut status = 0;
-    // SAFETY: waitpid writes only into `status`, an i32 owned here.
-    let reaped = unsafe { libc::waitpid(os_pid as libc::pid_t, &mut status, 0) };
-    assert_eq!(reaped, os_pid as libc::pid_t, "the steal itself failed");
-}
-
-/// Spawns `command` through `processes` so that the child gets the OS pid `wanted`,
-/// which is free: the kernel hands out `ns_last_pid + 1` next (needs root). Other forks
-/// on the machine may take the pid first, hence the retries. `None` if not permitted.
-fn spawn_with_pid(
-    processes: &'static Processes,
-    command: &mut Command,
-    wanted: u32,
-) -> Option<Child> {
-    for _ in 0..200 {
-        if std::fs::write("/proc/sys/kernel/ns_last_pid", (wanted - 1).to_string()).is_err() {
-            return None;
-        }
-        let mut child = command.spawn_watched_in(processes).unwrap();
-        if child.id() == wanted {
-            return Some(child);
-        }
-        child.wait().unwrap();
-    }
-    panic!("premise: pid {wanted} was never given to a new child");
-}
-
-/// A child whose status other code collected, and whose pid the OS gave to a new child
-/// of this program before the first wait: that wait must not collect the new child.
-#[test]
-fn a_wait_after_a_steal_leaves_the_child_that_reused_the_pid_alone() {
-    let (processes, log) = source();
-    let mut first = Command::new("sh")
-        .args(["-c", "exit 7"])
+        .keep();
+    let exited = Command::new("true").spawn_watched_in(processes).unwrap();
+    await_zombie(exited.id());
+    let running = Command::new("sleep")
+        .arg("0.1")
         .spawn_watched_in(processes)
         .unwrap();
-    let (first_pid, os_pid) = (first.task().pid(), first.id());
-    await_zombie(os_pid);
-    steal(os_pid);
-    let Some(mut second) =
-        spawn_with_pid(processes, Command::new("sh").args(["-c", "exit 9"]), os_pid)
-    else {
-        println!("skipped: cannot set ns_last_pid (not root)");
-        return;
-    };
-    await_zombie(os_pid);
-    let first_waited = first.wait().map_err(|e| e.raw_os_error());
-    let second_waited = second.wait().map(|status| status.code());
+    let (exited_pid, running_pid) = (exited.task().pid(), running.task().pid());
+    HELD.lock().unwrap().extend([exited, running]);
+    let mut trigger = Command::new("true").spawn_watched_in(processes).unwrap();
+    *TRIGGER.lock().unwrap() = Some(trigger.task().pid());
+    assert!(trigger.wait().unwrap().success());
+    let whole = [
+        EventKind::Fork,
+        EventKind::Exec,
+        EventKind::Exit,
+        EventKind::Free,
+    ];
     assert_eq!(
-        first_waited,
-        Err(Some(libc::ECHILD)),
-        "the first child's wait collected the second's status"
+        events_of(&log, exited_pid),
+        whole,
+        "not ended inside the watcher"
     );
-    assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
-    assert_eq!(
-        second_waited.ok(),
-        Some(Some(9)),
-        "the second child lost its status"
-    );
-    assert_eq!(
-        exit_of(&log, second.task().pid()),
-        Some(ExitStatus::exited(9))
-    );
-}
-
-/// As above, with `kill` the first call after the steal: it must not signal the new
-/// child that holds the pid.
-#[test]
-fn a_kill_after_a_steal_spares_the_child_that_reused_the_pid() {
-    let (processes, log) = source();
-    let mut first = Command::new("sh")
-        .args(["-c", "exit 7"])
-        .spawn_watched_in(processes)
-        .unwrap();
-    let (first_pid, os_pid) = (first.task().pid(), first.id());
-    await_zombie(os_pid);
-    steal(os_pid);
-    let Some(mut second) = spawn_with_pid(
-        processes,
-        Command::new("sh")
-            .args(["-c", "read line"])
-            .stdin(std::process::Stdio::piped()),
-        os_pid,
-    ) else {
-        println!("skipped: cannot set ns_last_pid (not root)");
-        return;
-    };
-    let killed = first.kill().map_err(|e| e.raw_os_error());
-    // Closing its stdin ends the second child by itself, with code 1 (`read` at EOF).
-    drop(second.as_std_mut().stdin.take());
-    let second_status = second.wait().unwrap();
-    assert_eq!(killed, Err(Some(libc::ESRCH)));
-    assert_eq!(
-        second_status.code(),
-        Some(1),
-        "the kill reached the child that reused the pid: {second_status:?}"
-    );
-    assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
+    assert!(await_free(&log, running_pid));
+    assert_eq!(events_of(&log, running_pid), whole);
+    assert_eq!(events_of(&log, trigger.task().pid()), whole);
 }
