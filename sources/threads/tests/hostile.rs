@@ -120,3 +120,70 @@ fn a_thread_first_met_in_another_librarys_key_destructor_still_ends_once() {
         .collect();
     assert_eq!(kinds, [EventKind::Fork, EventKind::Exit, EventKind::Free]);
 }
+
+/// Counts its drops.
+struct Counted;
+
+static COUNTED_DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        COUNTED_DROPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+static COUNTED: watchers_core::TaskSlot<Counted> = watchers_core::TaskSlot::new();
+
+#[test]
+fn an_os_refusal_after_fork_frees_once_and_drops_each_slot_value_once() {
+    let (threads, log) = source();
+    let me = threads.current().unwrap();
+    let forked = Arc::new(Mutex::new(Vec::new()));
+    let seen = forked.clone();
+    threads
+        .tasks()
+        .watchers()
+        .watcher("hostile::slot", EventSet::FORK)
+        .register(move |event: &Event<'_>| -> watchers_core::WatcherResult {
+            COUNTED.set(event.task(), Counted);
+            seen.lock().unwrap().push(event.task().pid());
+            Ok(())
+        })
+        .unwrap()
+        .keep();
+    let drops_before = COUNTED_DROPS.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..3 {
+        // A stack larger than the address space: the OS refuses the thread.
+        let error = threads
+            .builder()
+            .stack_size(1 << 52)
+            .spawn(|| ())
+            .unwrap_err();
+        assert!(matches!(error, SpawnError::Os(_)), "{error}");
+    }
+    let forked = forked.lock().unwrap();
+    assert_eq!(forked.len(), 3, "premise: the fork watchers ran");
+    assert_eq!(
+        COUNTED_DROPS.load(std::sync::atomic::Ordering::SeqCst) - drops_before,
+        3,
+        "each slot value dropped once, by the time the spawn returned"
+    );
+    for pid in forked.iter() {
+        let kinds: Vec<EventKind> = log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, seen)| seen == pid)
+            .map(|(kind, _)| *kind)
+            .collect();
+        // Mirror pids are reused: each spawn's fork and free, never an exit.
+        assert!(
+            kinds
+                .chunks(2)
+                .all(|pair| pair == [EventKind::Fork, EventKind::Free]),
+            "{kinds:?}"
+        );
+    }
+    let (forks, frees) = forks_and_frees(&log, &[me.pid(), threads.process().pid()]);
+    assert_eq!((forks, frees), (3, 3));
+}
