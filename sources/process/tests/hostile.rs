@@ -1,76 +1,86 @@
 //! Call sites a reviewer would try against the source: a `Child` dropped from a
-//! thread-local destructor or from inside another child's `exit` watcher.
+//! thread-local destructor or from inside another child's `exit` watcher, and a child
+//! whose status other code collected and whose pid the OS then gave to a new child of
+//! this program (its calls must never reach the new child). Those set `ns_last_pid`
+//! (root only; skipped otherwise), so the tests here take turns: a pid one waits for must
+//! not go to another's child.
 
 mod common;
 
-use std::cell::RefCell;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use common::{Log, await_free, await_zombie, events_of, steal};
 
-use watchers_core::{Event, EventData, EventKind, EventSet, ExitStatus, Pid, WatcherTable};
+use std::cell::RefCell;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+
+use watchers_core::{Event, EventKind, EventSet, ExitStatus, Pid, WatcherTable};
 use watchers_process::{Child, CommandExt, Processes};
 
-type Log = Arc<Mutex<Vec<(EventKind, Pid, Option<ExitStatus>)>>>;
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// This test's turn.
+fn turn() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A source whose watcher logs every event.
 fn source() -> (&'static Processes, Log) {
     let table = WatcherTable::from_watchers([]).unwrap().leak();
-    let log = Log::default();
-    let seen = log.clone();
-    table
-        .watcher("hostile::log", EventSet::ALL)
-        .register(move |event: &Event<'_>| {
-            let status = match event.data() {
-                EventData::Exit { status } => Some(*status),
-                _ => None,
-            };
-            seen.lock()
-                .unwrap()
-                .push((event.kind(), event.task().pid(), status));
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap()
-        .keep();
+    let log = common::log_every_event(table);
     (common::leaked_source(table, &log), log)
 }
 
 /// The kinds of event `pid` got, in order.
-fn events_of(log: &Log, pid: Pid) -> Vec<EventKind> {
-    log.lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, p, _)| *p == pid)
-        .map(|(kind, _, _)| *kind)
+fn kinds_of(log: &Log, pid: Pid) -> Vec<EventKind> {
+    events_of(log, pid)
+        .into_iter()
+        .map(|(kind, _)| kind)
         .collect()
 }
 
-/// Waits up to five seconds for `pid`'s `free`.
-fn await_free(log: &Log, pid: Pid) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        if events_of(log, pid).contains(&EventKind::Free) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
+/// The exit status `pid`'s task got, if it got one.
+fn exit_of(log: &Log, pid: Pid) -> Option<ExitStatus> {
+    events_of(log, pid)
+        .into_iter()
+        .find_map(|(kind, status)| status.filter(|_| kind == EventKind::Exit))
 }
 
-/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
-fn await_zombie(os_pid: u32) {
-    // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here; WNOWAIT
-    // leaves the child to be reaped later.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    let result = unsafe {
-        libc::waitid(
-            libc::P_PID,
-            os_pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT,
-        )
-    };
-    assert_eq!(result, 0, "{}", std::io::Error::last_os_error());
+/// Spawns `command` through `processes` so that the child gets the OS pid `wanted`,
+/// which is free: the kernel hands out `ns_last_pid + 1` next (needs root). Other forks
+/// on the machine may take the pid first, hence the retries. `None` if not permitted.
+fn spawn_with_pid(
+    processes: &'static Processes,
+    command: &mut Command,
+    wanted: u32,
+) -> Option<Child> {
+    for _ in 0..200 {
+        if std::fs::write("/proc/sys/kernel/ns_last_pid", (wanted - 1).to_string()).is_err() {
+            return None;
+        }
+        let mut child = command.spawn_watched_in(processes).unwrap();
+        if child.id() == wanted {
+            return Some(child);
+        }
+        child.wait().unwrap();
+    }
+    panic!("premise: pid {wanted} was never given to a new child");
+}
+
+/// A child that exited and whose status other code collected, and a new child running
+/// `command` that the OS gave the first one's pid. `None` if the pid cannot be chosen.
+fn stolen_then_reused(
+    processes: &'static Processes,
+    command: &mut Command,
+) -> Option<(Child, Child)> {
+    let first = Command::new("sh")
+        .args(["-c", "exit 7"])
+        .spawn_watched_in(processes)
+        .unwrap();
+    let os_pid = first.id();
+    await_zombie(os_pid);
+    steal(os_pid);
+    let second = spawn_with_pid(processes, command, os_pid)?;
+    Some((first, second))
 }
 
 thread_local! {
@@ -79,6 +89,7 @@ thread_local! {
 
 #[test]
 fn a_running_child_dropped_by_a_thread_local_destructor_is_still_reaped() {
+    let _turn = turn();
     let (processes, log) = source();
     let pid = std::thread::spawn(move || {
         let child = Command::new("sleep")
@@ -91,9 +102,9 @@ fn a_running_child_dropped_by_a_thread_local_destructor_is_still_reaped() {
     })
     .join()
     .unwrap();
-    assert!(await_free(&log, pid), "{:?}", events_of(&log, pid));
+    assert!(await_free(&log, pid), "{:?}", kinds_of(&log, pid));
     assert_eq!(
-        events_of(&log, pid),
+        kinds_of(&log, pid),
         [
             EventKind::Fork,
             EventKind::Exec,
@@ -107,6 +118,7 @@ fn a_running_child_dropped_by_a_thread_local_destructor_is_still_reaped() {
 /// there, inside the other's dispatch; one still running goes to the reaper.
 #[test]
 fn children_dropped_inside_another_childs_exit_watcher_end_once_without_deadlock() {
+    let _turn = turn();
     static HELD: Mutex<Vec<Child>> = Mutex::new(Vec::new());
     static TRIGGER: Mutex<Option<Pid>> = Mutex::new(None);
     let (processes, log) = source();
@@ -141,11 +153,73 @@ fn children_dropped_inside_another_childs_exit_watcher_end_once_without_deadlock
         EventKind::Free,
     ];
     assert_eq!(
-        events_of(&log, exited_pid),
+        kinds_of(&log, exited_pid),
         whole,
         "not ended inside the watcher"
     );
     assert!(await_free(&log, running_pid));
-    assert_eq!(events_of(&log, running_pid), whole);
-    assert_eq!(events_of(&log, trigger.task().pid()), whole);
+    assert_eq!(kinds_of(&log, running_pid), whole);
+    assert_eq!(kinds_of(&log, trigger.task().pid()), whole);
+}
+
+/// A child whose status other code collected, and whose pid the OS gave to a new child
+/// of this program before the first wait: that wait must not collect the new child.
+#[test]
+fn a_wait_after_a_steal_leaves_the_child_that_reused_the_pid_alone() {
+    let _turn = turn();
+    let (processes, log) = source();
+    let Some((mut first, mut second)) =
+        stolen_then_reused(processes, Command::new("sh").args(["-c", "exit 9"]))
+    else {
+        println!("skipped: cannot set ns_last_pid (not root)");
+        return;
+    };
+    let (first_pid, os_pid) = (first.task().pid(), first.id());
+    await_zombie(os_pid);
+    let first_waited = first.wait().map_err(|e| e.raw_os_error());
+    let second_waited = second.wait().map(|status| status.code());
+    assert_eq!(
+        first_waited,
+        Err(Some(libc::ECHILD)),
+        "the first child's wait collected the second's status"
+    );
+    assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
+    assert_eq!(
+        second_waited.ok(),
+        Some(Some(9)),
+        "the second child lost its status"
+    );
+    assert_eq!(
+        exit_of(&log, second.task().pid()),
+        Some(ExitStatus::exited(9))
+    );
+}
+
+/// As above, with `kill` the first call after the steal: it must not signal the new
+/// child that holds the pid.
+#[test]
+fn a_kill_after_a_steal_spares_the_child_that_reused_the_pid() {
+    let _turn = turn();
+    let (processes, log) = source();
+    let Some((mut first, mut second)) = stolen_then_reused(
+        processes,
+        Command::new("sh")
+            .args(["-c", "read line"])
+            .stdin(Stdio::piped()),
+    ) else {
+        println!("skipped: cannot set ns_last_pid (not root)");
+        return;
+    };
+    let first_pid = first.task().pid();
+    let killed = first.kill().map_err(|e| e.raw_os_error());
+    // Closing its stdin ends the second child by itself, with code 1 (`read` at EOF).
+    drop(second.as_std_mut().stdin.take());
+    let second_status = second.wait().unwrap();
+    assert_eq!(killed, Err(Some(libc::ESRCH)));
+    assert_eq!(
+        second_status.code(),
+        Some(1),
+        "the kill reached the child that reused the pid: {second_status:?}"
+    );
+    assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
 }

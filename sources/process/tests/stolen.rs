@@ -4,43 +4,24 @@
 
 mod common;
 
+use common::{Log, await_free, await_zombie, events_of, steal};
+
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use watchers_core::{
-    Event, EventData, EventKind, EventSet, ExitStatus, Pid, TaskState, WatcherTable,
-};
+use watchers_core::{Event, EventKind, EventSet, ExitStatus, TaskState, WatcherTable};
 use watchers_process::{CommandExt, Processes};
 
 /// For sources whose watchers never panic.
 static NEVER: AtomicBool = AtomicBool::new(false);
 
-type Log = Arc<Mutex<Vec<(EventKind, Pid, Option<ExitStatus>)>>>;
-
 /// A source with two watchers: one that logs every event, and after it one that panics
 /// on `panic_on` events while `armed` is set.
 fn source(panic_on: EventKind, armed: &'static AtomicBool) -> (&'static Processes, Log) {
     let table = WatcherTable::from_watchers([]).unwrap().leak();
-    let log = Log::default();
-    let seen = log.clone();
-    table
-        .watcher("stolen::log", EventSet::ALL)
-        .priority(10)
-        .register(move |event: &Event<'_>| {
-            let status = match event.data() {
-                EventData::Exit { status } => Some(*status),
-                _ => None,
-            };
-            seen.lock()
-                .unwrap()
-                .push((event.kind(), event.task().pid(), status));
-            Ok::<(), std::convert::Infallible>(())
-        })
-        .unwrap()
-        .keep();
+    let log = common::log_every_event(table);
     table
         .watcher("stolen::panics", EventSet::ALL)
         .register(move |event: &Event<'_>| {
@@ -55,64 +36,9 @@ fn source(panic_on: EventKind, armed: &'static AtomicBool) -> (&'static Processe
     (processes, log)
 }
 
-/// The events `pid` got, in order.
-fn events_of(log: &Log, pid: Pid) -> Vec<(EventKind, Option<ExitStatus>)> {
-    log.lock()
-        .unwrap()
-        .iter()
-        .filter(|(_, p, _)| *p == pid)
-        .map(|(kind, _, status)| (*kind, *status))
-        .collect()
-}
-
-/// Waits (up to 30 s) until `pid` got its `free`.
-fn await_free(log: &Log, pid: Pid) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if events_of(log, pid)
-            .iter()
-            .any(|(k, _)| *k == EventKind::Free)
-        {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
-}
-
-/// `waitid` for the child `os_pid` with `WEXITED | WNOWAIT | flags`: it is never
-/// reaped here. Zero if the child exists (with `WNOHANG`, even if it runs).
-fn peek(os_pid: u32, flags: libc::c_int) -> libc::c_int {
-    // SAFETY: waitid writes only into `info`, a zeroed siginfo_t owned here; WNOWAIT
-    // leaves the child to be reaped later.
-    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-    unsafe {
-        libc::waitid(
-            libc::P_PID,
-            os_pid as libc::id_t,
-            &mut info,
-            libc::WEXITED | libc::WNOWAIT | flags,
-        )
-    }
-}
-
-/// Blocks until the child `os_pid` has exited, leaving it a zombie (not reaped).
-fn await_zombie(os_pid: u32) {
-    assert_eq!(peek(os_pid, 0), 0, "{}", std::io::Error::last_os_error());
-}
-
 /// Whether the child `os_pid` still exists, as a zombie or running.
 fn is_our_child(os_pid: u32) -> bool {
-    peek(os_pid, libc::WNOHANG) == 0
-}
-
-/// Another part of the program reaps the child `os_pid`: its raw wait status.
-fn steal(os_pid: u32) -> i32 {
-    let mut status = 0;
-    // SAFETY: waitpid writes only into `status`, an i32 owned here.
-    let reaped = unsafe { libc::waitpid(os_pid as libc::pid_t, &mut status, 0) };
-    assert_eq!(reaped, os_pid as libc::pid_t, "the steal itself failed");
-    status
+    common::peek(os_pid, libc::WNOHANG) == 0
 }
 
 #[test]
