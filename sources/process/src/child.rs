@@ -1,7 +1,7 @@
 //! A spawned child whose wait sends `exit` and `free`.
 
 use std::io::{self, Read};
-use std::process::{ExitStatus, Output};
+use std::process::{ChildStderr, ChildStdin, ChildStdout, ExitStatus, Output};
 use std::sync::Arc;
 
 use watchers_core::Task;
@@ -82,11 +82,49 @@ impl Child {
         &self.task
     }
 
-    /// The std child, for its pipes (`stdin`, `stdout`, `stderr`). A status collected
-    /// through it is reported by the next [`wait`](Child::wait) or
-    /// [`try_wait`](Child::try_wait) here, or by the drop. Since std's own wait may then
-    /// have reaped the child, this `Child` no longer tells a reaping by other code from
-    /// it, and waits by pid as std does (see [`wait`](Child::wait)).
+    /// The child's piped stdin, if it has one not yet taken (std's `Child::stdin`).
+    ///
+    /// Prefer this (and [`take_stdout`](Child::take_stdout),
+    /// [`take_stderr`](Child::take_stderr)) to [`as_std_mut`](Child::as_std_mut): the
+    /// `Child` then still tells its own end from a new process that got its pid.
+    ///
+    /// ```
+    /// # #[cfg(unix)] {
+    /// use std::io::Write;
+    /// use std::process::{Command, Stdio};
+    /// use watchers_process::CommandExt;
+    ///
+    /// let mut child = Command::new("sh")
+    ///     .args(["-c", "read line; test \"$line\" = hi"])
+    ///     .stdin(Stdio::piped())
+    ///     .spawn_watched()?;
+    /// child.take_stdin().expect("piped").write_all(b"hi\n")?;
+    /// assert!(child.wait()?.success());
+    /// # }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn take_stdin(&mut self) -> Option<ChildStdin> {
+        self.std().stdin.take()
+    }
+
+    /// The child's piped stdout, if it has one not yet taken (std's `Child::stdout`);
+    /// see [`take_stdin`](Child::take_stdin).
+    pub fn take_stdout(&mut self) -> Option<ChildStdout> {
+        self.std().stdout.take()
+    }
+
+    /// The child's piped stderr, if it has one not yet taken (std's `Child::stderr`);
+    /// see [`take_stdin`](Child::take_stdin).
+    pub fn take_stderr(&mut self) -> Option<ChildStderr> {
+        self.std().stderr.take()
+    }
+
+    /// The std child. A status collected through it is reported by the next
+    /// [`wait`](Child::wait) or [`try_wait`](Child::try_wait) here, or by the drop.
+    /// Since std's own wait may then have reaped the child, this `Child` no longer tells
+    /// a reaping by other code from it, and waits by pid as std does (see
+    /// [`wait`](Child::wait)); for the pipes, [`take_stdin`](Child::take_stdin) and its
+    /// siblings keep that.
     pub fn as_std_mut(&mut self) -> &mut std::process::Child {
         self.lent = true;
         self.std()
