@@ -223,3 +223,82 @@ fn a_kill_after_a_steal_spares_the_child_that_reused_the_pid() {
     );
     assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
 }
+
+/// As above for the reaper: a dropped child is stolen and its pid given to a new child
+/// while the reaper is held up (in a watcher of another dropped child); the reaper must
+/// then end the first child's task as lost, and leave the new child to its own wait.
+#[test]
+fn the_reaper_leaves_the_child_that_reused_a_dropped_childs_pid_alone() {
+    static HOLD_ON: Mutex<Option<(Pid, std::sync::mpsc::Receiver<()>)>> = Mutex::new(None);
+    let _turn = turn();
+    let (processes, log) = source();
+    processes
+        .tasks()
+        .watchers()
+        .watcher("hostile::hold_the_reaper", EventSet::EXIT)
+        .register(|event: &Event<'_>| {
+            let mut hold = HOLD_ON.lock().unwrap();
+            if hold
+                .as_ref()
+                .is_some_and(|(pid, _)| *pid == event.task().pid())
+            {
+                let (_, release) = hold.take().unwrap();
+                drop(hold);
+                let _ = release.recv();
+            }
+            Ok::<(), std::convert::Infallible>(())
+        })
+        .unwrap()
+        .keep();
+    // Both go to the reaper while they run; `holder` ends first, and holds the reaper
+    // in its `exit` watcher.
+    let (release, held) = std::sync::mpsc::channel();
+    let reading = || {
+        let mut child = Command::new("sh")
+            .args(["-c", "read line"])
+            .stdin(Stdio::piped())
+            .spawn_watched_in(processes)
+            .unwrap();
+        let stdin = child.take_stdin();
+        (child, stdin)
+    };
+    let ((holder, holder_stdin), (first, stdin)) = (reading(), reading());
+    *HOLD_ON.lock().unwrap() = Some((holder.task().pid(), held));
+    let (first_pid, os_pid) = (first.task().pid(), first.id());
+    drop((holder, first));
+    drop(holder_stdin);
+    while HOLD_ON.lock().unwrap().is_some() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    // The reaper is held: the first child ends, other code reaps it, a new child gets
+    // its pid.
+    drop(stdin);
+    await_zombie(os_pid);
+    steal(os_pid);
+    let second = spawn_with_pid(
+        processes,
+        Command::new("sh")
+            .args(["-c", "read line; exit 5"])
+            .stdin(Stdio::piped()),
+        os_pid,
+    );
+    let Some(mut second) = second else {
+        release.send(()).unwrap();
+        println!("skipped: cannot set ns_last_pid (not root)");
+        return;
+    };
+    release.send(()).unwrap();
+    assert!(
+        await_free(&log, first_pid),
+        "{:?}",
+        events_of(&log, first_pid)
+    );
+    assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
+    drop(second.as_std_mut().stdin.take());
+    let status = second.wait().map(|status| status.code());
+    assert_eq!(
+        status.ok(),
+        Some(Some(5)),
+        "the reaper took the new child's status"
+    );
+}
