@@ -213,7 +213,7 @@ fn a_kill_after_a_steal_spares_the_child_that_reused_the_pid() {
     let first_pid = first.task().pid();
     let killed = first.kill().map_err(|e| e.raw_os_error());
     // Closing its stdin ends the second child by itself, with code 1 (`read` at EOF).
-    drop(second.as_std_mut().stdin.take());
+    drop(second.take_stdin());
     let second_status = second.wait().unwrap();
     assert_eq!(killed, Err(Some(libc::ESRCH)));
     assert_eq!(
@@ -294,7 +294,7 @@ fn the_reaper_leaves_the_child_that_reused_a_dropped_childs_pid_alone() {
         events_of(&log, first_pid)
     );
     assert_eq!(exit_of(&log, first_pid), Some(ExitStatus::UNKNOWN));
-    drop(second.as_std_mut().stdin.take());
+    drop(second.take_stdin());
     let status = second.wait().map(|status| status.code());
     assert_eq!(
         status.ok(),
