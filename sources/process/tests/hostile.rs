@@ -267,7 +267,12 @@ fn the_reaper_leaves_the_child_that_reused_a_dropped_childs_pid_alone() {
     let (first_pid, os_pid) = (first.task().pid(), first.id());
     drop((holder, first));
     drop(holder_stdin);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while HOLD_ON.lock().unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "premise: the reaper is held"
+        );
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     // The reaper is held: the first child ends, other code reaps it, a new child gets
