@@ -333,9 +333,15 @@ impl LocalWatchers {
     }
 
     /// Drops what the task with serial `serial` kept of forks through other tables.
+    #[inline(always)]
     pub(crate) fn forget_forks_elsewhere(&self, serial: u64) {
-        if self.runtime_table.load(Ordering::Relaxed) & OTHER_TABLES != 0 {
+        #[cold]
+        #[inline(never)]
+        fn forget(serial: u64) {
             forks_elsewhere().remove(&serial);
+        }
+        if self.runtime_table.load(Ordering::Relaxed) & OTHER_TABLES != 0 {
+            forget(serial);
         }
     }
 }
