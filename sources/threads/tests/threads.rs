@@ -538,3 +538,26 @@ fn a_freed_threads_os_tid_goes_with_it() {
     assert_eq!(task.state(), TaskState::Dead);
     assert_eq!(watchers_threads::os_tid(&task), None);
 }
+
+#[test]
+#[cfg(target_os = "linux")]
+fn an_adopted_threads_comm_is_its_name_cut_on_a_character_not_a_replacement_character() {
+    let (threads, _log, _refuse) = source();
+    // 16 bytes: the kernel keeps 15, cutting the emoji's 4 bytes after the third.
+    let name = "abcdefghijkl\u{1F600}";
+    let adopted = std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || threads.current().unwrap().comm())
+        .unwrap()
+        .join()
+        .unwrap();
+    let spawned = threads
+        .builder()
+        .name(name.to_owned())
+        .spawn(move || threads.current().unwrap().comm())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(spawned, "abcdefghijkl");
+    assert_eq!(adopted, spawned, "the same name gives the same comm");
+}
