@@ -46,11 +46,44 @@ pub(crate) fn thread_name() -> Option<String> {
             return None;
         }
         let name = std::ffi::CStr::from_bytes_until_nul(&name).ok()?;
-        Some(name.to_string_lossy().into_owned())
+        Some(comm_of(name.to_bytes()))
     }
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     {
         std::thread::current().name().map(str::to_owned)
+    }
+}
+
+/// The text of an OS thread name. The kernel keeps 15 bytes of a longer name, which may
+/// cut its last character: that part is left out, as the task table cuts names, rather
+/// than read as U+FFFD. Other bytes that are not UTF-8 become U+FFFD.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn comm_of(bytes: &[u8]) -> String {
+    // A character's start and its continuation bytes, cut short by the end of the name:
+    // at most 3 bytes of a 4-byte character.
+    let cut = (1..=bytes.len().min(3)).find(|&len| {
+        std::str::from_utf8(&bytes[bytes.len() - len..])
+            .is_err_and(|error| error.valid_up_to() == 0 && error.error_len().is_none())
+    });
+    let whole = &bytes[..bytes.len() - cut.unwrap_or(0)];
+    String::from_utf8_lossy(whole).into_owned()
+}
+
+#[cfg(all(test, any(target_os = "linux", target_os = "android")))]
+mod tests {
+    use super::comm_of;
+
+    #[test]
+    fn a_character_cut_at_the_end_is_left_out_and_other_bad_bytes_are_replaced() {
+        assert_eq!(comm_of(b"abc"), "abc");
+        assert_eq!(comm_of(b""), "");
+        assert_eq!(comm_of("ab\u{1F600}".as_bytes()), "ab\u{1F600}");
+        assert_eq!(comm_of(b"ab\xF0\x9F\x98"), "ab");
+        assert_eq!(comm_of(b"ab\xE2\x82"), "ab");
+        assert_eq!(comm_of(b"ab\xE2"), "ab");
+        assert_eq!(comm_of(b"a\xFFb\xE2\x82"), "a\u{FFFD}b");
+        // A lone continuation byte at the end is no cut character: it is replaced.
+        assert_eq!(comm_of(b"ab\x82"), "ab\u{FFFD}");
     }
 }
 
