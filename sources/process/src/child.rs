@@ -165,7 +165,9 @@ impl Child {
     /// and the task exits with [`watchers_core::ExitStatus::UNKNOWN`] and is freed. On
     /// Linux this holds even if the OS gave the pid to a new child of this program
     /// since: a pidfd opened at the spawn tells the child from the pid's new holder
-    /// (unless the std child was lent out with [`as_std_mut`](Child::as_std_mut)).
+    /// (unless the std child was lent out with [`as_std_mut`](Child::as_std_mut)). It is
+    /// asked just before std's wait by pid, so a steal and a reuse of the pid that both
+    /// land between those two calls still escape it.
     ///
     /// # Errors
     /// As [`std::process::Child::wait`].

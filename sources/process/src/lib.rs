@@ -19,7 +19,9 @@
 //!   [`ExitStatus::UNKNOWN`](watchers_core::ExitStatus::UNKNOWN), never a made-up code.
 //!   On Linux (5.4 or later) a pidfd opened at the spawn, held until the status is
 //!   collected (one descriptor per child not yet waited for), tells the child from a new
-//!   process the OS gave its pid to, so a wait never collects another child's status.
+//!   process the OS gave its pid to, so a wait does not collect another child's status.
+//!   The check comes just before std's wait by pid: a steal, and a new child given the
+//!   pid, that both land between the two calls still escape it.
 //! * A [`Child`] dropped without a wait is still reaped: at once if it has exited, else
 //!   by a background reaper thread (one per source, started on first need) that polls
 //!   every few milliseconds; its `exit` and `free` watchers then run on that thread.
