@@ -137,7 +137,10 @@ impl Child {
         !self.reported && !self.lent && self.identity.reaped_elsewhere()
     }
 
-    /// Sends `SIGKILL`, as [`std::process::Child::kill`].
+    /// Sends `SIGKILL`, as [`std::process::Child::kill`]. On Linux (5.1+) it goes
+    /// through the pidfd opened at the spawn, so it reaches this child or nobody, even
+    /// should other code reap it meanwhile (unless the std child was lent out with
+    /// [`as_std_mut`](Child::as_std_mut): std then signals the pid).
     ///
     /// # Errors
     /// As [`std::process::Child::kill`]; "no such process" if other code collected
@@ -147,10 +150,17 @@ impl Child {
     /// `exit` and `free` run here and a later wait returns the same status.
     pub fn kill(&mut self) -> io::Result<()> {
         // Polled first: std would signal the pid even after another waitpid reaped the
-        // child. Only a steal between this poll and the signal still escapes.
+        // child. The signal then goes through the pidfd where there is one, so that a
+        // steal after the poll cannot turn it to the pid's new holder.
         match self.try_wait() {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => self.std().kill(),
+            Ok(None) => match (!self.lent).then(|| self.identity.kill()).flatten() {
+                Some(Err(error)) if error.raw_os_error() == Some(NO_SUCH_PROCESS) => {
+                    Err(self.failed_as(error))
+                }
+                Some(result) => result,
+                None => self.std().kill(),
+            },
             Err(error) if error.raw_os_error() == Some(NO_CHILD) => Err(gone(NO_SUCH_PROCESS)),
             Err(error) => Err(error),
         }
@@ -210,6 +220,13 @@ impl Child {
             }
             Err(error) => Err(self.failed(error)),
         }
+    }
+
+    /// The child was reaped by other code between a poll and a signal: its end is
+    /// reported as for a wait that found it gone.
+    fn failed_as(&mut self, error: io::Error) -> io::Error {
+        let _ = self.failed(gone(NO_CHILD));
+        error
     }
 
     /// A wait failed: if the child is no longer ours, its end is reported, with the

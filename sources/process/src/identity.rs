@@ -50,6 +50,35 @@ impl Identity {
         }
     }
 
+    /// Sends `SIGKILL` through the pidfd, which reaches the child itself or nobody:
+    /// `None` if there is no pidfd (or the kernel cannot signal one, before Linux 5.1),
+    /// for the caller to signal by pid. "No such process" once other code reaped it.
+    pub(crate) fn kill(&self) -> Option<std::io::Result<()>> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Identity::Held(fd) = self {
+            use std::os::fd::AsRawFd;
+            // SAFETY: pidfd_send_signal takes a descriptor, a signal, a null siginfo (as
+            // kill(2) would fill it) and flags; it touches no memory of ours.
+            let result = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_send_signal,
+                    fd.as_raw_fd(),
+                    libc::SIGKILL,
+                    std::ptr::null::<libc::siginfo_t>(),
+                    0,
+                )
+            };
+            if result == 0 {
+                return Some(Ok(()));
+            }
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ENOSYS) {
+                return Some(Err(error));
+            }
+        }
+        None
+    }
+
     /// Whether other code has reaped the child, so that its pid may name another
     /// process by now. False when that cannot be told. Only meaningful while no wait of
     /// ours collected the child's status.
@@ -78,6 +107,33 @@ impl Identity {
                 // Other errors (no P_PIDFD before Linux 5.4) tell nothing.
                 result == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
             }
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::Identity;
+
+    #[test]
+    fn a_kill_through_the_pidfd_reaches_the_child_and_nobody_once_it_is_reaped() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let identity = Identity::of(child.id());
+        assert!(matches!(identity, Identity::Held(_)));
+        assert!(matches!(identity.kill(), Some(Ok(()))));
+        let status = child.wait().unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+        // Reaped: the pidfd names no process any more, whatever holds the pid.
+        assert!(identity.reaped_elsewhere());
+        match identity.kill() {
+            Some(Err(error)) => assert_eq!(error.raw_os_error(), Some(libc::ESRCH)),
+            other => panic!("a kill after the reaping must fail with ESRCH: {other:?}"),
         }
     }
 }
