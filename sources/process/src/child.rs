@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use watchers_core::Task;
 
-use crate::identity::Identity;
+use crate::identity::{Identity, Look};
 use crate::processes::Processes;
 use crate::to_task_status;
 
@@ -130,11 +130,15 @@ impl Child {
         self.std()
     }
 
-    /// Whether other code reaped the child before any wait here collected its status,
-    /// so that std, which waits by pid, must not be asked: the pid may be another
-    /// child's by now.
-    fn reaped_elsewhere(&self) -> bool {
-        !self.reported && !self.lent && self.identity.reaped_elsewhere()
+    /// What the pidfd tells before std, which waits by pid, is asked: whether other
+    /// code reaped the child before any wait here collected its status (the pid may be
+    /// another child's by now), or whether it still runs.
+    fn look(&self) -> Look {
+        if self.reported || self.lent {
+            Look::AskStd
+        } else {
+            self.identity.look()
+        }
     }
 
     /// Sends `SIGKILL`, as [`std::process::Child::kill`]. On Linux (5.1+) it goes
@@ -185,7 +189,7 @@ impl Child {
         if self.lost {
             return Err(gone(NO_CHILD));
         }
-        if self.reaped_elsewhere() {
+        if self.look() == Look::ReapedElsewhere {
             return Err(self.failed(gone(NO_CHILD)));
         }
         match self.std().wait() {
@@ -208,8 +212,11 @@ impl Child {
         if self.lost {
             return Err(gone(NO_CHILD));
         }
-        if self.reaped_elsewhere() {
-            return Err(self.failed(gone(NO_CHILD)));
+        match self.look() {
+            Look::ReapedElsewhere => return Err(self.failed(gone(NO_CHILD))),
+            // The look already made the poll std's would make.
+            Look::Running => return Ok(None),
+            Look::AskStd => {}
         }
         match self.std().try_wait() {
             Ok(status) => {

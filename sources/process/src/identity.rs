@@ -79,18 +79,17 @@ impl Identity {
         None
     }
 
-    /// Whether other code has reaped the child, so that its pid may name another
-    /// process by now. False when that cannot be told. Only meaningful while no wait of
-    /// ours collected the child's status.
-    pub(crate) fn reaped_elsewhere(&self) -> bool {
+    /// What the pidfd tells of the child. Only meaningful while no wait of ours
+    /// collected the child's status.
+    pub(crate) fn look(&self) -> Look {
         match self {
-            Identity::Unknown => false,
-            Identity::Reaped => true,
+            Identity::Unknown => Look::AskStd,
+            Identity::Reaped => Look::ReapedElsewhere,
             #[cfg(any(target_os = "linux", target_os = "android"))]
             Identity::Held(fd) => {
                 use std::os::fd::AsRawFd;
                 let Ok(id) = libc::id_t::try_from(fd.as_raw_fd()) else {
-                    return false;
+                    return Look::AskStd;
                 };
                 // SAFETY: a zeroed siginfo_t is a valid value for waitid to write into.
                 let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
@@ -104,16 +103,69 @@ impl Identity {
                         libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
                     )
                 };
+                if result == 0 {
+                    // SAFETY: `info` was zeroed and waitid filled it, if at all, for a
+                    // child's state change, where si_pid is the field set.
+                    let exited = unsafe { info.si_pid() } != 0;
+                    return if exited { Look::AskStd } else { Look::Running };
+                }
                 // Other errors (no P_PIDFD before Linux 5.4) tell nothing.
-                result == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD)
+                if std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) {
+                    Look::ReapedElsewhere
+                } else {
+                    Look::AskStd
+                }
             }
         }
     }
+
+    /// Whether other code has reaped the child, so that its pid may name another
+    /// process by now. False when that cannot be told.
+    pub(crate) fn reaped_elsewhere(&self) -> bool {
+        self.look() == Look::ReapedElsewhere
+    }
+}
+
+/// What a look through the pidfd tells of a child not yet waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// Other code reaped it: its pid may name another process by now.
+    ReapedElsewhere,
+    /// It has not exited: a poll by pid would only say the same, so none is made.
+    Running,
+    /// It has exited and waits for our wait, or nothing could be told: std's wait by
+    /// pid is asked.
+    AskStd,
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
-    use super::Identity;
+    use super::{Identity, Look};
+
+    #[test]
+    fn a_look_tells_running_from_exited_from_reaped_elsewhere() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "read line"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let identity = Identity::of(child.id());
+        assert_eq!(identity.look(), Look::Running);
+        drop(child.stdin.take());
+        // Exited but not reaped: std's wait is the one to collect it.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while identity.look() == Look::Running {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(identity.look(), Look::AskStd);
+        // `read` at end of input fails.
+        assert_eq!(child.wait().unwrap().code(), Some(1));
+        assert_eq!(identity.look(), Look::ReapedElsewhere);
+    }
 
     #[test]
     fn a_kill_through_the_pidfd_reaches_the_child_and_nobody_once_it_is_reaped() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use watchers_core::{ExitStatus, Task};
 
-use crate::identity::Identity;
+use crate::identity::{Identity, Look};
 use crate::processes::Processes;
 use crate::to_task_status;
 
@@ -78,9 +78,14 @@ impl Reaper {
             let mut done = Vec::new();
             state.children.retain_mut(|(child, identity, task)| {
                 // Asked first: std waits by pid, which may be another child's by now.
-                if identity.reaped_elsewhere() {
-                    done.push((task.clone(), ExitStatus::UNKNOWN));
-                    return false;
+                // A child seen running needs no second poll by pid.
+                match identity.look() {
+                    Look::ReapedElsewhere => {
+                        done.push((task.clone(), ExitStatus::UNKNOWN));
+                        return false;
+                    }
+                    Look::Running => return true,
+                    Look::AskStd => {}
                 }
                 match child.try_wait() {
                     Ok(Some(status)) => {
