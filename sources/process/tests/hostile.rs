@@ -171,7 +171,7 @@ fn a_wait_after_a_steal_leaves_the_child_that_reused_the_pid_alone() {
     let Some((mut first, mut second)) =
         stolen_then_reused(processes, Command::new("sh").args(["-c", "exit 9"]))
     else {
-        println!("skipped: cannot set ns_last_pid (not root)");
+        common::skipped_without_root();
         return;
     };
     let (first_pid, os_pid) = (first.task().pid(), first.id());
@@ -207,7 +207,7 @@ fn a_kill_after_a_steal_spares_the_child_that_reused_the_pid() {
             .args(["-c", "read line"])
             .stdin(Stdio::piped()),
     ) else {
-        println!("skipped: cannot set ns_last_pid (not root)");
+        common::skipped_without_root();
         return;
     };
     let first_pid = first.task().pid();
@@ -289,7 +289,7 @@ fn the_reaper_leaves_the_child_that_reused_a_dropped_childs_pid_alone() {
     );
     let Some(mut second) = second else {
         release.send(()).unwrap();
-        println!("skipped: cannot set ns_last_pid (not root)");
+        common::skipped_without_root();
         return;
     };
     release.send(()).unwrap();

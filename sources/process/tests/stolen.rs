@@ -256,7 +256,7 @@ fn kill_after_a_steal_does_not_signal_the_process_that_reused_the_pid() {
     assert_eq!(steal(os_pid), 7 << 8);
     // The kernel hands the pid on once it wraps around; here at once.
     let Some(other) = respawn_with_pid(os_pid) else {
-        println!("skipped: cannot set ns_last_pid (not root)");
+        common::skipped_without_root();
         return;
     };
     assert!(runs(other), "premise: the new holder of the pid runs");

@@ -95,3 +95,16 @@ pub fn steal(os_pid: u32) -> i32 {
     assert_eq!(reaped, os_pid as libc::pid_t, "the steal itself failed");
     status
 }
+
+/// Says that the running test skipped its check for want of root (to set
+/// `ns_last_pid`). Written straight to stderr: the test harness captures only `print!`
+/// and `eprint!`, and a skip must not pass unseen.
+pub fn skipped_without_root() {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let _ = writeln!(
+        std::io::stderr(),
+        "{test}: SKIPPED, cannot set ns_last_pid (needs root)"
+    );
+}
