@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::io::Read;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -176,4 +177,32 @@ fn output_is_collected_and_reported() {
         .filter(|seen| matches!(seen, Seen::Free(_)))
         .count();
     assert_eq!(frees, 1);
+}
+
+#[test]
+fn take_stdout_and_take_stderr_hand_over_each_pipe_once() {
+    let (processes, log) = source();
+    let mut child = Command::new("sh")
+        .args(["-c", "echo out; echo err >&2; exit 4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn_watched_in(processes)
+        .unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .take_stdout()
+        .expect("piped stdout")
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .take_stderr()
+        .expect("piped stderr")
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\n"));
+    assert!(child.take_stdout().is_none(), "stdout taken twice");
+    assert!(child.take_stderr().is_none(), "stderr taken twice");
+    assert!(child.take_stdin().is_none(), "stdin was not piped");
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    assert_eq!(exit_of(&log, child.task().pid()), ExitStatus::exited(4));
 }
