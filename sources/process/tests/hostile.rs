@@ -137,15 +137,24 @@ fn children_dropped_inside_another_childs_exit_watcher_end_once_without_deadlock
         .keep();
     let exited = Command::new("true").spawn_watched_in(processes).unwrap();
     await_zombie(exited.id());
-    let running = Command::new("sleep")
-        .arg("0.1")
+    // Runs until its stdin closes, so that it surely still runs when dropped.
+    let mut running = Command::new("sh")
+        .args(["-c", "read line"])
+        .stdin(Stdio::piped())
         .spawn_watched_in(processes)
         .unwrap();
+    let running_stdin = running.take_stdin();
     let (exited_pid, running_pid) = (exited.task().pid(), running.task().pid());
     HELD.lock().unwrap().extend([exited, running]);
     let mut trigger = Command::new("true").spawn_watched_in(processes).unwrap();
     *TRIGGER.lock().unwrap() = Some(trigger.task().pid());
     assert!(trigger.wait().unwrap().success());
+    assert_eq!(
+        processes.reaping(),
+        1,
+        "premise: the running child went to the reaper"
+    );
+    drop(running_stdin);
     let whole = [
         EventKind::Fork,
         EventKind::Exec,
