@@ -158,9 +158,13 @@ impl Child {
         // steal after the poll cannot turn it to the pid's new holder.
         match self.try_wait() {
             Ok(Some(_)) => Ok(()),
-            Ok(None) => match (!self.lent).then(|| self.identity.kill()).flatten() {
+            Ok(None) if self.lent => self.std().kill(),
+            Ok(None) => match self.identity.kill() {
+                // Other code reaped the child between the poll and the signal: it ends
+                // as for a wait that found it gone.
                 Some(Err(error)) if error.raw_os_error() == Some(NO_SUCH_PROCESS) => {
-                    Err(self.failed_as(error))
+                    let _ = self.failed(gone(NO_CHILD));
+                    Err(error)
                 }
                 Some(result) => result,
                 None => self.std().kill(),
@@ -227,13 +231,6 @@ impl Child {
             }
             Err(error) => Err(self.failed(error)),
         }
-    }
-
-    /// The child was reaped by other code between a poll and a signal: its end is
-    /// reported as for a wait that found it gone.
-    fn failed_as(&mut self, error: io::Error) -> io::Error {
-        let _ = self.failed(gone(NO_CHILD));
-        error
     }
 
     /// A wait failed: if the child is no longer ours, its end is reported, with the
