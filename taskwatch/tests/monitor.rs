@@ -105,8 +105,6 @@ fn collect(mut from: impl Read + Send + 'static) -> (Arc<Mutex<Vec<u8>>>, thread
     (buffer, handle)
 }
 
-/// Starts `taskwatch monitor ARGS` and waits until it watches; `None` (skipped) if the
-/// connector cannot be used here.
 /// A monitor that ended at once with `text` on stderr: the connector cannot be opened
 /// here. The test is skipped, unless `TASKWATCH_REQUIRE_PROC_CONNECTOR=1`.
 fn skip_without_connector(text: &str) {
@@ -117,6 +115,8 @@ fn skip_without_connector(text: &str) {
     println!("skipped: {text}");
 }
 
+/// Starts `taskwatch monitor ARGS` and waits until it watches; `None` (skipped) if the
+/// connector cannot be used here.
 fn monitor(args: &[&str]) -> Option<Running> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_taskwatch"))
         .arg("monitor")
