@@ -46,7 +46,7 @@ fn aborts_at_every_stage(flavour: Flavour) {
         // Before its first poll. On several worker threads one could poll it before the
         // abort, so each worker is held (blocked on a barrier) until the abort is made.
         let workers = if flavour == Flavour::MultiThread {
-            2
+            common::WORKERS
         } else {
             0
         };

@@ -159,9 +159,13 @@ pub fn harness() -> Harness {
 pub enum Flavour {
     /// Tasks run on the thread that calls `block_on`.
     CurrentThread,
-    /// Two worker threads.
+    /// [`WORKERS`] worker threads.
     MultiThread,
 }
+
+/// The worker threads of a [`Flavour::MultiThread`] runtime: a test that must hold every
+/// worker (to keep a task unpolled) holds this many.
+pub const WORKERS: usize = 2;
 
 /// A runtime of `flavour` built through `source`.
 pub fn runtime(flavour: Flavour, source: &'static AsyncTasks) -> tokio::runtime::Runtime {
@@ -169,7 +173,7 @@ pub fn runtime(flavour: Flavour, source: &'static AsyncTasks) -> tokio::runtime:
         Flavour::CurrentThread => watchers_tokio::Builder::new_current_thread(),
         Flavour::MultiThread => {
             let mut builder = watchers_tokio::Builder::new_multi_thread();
-            builder.worker_threads(2);
+            builder.worker_threads(WORKERS);
             builder
         }
     };
