@@ -70,6 +70,8 @@ fn a_thread_name_with_a_nul_byte_is_an_error_and_leaves_no_task_behind() {
 /// The source that [`foreign_key_end`] looks the thread's task up in, and what it got.
 static FOREIGN: Mutex<Option<&'static Threads>> = Mutex::new(None);
 static FOREIGN_GOT: Mutex<Option<Result<Pid, String>>> = Mutex::new(None);
+/// Whether `std::thread::current` panicked there: std had cleaned up the thread.
+static FOREIGN_STD_GONE: Mutex<Option<bool>> = Mutex::new(None);
 
 /// Another library's pthread key destructor: it runs after every thread-local
 /// destructor of the thread, and after std's own clean-up when its key is older.
@@ -84,6 +86,9 @@ extern "C" fn foreign_key_end(_: *mut libc::c_void) {
         Ok(None) => Err("no source".into()),
         Err(_) => Err("panicked".into()),
     });
+    // Its panic message in the test output is expected.
+    let std_gone = std::panic::catch_unwind(|| drop(std::thread::current())).is_err();
+    *FOREIGN_STD_GONE.lock().unwrap() = Some(std_gone);
 }
 
 #[test]
@@ -107,6 +112,11 @@ fn a_thread_first_met_in_another_librarys_key_destructor_still_ends_once() {
     .unwrap();
     // SAFETY: no thread holds a value for the key any more.
     unsafe { libc::pthread_key_delete(key) };
+    assert_eq!(
+        *FOREIGN_STD_GONE.lock().unwrap(),
+        Some(true),
+        "premise: the foreign destructor ran after std's clean-up of the thread"
+    );
     let got = FOREIGN_GOT.lock().unwrap().clone();
     let pid = got
         .expect("the foreign destructor ran")
