@@ -67,6 +67,23 @@ fn a_thread_name_with_a_nul_byte_is_an_error_and_leaves_no_task_behind() {
     assert_eq!(threads.tasks().stats().tasks, tasks_before);
 }
 
+/// `SpawnError::Nul`'s promise, for both ways to spawn: not even a `fork` watcher ran.
+#[test]
+fn a_nul_name_runs_no_fork_watcher_for_a_thread_or_a_scoped_thread() {
+    let (threads, log) = source();
+    let me = threads.current().unwrap();
+    let name = || String::from("bad\0name");
+    let spawned = threads.builder().name(name()).spawn(|| ());
+    assert!(matches!(spawned, Err(SpawnError::Nul)), "{spawned:?}");
+    let scoped = std::thread::scope(|scope| {
+        let spawned = threads.builder().name(name()).spawn_scoped(scope, || ());
+        matches!(spawned, Err(SpawnError::Nul))
+    });
+    assert!(scoped, "a scoped thread named with a NUL byte");
+    let seen = forks_and_frees(&log, &[me.pid(), threads.process().pid()]);
+    assert_eq!(seen, (0, 0), "{:?}", log.lock().unwrap());
+}
+
 /// The source that [`foreign_key_end`] looks the thread's task up in, and what it got.
 static FOREIGN: Mutex<Option<&'static Threads>> = Mutex::new(None);
 static FOREIGN_GOT: Mutex<Option<Result<Pid, String>>> = Mutex::new(None);
