@@ -283,19 +283,18 @@ impl<'t> Simulation<'t> {
         while attempts < fork_attempts && self.failure.is_none() {
             let roll = self.rng.below(100);
             let picked = self.pick();
-            let target = picked.map(|(_, pid)| pid);
-            match (roll, target) {
+            match (roll, picked) {
                 (_, None) | (0..=29, _) => {
                     attempts += 1;
-                    self.fork(target.unwrap_or(Pid::INIT));
+                    self.fork(picked.map_or(Pid::INIT, |(_, pid)| pid));
                 }
-                (30..=44, Some(pid)) => {
+                (30..=44, Some((_, pid))) => {
                     self.count("exec");
                     let program = PROGRAMS[self.rng.below(PROGRAMS.len() as u64) as usize];
                     let result = self.tasks.exec(pid, program);
                     self.note(result);
                 }
-                (45..=49, Some(pid)) => {
+                (45..=49, Some((_, pid))) => {
                     self.count("setuid");
                     let uid = [0, 1000, 1001, 65534][self.rng.below(4) as usize];
                     let result = if self.rng.below(2) == 0 {
@@ -305,50 +304,48 @@ impl<'t> Simulation<'t> {
                     };
                     self.note(result);
                 }
-                (50..=53, Some(pid)) => {
+                (50..=53, Some((_, pid))) => {
                     self.count("setgid");
                     let gid = [0, 100, 1000][self.rng.below(3) as usize];
                     let result = self.tasks.setgid(pid, gid);
                     self.note(result);
                 }
-                (54..=56, Some(pid)) => {
+                (54..=56, Some((_, pid))) => {
                     self.count("setsid");
                     let result = self.tasks.setsid(pid).map(|_| ());
                     self.note(result);
                 }
-                (57..=60, Some(pid)) => {
+                (57..=60, Some((_, pid))) => {
                     self.count("comm");
                     let name = NAMES[self.rng.below(NAMES.len() as u64) as usize];
                     let result = self.tasks.set_comm(pid, name);
                     self.note(result);
                 }
-                (61..=62, Some(pid)) => {
+                (61..=62, Some((_, pid))) => {
                     self.count("ptrace");
                     let tracer = (self.rng.below(2) == 0).then_some(Pid::INIT);
                     let result = self.tasks.ptrace(pid, tracer);
                     self.note(result);
                 }
-                (63, Some(pid)) => {
+                (63, Some((_, pid))) => {
                     self.count("coredump");
                     let result = self.tasks.coredump(pid, 11);
                     self.note(result);
                 }
-                (64..=87, Some(pid)) => {
+                (64..=87, Some((at, pid))) => {
                     // `live` holds each pid once and its order is only what `pick`
                     // indexes: a swap keeps an exit O(1) where a search made large runs
                     // quadratic.
-                    if let Some((at, _)) = picked {
-                        self.live.swap_remove(at);
-                    }
+                    self.live.swap_remove(at);
                     self.exit(pid);
                 }
-                (88..=95, Some(pid)) => {
+                (88..=95, Some((_, pid))) => {
                     if let Some(task) = self.tasks.get(pid) {
                         let op = self.activity.act(&task, &mut self.rng);
                         self.count(op);
                     }
                 }
-                (_, Some(pid)) => {
+                (_, Some((_, pid))) => {
                     self.count("wait");
                     let result = self.tasks.wait(pid).map(|_| ());
                     self.note(result);
