@@ -1327,8 +1327,13 @@ mod tests {
                     unsafe { libc::pause() };
                 }
             }
-            // SAFETY: the child only calls `pthread_create`, `_exit` and `exit`
-            // before it is killed; it touches nothing the parent's other threads hold.
+            // SAFETY: the test harness is multi-threaded, so POSIX allows the child only
+            // async-signal-safe calls, and `pthread_create` is not one: it takes the
+            // stack-cache and loader locks and may allocate. This relies on glibc (and
+            // musl), whose `fork` re-initialises those locks and malloc's in the child,
+            // so another thread's lock held at the fork cannot deadlock it. Besides that
+            // the child calls only `_exit` and the raw `exit`, and writes no memory it
+            // shares with the parent (the fork copied it).
             let pid = unsafe { libc::fork() };
             assert!(pid >= 0, "fork failed");
             if pid == 0 {
