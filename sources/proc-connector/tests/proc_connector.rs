@@ -447,16 +447,21 @@ fn flood(kernel_filter: bool) {
         source.receive_buffer()
     );
 
-    // The mirror now matches /proc. Other tests run at the same time, so compare only
-    // tasks alive across the whole check, and retry while the queue catches up.
+    // The mirror now matches /proc. Other tests run at the same time (the other flood
+    // among them, spawning hundreds of processes), so compare only tasks alive across
+    // the whole check, and retry while the queue catches up. The queue is polled after
+    // the first scan: a task that scan saw had its fork queued already, and one that
+    // had exited its exit; polling only before the scan left the events of whatever
+    // started or ended in between unapplied, and a concurrent flood could make every
+    // try miss that way.
     let mut last = String::new();
     let mut matched = false;
     for _ in 0..50 {
+        let before = proc_pids();
         let until = Instant::now() + Duration::from_millis(100);
         while Instant::now() < until {
             source.poll(|r| reports.push(r)).expect("poll");
         }
-        let before = proc_pids();
         let mirrored = mirror_pids(&source);
         let after = proc_pids();
         let stable: BTreeSet<u32> = before.intersection(&after).copied().collect();
