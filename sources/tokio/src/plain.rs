@@ -147,6 +147,12 @@ pub(crate) fn hidden<R>(spawn: impl FnOnce() -> R) -> R {
     spawn()
 }
 
+/// Ends the hiding of [`hidden`] on this thread for the rest of its spawn: user code
+/// (a task's `Drop`, its watchers) runs inside it.
+pub(crate) fn unhide() {
+    HIDDEN.set(false);
+}
+
 impl Hooks {
     /// Records which runtime the hooks belong to.
     pub(crate) fn built(&self, runtime: &Runtime) {

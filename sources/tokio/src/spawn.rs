@@ -79,6 +79,23 @@ pin_project_lite::pin_project! {
         future: F,
         life: Life,
     }
+
+    impl<F> PinnedDrop for Tracked<F> {
+        fn drop(_this: Pin<&mut Self>) {
+            // tokio drops a task it cannot bind (its runtime shut down) inside the
+            // spawn, where the source hides its spawn from the plain-task hook: the
+            // future's `Drop` and the `exit` and `free` watchers that run here are user
+            // code, whose own plain spawns must be seen. Only the failed spawn's hook,
+            // which does not look at the flag, is still to come in that spawn.
+            unhide();
+        }
+    }
+}
+
+/// Lets the `unstable-hooks` spawn hook see plain spawns on this thread again.
+fn unhide() {
+    #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
+    crate::plain::unhide();
 }
 
 impl<F: Future> Future for Tracked<F> {
@@ -187,7 +204,10 @@ impl AsyncTasks {
         let life = Life::fork(self)?;
         let task = life.me.task.clone();
         let blocking = Blocking { f, life };
-        let inner = hidden(|| handle.spawn_blocking(move || blocking.run()));
+        // Not hidden: tokio runs no spawn hook for a blocking task, and a closure that
+        // it cannot run is dropped inside this call, with its `exit` and `free`
+        // watchers, whose plain spawns must be seen.
+        let inner = handle.spawn_blocking(move || blocking.run());
         Ok(JoinHandle { inner, task })
     }
 

@@ -238,3 +238,60 @@ fn blocking_tasks_leave_no_remembered_ends() {
     h.ledger.assert_balanced();
     common::table_is_empty(source);
 }
+
+/// A task spawned through the source on a runtime that has shut down is dropped inside
+/// tokio's spawn, on the spawning thread: its `exit` and `free` watchers run there. A
+/// plain task that such a watcher spawns on a live runtime of the source is a plain
+/// task like any other and must be announced; the source's hiding of its own spawn
+/// must not reach it.
+fn a_plain_spawn_from_a_watcher_of_a_task_dropped_inside_the_spawn(blocking: bool) {
+    let h = harness();
+    let source = h.source;
+    let live = common::runtime(Flavour::CurrentThread, source);
+    let live_handle = live.handle().clone();
+    let dead = common::runtime(Flavour::CurrentThread, source);
+    let dead_handle = dead.handle().clone();
+    drop(dead);
+    let spawned = Arc::new(AtomicU64::new(0));
+    let watch = {
+        let spawned = spawned.clone();
+        source.process().watch(
+            watchers_core::EventSet::FREE.union(watchers_core::EventSet::FORK),
+            move |event: &watchers_core::Event<'_>| {
+                if event.kind() == watchers_core::EventKind::Free {
+                    drop(live_handle.spawn(std::future::pending::<()>()));
+                    spawned.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok::<(), std::convert::Infallible>(())
+            },
+        )
+    };
+    let forked = h.ledger.forked();
+    if blocking {
+        let _guard = dead_handle.enter();
+        drop(source.spawn_blocking(|| ()).unwrap());
+    } else {
+        drop(source.spawn_on(async {}, &dead_handle).unwrap());
+    }
+    watch.remove().unwrap();
+    // The premise: the task was dropped inside the spawn and its `free` spawned.
+    assert_eq!(spawned.load(Ordering::Relaxed), 1, "the free watcher ran");
+    assert_eq!(
+        h.ledger.forked() - forked,
+        2,
+        "the source's task and the plain task spawned by its free watcher"
+    );
+    drop(live);
+    h.ledger.assert_balanced();
+    common::table_is_empty(source);
+}
+
+#[test]
+fn a_plain_spawn_from_a_watcher_of_a_task_dropped_inside_the_spawn_is_announced() {
+    a_plain_spawn_from_a_watcher_of_a_task_dropped_inside_the_spawn(false);
+}
+
+#[test]
+fn a_plain_spawn_from_a_watcher_of_a_blocking_task_dropped_inside_the_spawn_is_announced() {
+    a_plain_spawn_from_a_watcher_of_a_task_dropped_inside_the_spawn(true);
+}
