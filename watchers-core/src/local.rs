@@ -385,8 +385,12 @@ impl Reached<'_> {
         let (watcher, attached) = self.get(i);
         let meant = match self.kind {
             // A watcher of `fork` watches the task's children: it never saw this
-            // task's own `fork`, so it gets no `free` for it.
-            EventKind::Free if attached => !watcher.events.contains(EventKind::Fork),
+            // task's own `fork`, so it gets no `free` for it. The list holds every
+            // attached watcher, so one that did not ask for `free` is skipped here too.
+            EventKind::Free if attached => {
+                watcher.events.contains(EventKind::Free)
+                    && !watcher.events.contains(EventKind::Fork)
+            }
             // The parent's watchers that saw the fork were recorded asking for `free`.
             EventKind::Free => true,
             // One that wants the child's `free` sees the fork only if it will stay for

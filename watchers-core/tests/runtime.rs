@@ -498,3 +498,39 @@ fn a_dropped_per_task_handle_detaches_and_a_failing_one_can_refuse_a_fork() {
     assert_eq!(tasks.children(shell.pid()), []);
     limit.keep();
 }
+
+/// A per-task watcher gets only the events it asked for: one of `exec` and `exit` is
+/// not called with its task's `free`.
+#[test]
+fn a_per_task_watcher_that_did_not_ask_for_free_gets_no_free() {
+    let table = empty_table();
+    let tasks = TaskTable::with_table(table);
+    let shell = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let seen: Arc<Mutex<Vec<(&str, EventKind)>>> = Arc::default();
+    for (name, events) in [
+        ("exec+exit", EventSet::EXEC | EventSet::EXIT),
+        ("free", EventSet::FREE),
+    ] {
+        let log = seen.clone();
+        shell
+            .watch(events, move |event| {
+                log.lock().unwrap().push((name, event.kind()));
+                Ok::<(), String>(())
+            })
+            .keep();
+    }
+    tasks.exec(shell.pid(), "/bin/a").unwrap();
+    // init's child: exited, it is reaped and freed at once.
+    tasks.exit(shell.pid(), 0).unwrap();
+    assert_eq!(shell.state(), watchers_core::TaskState::Dead);
+    // The premise: the task's free reached its per-task watchers (the one of `free`).
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            ("exec+exit", EventKind::Exec),
+            ("exec+exit", EventKind::Exit),
+            ("free", EventKind::Free),
+        ],
+        "the watcher of exec and exit was called with a free it did not ask for"
+    );
+}
