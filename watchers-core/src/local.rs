@@ -519,8 +519,8 @@ impl Task {
     ///
     /// `free` follows the table's rule: a watcher of `fork` watches the task's children
     /// and gets, with `free`, the `free` of each child whose `fork` it saw succeed (also
-    /// when a later watcher refuses that fork), not the task's own; a watcher that does
-    /// not ask for `fork` gets the task's own `free`.
+    /// when a later watcher refuses that fork), not the task's own; a watcher of `free`
+    /// that does not ask for `fork` gets the task's own `free`.
     ///
     /// The closure stays until the task is freed or the returned handle is dropped or
     /// [`removed`](TaskWatch::remove); it is dropped then, outside every lock, so its
