@@ -72,30 +72,29 @@ impl Drop for Life {
 }
 
 pin_project_lite::pin_project! {
-    /// A future spawned through the source. Fields drop in order: the future (and what
-    /// it holds) first, then the life, whose drop sends `free`.
+    /// A future spawned through the source. Fields drop in order: the hiding ends
+    /// (see [`Unhide`]), the future (and what it holds) goes, then the life, whose drop
+    /// sends `free`.
     struct Tracked<F> {
+        _unhide: Unhide,
         #[pin]
         future: F,
         life: Life,
     }
-
-    impl<F> PinnedDrop for Tracked<F> {
-        fn drop(_this: Pin<&mut Self>) {
-            // tokio drops a task it cannot bind (its runtime shut down) inside the
-            // spawn, where the source hides its spawn from the plain-task hook: the
-            // future's `Drop` and the `exit` and `free` watchers that run here are user
-            // code, whose own plain spawns must be seen. Only the failed spawn's hook,
-            // which does not look at the flag, is still to come in that spawn.
-            unhide();
-        }
-    }
 }
 
-/// Lets the `unstable-hooks` spawn hook see plain spawns on this thread again.
-fn unhide() {
-    #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
-    crate::plain::unhide();
+/// Dropped before the rest of a task: tokio drops a task it cannot bind (its runtime
+/// shut down) inside the spawn, where the source hides its spawn from the `unstable-hooks`
+/// spawn hook. The future's or closure's `Drop`, and the `exit` and `free` watchers that
+/// run then, are user code whose own plain spawns must be seen; of the failed spawn
+/// only its hook is still to come, and that hook does not look at the hiding.
+struct Unhide;
+
+impl Drop for Unhide {
+    fn drop(&mut self) {
+        #[cfg(all(feature = "unstable-hooks", tokio_unstable))]
+        crate::plain::unhide();
+    }
 }
 
 impl<F: Future> Future for Tracked<F> {
@@ -118,15 +117,17 @@ impl<F: Future> Future for Tracked<F> {
     }
 }
 
-/// A blocking closure spawned through the source; dropped unrun, it is cancelled.
+/// A blocking closure spawned through the source; dropped unrun, it is cancelled (after
+/// the hiding ends, see [`Unhide`]).
 struct Blocking<F> {
+    _unhide: Unhide,
     f: F,
     life: Life,
 }
 
 impl<F: FnOnce() -> R, R> Blocking<F> {
     fn run(self) -> R {
-        let Blocking { f, mut life } = self;
+        let Blocking { f, mut life, .. } = self;
         match life.enter(f) {
             Ok(value) => {
                 life.exit(Outcome::Completed);
@@ -184,7 +185,13 @@ impl AsyncTasks {
     {
         let life = Life::fork(self)?;
         let task = life.me.task.clone();
-        let inner = hidden(|| handle.spawn(Tracked { future, life }));
+        let inner = hidden(|| {
+            handle.spawn(Tracked {
+                _unhide: Unhide,
+                future,
+                life,
+            })
+        });
         Ok(JoinHandle { inner, task })
     }
 
@@ -203,11 +210,12 @@ impl AsyncTasks {
         let handle = Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
         let life = Life::fork(self)?;
         let task = life.me.task.clone();
-        let blocking = Blocking { f, life };
-        // Not hidden: tokio runs no spawn hook for a blocking task, and a closure that
-        // it cannot run is dropped inside this call, with its `exit` and `free`
-        // watchers, whose plain spawns must be seen.
-        let inner = handle.spawn_blocking(move || blocking.run());
+        let blocking = Blocking {
+            _unhide: Unhide,
+            f,
+            life,
+        };
+        let inner = hidden(|| handle.spawn_blocking(move || blocking.run()));
         Ok(JoinHandle { inner, task })
     }
 
@@ -227,7 +235,12 @@ impl AsyncTasks {
     {
         let handle = Handle::try_current().map_err(|_| SpawnError::NoRuntime)?;
         let life = Life::fork(self)?;
-        Ok(hidden(|| set.spawn_on(Tracked { future, life }, &handle)))
+        let tracked = Tracked {
+            _unhide: Unhide,
+            future,
+            life,
+        };
+        Ok(hidden(|| set.spawn_on(tracked, &handle)))
     }
 }
 
