@@ -213,6 +213,34 @@ fn process_controlled_bytes_are_escaped_in_text() {
     assert!(stderr.contains("events shown"), "the summary: {stderr}");
 }
 
+#[test]
+fn invisible_characters_cannot_disguise_a_process() {
+    // `ss<ZWSP>hd` looks exactly like `sshd` on a terminal: every invisible format
+    // character (zero-width space and joiners, soft hyphen, BOM, word joiner, tags)
+    // must show as an escape, or any process can pass itself off as another.
+    let Some(running) = monitor(&["-e", "exec"]) else {
+        return;
+    };
+    let disguised = "ss\u{200b}hd\u{ad}\u{200d}\u{feff}\u{2060}\u{e0041}x";
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 1; true", disguised])
+        .spawn()
+        .expect("spawn sh");
+    child.wait().expect("wait sh");
+    let pid = child.id().to_string();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8 output");
+    let exec = text
+        .lines()
+        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(&pid))
+        .unwrap_or_else(|| panic!("no exec line for {pid}:\n{text}"));
+    assert!(
+        exec.ends_with(r"sh -c sleep 1; true ss\u{200b}hd\u{ad}\u{200d}\u{feff}\u{2060}\u{e0041}x"),
+        "{exec}"
+    );
+}
+
 /// Checks one JSON line against the schema the README documents; panics with the line.
 fn bad(line: &Value, why: &str) -> ! {
     panic!("{why}: {line}")

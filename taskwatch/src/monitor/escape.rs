@@ -11,6 +11,7 @@
 //! | newline, tab, carriage return | `\n`, `\t`, `\r` |
 //! | other C0 controls and DEL (U+0000–U+001F, U+007F) | `\x1b`, `\x7f`, … |
 //! | C1 controls (U+0080–U+009F), line/paragraph separators, bidirectional marks, overrides and isolates | `\u{85}`, `\u{202e}`, … |
+//! | invisible characters: format characters (zero-width space and joiners, soft hyphen, BOM, tags, …) and other default-ignorables | `\u{200b}`, `\u{ad}`, … |
 //! | a byte that is not part of valid UTF-8 | `\xff`, … |
 //!
 //! JSON output stays lossless instead: see [`json_arg`].
@@ -24,6 +25,20 @@ use serde_json::{Value, json};
 /// Characters that are printable but reorder or break the line on a terminal.
 fn is_layout_control(c: char) -> bool {
     matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that draw nothing: the format characters (category Cf) and the other
+/// default-ignorable code points (Unicode 16). Printed raw, `ss<U+200B>hd` looks
+/// exactly like `sshd`, so a process could pass itself off as another.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00ad}' | '\u{034f}' | '\u{0600}'..='\u{0605}' | '\u{06dd}' | '\u{070f}'
+        | '\u{0890}'..='\u{0891}' | '\u{08e2}' | '\u{115f}'..='\u{1160}'
+        | '\u{17b4}'..='\u{17b5}' | '\u{180b}'..='\u{180f}' | '\u{200b}'..='\u{200d}'
+        | '\u{2060}'..='\u{2065}' | '\u{206a}'..='\u{206f}' | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}' | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}')
 }
 
 /// Whether `byte` is printed as it is: printable ASCII other than the backslash.
@@ -65,7 +80,10 @@ fn push_escaped_chars(out: &mut String, bytes: &[u8]) {
                 c if c < ' ' || c == '\u{7f}' => {
                     let _ = write!(out, "\\x{:02x}", c as u32);
                 }
-                c if ('\u{80}'..='\u{9f}').contains(&c) || is_layout_control(c) => {
+                c if ('\u{80}'..='\u{9f}').contains(&c)
+                    || is_layout_control(c)
+                    || is_invisible(c) =>
+                {
                     let _ = write!(out, "\\u{{{:x}}}", c as u32);
                 }
                 c => out.push(c),
@@ -151,6 +169,79 @@ mod tests {
                 "U+{:04X}",
                 c as u32
             );
+        }
+    }
+
+    #[test]
+    fn every_invisible_character_is_escaped() {
+        // Format characters (Unicode category Cf) and the other default-ignorable code
+        // points draw nothing: printed raw, `ss<ZWSP>hd` is indistinguishable from
+        // `sshd`. One from each range, its ends included.
+        for c in [
+            '\u{ad}',
+            '\u{34f}',
+            '\u{600}',
+            '\u{605}',
+            '\u{6dd}',
+            '\u{70f}',
+            '\u{890}',
+            '\u{8e2}',
+            '\u{115f}',
+            '\u{1160}',
+            '\u{17b4}',
+            '\u{17b5}',
+            '\u{180b}',
+            '\u{180f}',
+            '\u{200b}',
+            '\u{200c}',
+            '\u{200d}',
+            '\u{2060}',
+            '\u{2064}',
+            '\u{2065}',
+            '\u{206a}',
+            '\u{206f}',
+            '\u{3164}',
+            '\u{fe00}',
+            '\u{fe0f}',
+            '\u{feff}',
+            '\u{ffa0}',
+            '\u{fff0}',
+            '\u{fff9}',
+            '\u{fffb}',
+            '\u{110bd}',
+            '\u{110cd}',
+            '\u{13430}',
+            '\u{1343f}',
+            '\u{1bca0}',
+            '\u{1bca3}',
+            '\u{1d173}',
+            '\u{1d17a}',
+            '\u{e0000}',
+            '\u{e0001}',
+            '\u{e0041}',
+            '\u{e0100}',
+            '\u{e0fff}',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(
+                escaped(text.as_bytes()),
+                format!("a\\u{{{:x}}}b", c as u32),
+                "U+{:04X}",
+                c as u32
+            );
+        }
+        // Their visible neighbours stay as they are.
+        for c in [
+            '\u{ac}',
+            '\u{ae}',
+            '\u{200a}',
+            '\u{2010}',
+            '\u{fffd}',
+            '\u{e1000}',
+            'é',
+        ] {
+            let text = format!("a{c}b");
+            assert_eq!(escaped(text.as_bytes()), text, "U+{:04X}", c as u32);
         }
     }
 
