@@ -241,6 +241,47 @@ fn invisible_characters_cannot_disguise_a_process() {
     );
 }
 
+#[test]
+fn a_huge_command_line_does_not_make_huge_lines() {
+    // Any process can give itself megabytes of arguments; printed whole on each of its
+    // fork, clone, exec and exit lines, one process floods the output (and the
+    // monitor falls behind the kernel). Text lines show the first 4096 bytes, as
+    // forkstat does, and say how much was left out.
+    let Some(running) = monitor(&["-e", "exec,exit"]) else {
+        return;
+    };
+    // The kernel takes at most 128 KiB per argument.
+    let huge = "A".repeat(100_000);
+    let mut child = Command::new("sh")
+        .args(["-c", "sleep 1; true"])
+        .args([&huge; 8])
+        .spawn()
+        .expect("spawn sh");
+    child.wait().expect("wait sh");
+    let pid = child.id().to_string();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8 output");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().nth(2) == Some(&pid))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains(" exec ")),
+        "no exec line for {pid}"
+    );
+    // The arguments and the NULs between them, past the 4096 shown.
+    let cut = "sh\0-c\0sleep 1; true\0".len() + 8 * (huge.len() + 1) - 1 - 4096;
+    for line in lines {
+        assert!(line.len() < 4096 + 200, "a line of {} bytes", line.len());
+        assert!(
+            line.ends_with(&format!(r"AAAA\… ({cut} more bytes)")),
+            "{}",
+            &line[..200]
+        );
+    }
+}
+
 /// Checks one JSON line against the schema the README documents; panics with the line.
 fn bad(line: &Value, why: &str) -> ! {
     panic!("{why}: {line}")

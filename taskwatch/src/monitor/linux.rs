@@ -181,6 +181,25 @@ fn glyph(line: Line) -> char {
     }
 }
 
+/// The most bytes of a command line a text line shows, as in forkstat: any process can
+/// give itself megabytes of arguments, which every line about it and its threads would
+/// repeat.
+const MAX_SHOWN_COMMAND_LINE: usize = 4096;
+
+/// The part of a command line a text line shows (cut before a character, not inside
+/// one), and how many bytes are left out.
+fn shown_part(line: &[u8]) -> (&[u8], usize) {
+    if line.len() <= MAX_SHOWN_COMMAND_LINE {
+        return (line, 0);
+    }
+    let mut cut = MAX_SHOWN_COMMAND_LINE;
+    // A UTF-8 character is at most 4 bytes: at most 3 continuation bytes to back over.
+    while cut > MAX_SHOWN_COMMAND_LINE - 3 && line.get(cut).is_some_and(|&b| b & 0xc0 == 0x80) {
+        cut -= 1;
+    }
+    (&line[..cut], line.len() - cut)
+}
+
 /// What kind of line an event is.
 fn line_of(event: &ProcEvent) -> Option<Line> {
     Some(match *event {
@@ -511,6 +530,8 @@ impl<W: Write> Monitor<W> {
             }
             return;
         };
+        let line = line.strip_suffix(&[0]).unwrap_or(line);
+        let (line, left_out) = shown_part(line);
         for (i, arg) in arguments(line).enumerate() {
             if i == 0 {
                 let program = if self.args.strip_dir {
@@ -526,6 +547,14 @@ impl<W: Write> Monitor<W> {
                 out.push(' ');
                 push_escaped(out, arg);
             }
+        }
+        // With `-s`, only when the program itself was cut.
+        if left_out > 0 && !(self.args.short && line.contains(&0)) {
+            // Escaped text never holds a backslash before `…`: the marker cannot be
+            // forged by the arguments.
+            out.push_str("\\… (");
+            columns::push_number(out, left_out as u64);
+            out.push_str(" more bytes)");
         }
     }
 
@@ -1020,6 +1049,23 @@ mod tests {
         }
         // Premise: the stamps fell in many seconds.
         assert!(seconds.len() > 500, "{}", seconds.len());
+    }
+
+    #[test]
+    fn a_long_command_line_is_cut_before_a_character() {
+        let short = b"sh\0-c\0true";
+        assert_eq!(shown_part(short), (&short[..], 0));
+        let exact = vec![b'a'; MAX_SHOWN_COMMAND_LINE];
+        assert_eq!(shown_part(&exact), (&exact[..], 0));
+        // A 3-byte character across the limit is left out whole.
+        let mut line = vec![b'a'; MAX_SHOWN_COMMAND_LINE - 1];
+        line.extend_from_slice("€rest".as_bytes());
+        let (shown, left_out) = shown_part(&line);
+        assert_eq!(shown.len(), MAX_SHOWN_COMMAND_LINE - 1);
+        assert_eq!(left_out, "€rest".len());
+        // Bytes that are not UTF-8 are cut where they are.
+        let junk = vec![0x80; MAX_SHOWN_COMMAND_LINE + 10];
+        assert_eq!(shown_part(&junk).1, 13);
     }
 
     #[test]
