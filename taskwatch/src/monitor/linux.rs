@@ -721,57 +721,8 @@ impl<W: Write> Monitor<W> {
     }
 
     fn notice(&mut self, report: &Report) {
-        let (code, text, mut fields) = match report {
-            Report::Lost(loss) => {
-                let text = match loss.events {
-                    Some(n) => format!("lost {n} events (cpu {})", loss.cpu.unwrap_or(0)),
-                    None => format!(
-                        "lost events (receive buffer overrun; buffer now {} bytes)",
-                        loss.receive_buffer
-                    ),
-                };
-                let code = if loss.events.is_some() {
-                    "lost"
-                } else {
-                    "overrun"
-                };
-                let fields = json!({"events": loss.events, "cpu": loss.cpu, "receive_buffer": loss.receive_buffer});
-                (code, text, fields)
-            }
-            Report::Resynced(resync) => (
-                "resynced",
-                format!(
-                    "resynchronised from /proc: {} added, {} removed ({:.1?})",
-                    resync.added, resync.removed, resync.took
-                ),
-                json!({"added": resync.added, "removed": resync.removed, "seconds": resync.took.as_secs_f64()}),
-            ),
-            Report::WatcherFailed(failure) => (
-                "watcher_failed",
-                failure.to_string(),
-                json!({"watcher": failure.watcher, "pid": failure.pid, "event": failure.event.name()}),
-            ),
-            Report::WatcherPanicked(failure) => (
-                "watcher_panicked",
-                failure.to_string(),
-                json!({"watcher": failure.watcher, "pid": failure.pid, "event": failure.event.name()}),
-            ),
-            Report::Rejected(rejection) => (
-                "rejected",
-                format!("rejected a message: {rejection:?}"),
-                json!({}),
-            ),
-            Report::DecodeFailed(error) => (
-                "decode_error",
-                format!("undecodable message: {error}"),
-                json!({}),
-            ),
-            Report::SubscriptionChanged(mode) => (
-                "subscription_changed",
-                format!("subscription now {mode}"),
-                json!({"subscription": mode.to_string()}),
-            ),
-            _ => return,
+        let Some((code, text, mut fields)) = describe(report) else {
+            return;
         };
         if self.args.json {
             if let Value::Object(map) = &mut fields {
@@ -783,9 +734,73 @@ impl<W: Write> Monitor<W> {
         } else {
             // The lines before it first, where stderr shares stdout's file or pipe.
             self.flush();
-            say!("{text}");
+            say!("{}", notice_text(&text));
         }
     }
+}
+
+/// A notice's text as the terminal gets it: escaped like a command line, since a
+/// watcher's error or panic message may quote what a process chose.
+fn notice_text(text: &str) -> String {
+    escaped(text.as_bytes())
+}
+
+/// A report that is not an event, as a notice: its code, its text and its JSON fields;
+/// `None` for what is not shown.
+fn describe(report: &Report) -> Option<(&'static str, String, Value)> {
+    let notice = match report {
+        Report::Lost(loss) => {
+            let text = match loss.events {
+                Some(n) => format!("lost {n} events (cpu {})", loss.cpu.unwrap_or(0)),
+                None => format!(
+                    "lost events (receive buffer overrun; buffer now {} bytes)",
+                    loss.receive_buffer
+                ),
+            };
+            let code = if loss.events.is_some() {
+                "lost"
+            } else {
+                "overrun"
+            };
+            let fields = json!({"events": loss.events, "cpu": loss.cpu, "receive_buffer": loss.receive_buffer});
+            (code, text, fields)
+        }
+        Report::Resynced(resync) => (
+            "resynced",
+            format!(
+                "resynchronised from /proc: {} added, {} removed ({:.1?})",
+                resync.added, resync.removed, resync.took
+            ),
+            json!({"added": resync.added, "removed": resync.removed, "seconds": resync.took.as_secs_f64()}),
+        ),
+        Report::WatcherFailed(failure) => (
+            "watcher_failed",
+            failure.to_string(),
+            json!({"watcher": failure.watcher, "pid": failure.pid, "event": failure.event.name()}),
+        ),
+        Report::WatcherPanicked(failure) => (
+            "watcher_panicked",
+            failure.to_string(),
+            json!({"watcher": failure.watcher, "pid": failure.pid, "event": failure.event.name()}),
+        ),
+        Report::Rejected(rejection) => (
+            "rejected",
+            format!("rejected a message: {rejection:?}"),
+            json!({}),
+        ),
+        Report::DecodeFailed(error) => (
+            "decode_error",
+            format!("undecodable message: {error}"),
+            json!({}),
+        ),
+        Report::SubscriptionChanged(mode) => (
+            "subscription_changed",
+            format!("subscription now {mode}"),
+            json!({"subscription": mode.to_string()}),
+        ),
+        _ => return None,
+    };
+    Some(notice)
 }
 
 fn summary<W: Write>(
@@ -1049,6 +1064,29 @@ mod tests {
         }
         // Premise: the stamps fell in many seconds.
         assert!(seconds.len() > 500, "{}", seconds.len());
+    }
+
+    #[test]
+    fn a_watchers_message_cannot_drive_the_terminal() {
+        // A watcher's error or panic message may quote what a process chose (its name,
+        // its program); the notice on stderr must not carry it raw.
+        let failure = watchers_proc_connector::WatcherFailure {
+            event: watchers_core::EventKind::Exec,
+            pid: 7,
+            watcher: Some("w".into()),
+            message: "denied \u{1b}[2J\n00:00:00.000 exit 1 0 0 FAKE".into(),
+        };
+        for report in [
+            Report::WatcherFailed(failure.clone()),
+            Report::WatcherPanicked(failure),
+        ] {
+            let (_, text, _) = describe(&report).expect("a notice");
+            let shown = notice_text(&text);
+            assert!(
+                shown.ends_with(r"7: denied \x1b[2J\n00:00:00.000 exit 1 0 0 FAKE"),
+                "{shown}"
+            );
+        }
     }
 
     #[test]
