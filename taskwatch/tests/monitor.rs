@@ -282,6 +282,41 @@ fn a_huge_command_line_does_not_make_huge_lines() {
     }
 }
 
+#[test]
+fn json_statistics_name_a_process_as_json_events_do() {
+    // A JSON consumer matches the `-S` rows with the events' `comm`: the row must hold
+    // the name itself, not the text output's escaped form of it.
+    let Some(running) = monitor(&["-e", "comm", "-S", "--json"]) else {
+        return;
+    };
+    let mut child = Command::new("sh")
+        .args(["-c", "printf 'tw\\nstat' > /proc/self/comm; sleep 0.2"])
+        .spawn()
+        .expect("spawn sh");
+    child.wait().expect("wait sh");
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let lines: Vec<Value> = String::from_utf8(stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    let renamed = lines
+        .iter()
+        .any(|l| l["type"] == "event" && l["comm"]["new"] == "tw\nstat");
+    assert!(renamed, "no comm event for the rename");
+    let row = lines.iter().find(|l| {
+        l["scope"] == "process"
+            && l["comm"] == 1
+            && l["process"].as_str().is_some_and(|p| p.starts_with("tw"))
+    });
+    assert_eq!(
+        row.map(|r| &r["process"]),
+        Some(&Value::from("tw\nstat")),
+        "{lines:?}"
+    );
+}
+
 /// Checks one JSON line against the schema the README documents; panics with the line.
 fn bad(line: &Value, why: &str) -> ! {
     panic!("{why}: {line}")

@@ -567,7 +567,8 @@ impl<W: Write> Monitor<W> {
             (_, _, Some(task)) => task.comm(),
             _ => "?".to_owned(),
         };
-        let entry = self.stats.entry(escaped(name.as_bytes())).or_default();
+        // The name itself: JSON rows hold it as the events do, text rows escape it.
+        let entry = self.stats.entry(name).or_default();
         match line {
             Line::Fork => entry.fork += 1,
             Line::Clone => entry.clone += 1,
@@ -850,7 +851,7 @@ fn summary<W: Write>(
                 total.exit += s.exit;
                 total.core += s.core;
                 total.comm += s.comm;
-                monitor.write_line(&row(s, name));
+                monitor.write_line(&row(s, &escaped(name.as_bytes())));
             }
             monitor.write_line(&row(&total, "Total"));
         }
