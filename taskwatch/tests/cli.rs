@@ -448,3 +448,44 @@ fn bench_json_reports_what_was_measured_and_check_exits_1_exactly_on_a_miss() {
         stderr(&table)
     );
 }
+
+#[test]
+fn the_profile_script_fails_when_the_monitor_does_not_start() {
+    // It waited for the monitor's first line forever: a monitor that exited (a bad
+    // option, no connector) hung the script.
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        println!("no valgrind here; the script is not run");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("tw-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a scratch directory");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/monitor-profile.sh");
+    let mut child = Command::new("sh")
+        .args([
+            script,
+            env!("CARGO_BIN_EXE_taskwatch"),
+            "5",
+            "cg",
+            "--no-such-option",
+        ])
+        .current_dir(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("sh runs");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    let status = status.expect("the script hung after the monitor failed to start");
+    assert!(!status.success());
+}
