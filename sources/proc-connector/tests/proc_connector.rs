@@ -99,6 +99,23 @@ fn run_until(
 }
 
 #[test]
+fn the_longest_timeouts_are_waits_not_panics() {
+    // `Duration::MAX` reads as "wait as long as it takes"; the acknowledgement's
+    // deadline overflowed `Instant` and panicked instead.
+    let options = Options {
+        ack_timeout: Duration::MAX,
+        read_timeout: Duration::MAX,
+        resync_delay: Duration::MAX,
+        seed: false,
+        ..Options::default()
+    };
+    let Some(source) = open_or_skip(empty_table(), options) else {
+        return;
+    };
+    drop(source);
+}
+
+#[test]
 fn real_children_are_seen_fork_exec_exit_in_order() {
     let table = empty_table();
     let seen: Seen = Arc::default();

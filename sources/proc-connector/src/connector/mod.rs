@@ -191,7 +191,8 @@ pub struct Options {
     pub extra_events: EventSet,
     /// How long a receive waits before the loop checks the stop flag (default 100 ms).
     pub read_timeout: Duration,
-    /// How long to wait for each subscription acknowledgement (default 500 ms).
+    /// How long to wait for each subscription acknowledgement (default 500 ms;
+    /// `Duration::MAX` waits without limit).
     pub ack_timeout: Duration,
     /// The longest a resync waits for the receive queue to drain after a loss
     /// (default 500 ms).
@@ -709,8 +710,9 @@ impl ProcConnector {
     fn handshake(&mut self, events: Option<ProcEventMask>) -> Result<Option<u32>, ConnectorError> {
         let nonce = self.send_control(McastOp::Listen, events)?;
         let expected = nonce.wrapping_add(1);
-        let deadline = Instant::now() + self.options.ack_timeout;
-        while Instant::now() < deadline {
+        // A timeout past what `Instant` can hold (`Duration::MAX`) waits without end.
+        let deadline = Instant::now().checked_add(self.options.ack_timeout);
+        while deadline.is_none_or(|deadline| Instant::now() < deadline) {
             let received = self
                 .socket
                 .receive(&mut self.buf, false)
