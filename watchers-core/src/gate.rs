@@ -141,7 +141,14 @@ impl<T> Gate<T> {
         let value = unsafe { self.value.with_mut(|value| (*value).take()) };
         // Set also when the value's `Drop` unwinds, or a closer would wait for ever.
         let _dropped = SetDropped(&self.state);
-        drop(value);
+        if std::thread::panicking() {
+            // The last pass leaves while a call unwinds (a closure that unregistered
+            // itself, then panicked): a panic of the value's `Drop` escaping here would
+            // be a second one, which aborts the process. It is dropped; the first goes on.
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(value)));
+        } else {
+            drop(value);
+        }
     }
 }
 

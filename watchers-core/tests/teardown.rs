@@ -1491,3 +1491,84 @@ fn a_panicking_closure_drop_when_a_refused_fork_gives_back_its_child_leaks_no_ot
         );
     });
 }
+
+const DOUBLE_PANIC_CHILD: &str = "WATCHERS_TEARDOWN_DOUBLE_PANIC_CHILD";
+
+/// Panics when dropped, after counting the drop.
+struct CountedPanicOnDrop(Arc<AtomicUsize>);
+
+impl Drop for CountedPanicOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        panic!("the closure's drop panics");
+    }
+}
+
+/// A closure that unregisters itself and then panics is dropped while its own panic
+/// unwinds through the dispatch; if its `Drop` panics too, that second panic would
+/// abort the process. It is caught: the closure's own panic reaches the dispatcher's
+/// caller, the closure is dropped once and never called again. Run in a child process,
+/// so that an abort fails this test rather than the whole test binary.
+#[test]
+fn a_closure_whose_drop_panics_while_its_own_panic_unwinds_does_not_abort() {
+    if std::env::var_os(DOUBLE_PANIC_CHILD).is_some() {
+        let table = empty_table();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let slot: Arc<Mutex<Option<Registration<'static>>>> = Arc::default();
+        let (owned, me, counted) = (
+            CountedPanicOnDrop(drops.clone()),
+            slot.clone(),
+            calls.clone(),
+        );
+        let registration = table
+            .watcher("unregisters-then-panics", EventSet::EXEC)
+            .register(move |_| {
+                let _owned = &owned;
+                counted.fetch_add(1, Ordering::SeqCst);
+                if let Some(registration) = me.lock().unwrap().take() {
+                    registration.unregister().unwrap();
+                }
+                panic!("the closure panics");
+                #[allow(unreachable_code)]
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        *slot.lock().unwrap() = Some(registration);
+        let task = Task::detached(16);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.dispatch(&exec_of(&task))
+        }));
+        let message = unwound
+            .err()
+            .and_then(|payload| payload.downcast_ref::<&str>().map(|s| s.to_string()));
+        let _ = table.dispatch(&exec_of(&task));
+        println!(
+            "survived: {message:?}; drops {}; calls {}",
+            drops.load(Ordering::SeqCst),
+            calls.load(Ordering::SeqCst)
+        );
+        return;
+    }
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_closure_whose_drop_panics_while_its_own_panic_unwinds_does_not_abort",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(DOUBLE_PANIC_CHILD, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the child process failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("survived: Some(\"the closure panics\"); drops 1; calls 1"),
+        "the child's output: {stdout}"
+    );
+}
