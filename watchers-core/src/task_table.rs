@@ -184,7 +184,7 @@ struct Counters {
 pub struct TaskStats {
     /// Successful forks.
     pub forks: u64,
-    /// Forks refused by a watcher.
+    /// Forks refused by a watcher (an error or a panic).
     pub failed_forks: u64,
     /// Tasks that exited.
     pub exits: u64,
@@ -450,7 +450,6 @@ impl TaskTable {
             },
         );
         if let Err(error) = outcome {
-            self.lock().stats.failed_forks += 1;
             drop(embryo);
             return Err(ForkError::Watcher(error));
         }
@@ -1095,6 +1094,10 @@ impl Drop for Embryo<'_> {
         let task = self.task;
         let forgotten = {
             let mut inner = self.table.lock();
+            // Counted here, not by `fork` on a watcher's error: a fork watcher that
+            // panics unwinds past `fork`, and its `fork` event was dispatched all the
+            // same (`forks + failed_forks` is the count of `fork` events).
+            inner.stats.failed_forks += 1;
             inner.forget(task).map(|_| inner.leave_groups(task))
         };
         if let Some(owed) = forgotten {
