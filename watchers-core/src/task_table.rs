@@ -504,6 +504,18 @@ impl TaskTable {
         init: TaskInit,
         flags: CloneFlags,
     ) -> Result<(Arc<Task>, Result<(), DispatchError>), TaskError> {
+        self.adopt_under(init, flags, None)
+    }
+
+    /// [`adopt_announced`](TaskTable::adopt_announced); with a `creator`, the task that
+    /// created it is that very task, found by identity (not `init.parent`, whose pid may
+    /// be another task's by now), and a thread joins only that task's thread group.
+    pub(crate) fn adopt_under(
+        &self,
+        init: TaskInit,
+        flags: CloneFlags,
+        creator: Option<&Task>,
+    ) -> Result<(Arc<Task>, Result<(), DispatchError>), TaskError> {
         let (task, parent, real_parent) = {
             if init.pid == Pid(0) {
                 return Err(TaskError::InvalidPid(init.pid));
@@ -518,10 +530,12 @@ impl TaskTable {
             }
             // Only a parent whose exit has not yet handed its children to init can take
             // one; any other would leave the child pointing at a pid that is reused.
-            let parent = inner
-                .nodes
-                .get(&init.parent)
-                .map(|node| node.task.clone())
+            let named = match creator {
+                Some(creator) => inner.node_of_task(creator),
+                None => inner.nodes.get(&init.parent).map(|node| node.task.clone()),
+            };
+            let parent = named
+                .clone()
                 .filter(|parent| matches!(parent.state(), TaskState::Running | TaskState::Exiting))
                 .unwrap_or_else(|| self.init.clone());
             // An embryo, invisible, until every `fork` watcher has heard of it: nobody
@@ -533,7 +547,12 @@ impl TaskTable {
             } else {
                 Some(parent.clone())
             };
-            let leader = inner.adopted_leader(&init, &parent);
+            let leader = match creator {
+                // Only the creator's own group: a task that has its group's id now may
+                // be another process.
+                Some(_) => named.and_then(|creator| inner.adopted_leader(&init, &creator, false)),
+                None => inner.adopted_leader(&init, &parent, true),
+            };
             let comm = Comm::new(&init.comm);
             let task = Arc::new(Task::with_comm(init, comm, leader));
             let mut node = Node::new(task.clone());
@@ -1127,6 +1146,13 @@ impl Inner {
         Arc::ptr_eq(&node.task, task).then_some(node)
     }
 
+    /// This very task, held by the table, if it is in it (a caller may hold only a
+    /// reference to it).
+    fn node_of_task(&self, task: &Task) -> Option<Arc<Task>> {
+        let node = self.nodes.get(&task.pid())?;
+        std::ptr::eq(Arc::as_ptr(&node.task), task).then(|| node.task.clone())
+    }
+
     /// As [`node_of`](Inner::node_of), to change it.
     fn node_of_mut(&mut self, task: &Arc<Task>) -> Option<&mut Node> {
         let node = self.nodes.get_mut(&task.pid())?;
@@ -1292,9 +1318,14 @@ impl Inner {
 
     /// The leader whose session record an adopted task shares: for a thread, its
     /// group's leader if that is in the table (as its creator, the creator's own
-    /// leader, or found by the group's id) and may still take threads, its `free`
-    /// not yet sent.
-    fn adopted_leader(&self, init: &TaskInit, creator: &Arc<Task>) -> Option<Arc<Task>> {
+    /// leader, or, if `by_id`, found by the group's id) and may still take threads,
+    /// its `free` not yet sent.
+    fn adopted_leader(
+        &self,
+        init: &TaskInit,
+        creator: &Arc<Task>,
+        by_id: bool,
+    ) -> Option<Arc<Task>> {
         let tgid = init.tgid;
         if init.pid == tgid || tgid == Pid::INIT {
             return None;
@@ -1303,8 +1334,10 @@ impl Inner {
             Some(creator.clone())
         } else if creator.tgid() == tgid && creator.is_thread() {
             creator.leader().cloned()
-        } else {
+        } else if by_id {
             self.nodes.get(&tgid).map(|node| node.task.clone())
+        } else {
+            None
         }?;
         let open = !leader.is_thread()
             && leader.state() != TaskState::Embryo

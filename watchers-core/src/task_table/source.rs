@@ -50,9 +50,11 @@ impl TaskTable {
     /// `parent` with `flags` would have made it (a thread joins `parent`'s thread group),
     /// under a pid the table allocates, named `comm`. The `fork` watchers hear of it
     /// through [`WatcherTable::notify`](crate::WatcherTable::notify): they cannot refuse
-    /// it, and it later gets `exit` and `free` like any other task. A thread made this
-    /// way holds its group's id as [`adopt`](TaskTable::adopt) says: not when `parent`
-    /// is a thread whose leader is not in the table.
+    /// it, and it later gets `exit` and `free` like any other task. `parent` is that very
+    /// task, never whichever has its pid now: once it is freed, or has finished exiting,
+    /// the task is init's, as with [`adopt`](TaskTable::adopt). A thread made this way
+    /// holds its group's id as [`adopt`](TaskTable::adopt) says: not when `parent` is a
+    /// thread whose leader is not in the table, nor when `parent` has been freed.
     ///
     /// Returns the task and the outcome of the `fork` watchers (the task is in the table
     /// either way).
@@ -99,7 +101,7 @@ impl TaskTable {
             };
             // The task comes back by identity even when a watcher failed: by the time
             // its pid could be looked up again, it may name another task.
-            if let Ok(adopted) = self.adopt_announced(init, flags) {
+            if let Ok(adopted) = self.adopt_under(init, flags, Some(parent)) {
                 return Ok(adopted);
             }
             // The only refusal: the pid was taken meanwhile.
