@@ -98,11 +98,32 @@ impl WatcherTable {
             return self.walk_merged(event, kind, chain, None, mode);
         }
         let mut locals = local::reached_by(event);
+        if kind == EventKind::Fork && mode == Mode::Notify {
+            return self.notify_fork(event, chain, locals);
+        }
         let outcome = self.walk_merged(event, kind, chain, Some(&locals), mode);
-        if kind == EventKind::Fork && (outcome.is_ok() || mode == Mode::Notify) {
+        if kind == EventKind::Fork && outcome.is_ok() {
             locals.saw_fork_of(event.task());
         }
         outcome
+    }
+
+    /// A `fork` that happened whatever its watchers do: the per-task watchers that saw
+    /// it are owed the child's `free` also when one of the watchers panicked (the walk
+    /// still calls the rest), else their per-child state would leak.
+    #[cold]
+    #[inline(never)]
+    fn notify_fork(
+        &self,
+        event: &Event<'_>,
+        chain: &Chain,
+        mut locals: Reached<'_>,
+    ) -> Result<(), DispatchError> {
+        let walked = catch_unwind(AssertUnwindSafe(|| {
+            self.walk_merged(event, EventKind::Fork, chain, Some(&locals), Mode::Notify)
+        }));
+        locals.saw_fork_of(event.task());
+        walked.unwrap_or_else(|payload| resume_unwind(payload))
     }
 
     /// Walks the runtime watchers' merged chain if one is published, else the static

@@ -2,10 +2,11 @@
 //! must agree with the watcher table's, re-entrant and panicking watchers.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, Pid, TaskState, TaskTable, Watcher, WatcherResult,
-    WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, Ids, Pid, TaskInit, TaskState, TaskTable, Watcher,
+    WatcherResult, WatcherTable,
 };
 
 fn nop(_: &Event<'_>) -> WatcherResult {
@@ -98,5 +99,67 @@ fn a_fork_whose_watcher_panics_is_counted_as_failed() {
         stats.forks + stats.failed_forks,
         tasks.watchers().dispatched(EventKind::Fork),
         "{stats:?}"
+    );
+}
+
+fn panic_on_forking_boom(event: &Event<'_>) -> WatcherResult {
+    if event.kind() == EventKind::Fork && event.task().comm() == "boom" {
+        panic!("fork watcher panics");
+    }
+    Ok(())
+}
+
+/// A task that `adopt` announces exists whatever its `fork` watchers do: a parent's
+/// per-task watcher of `fork` and `free` that saw the fork is owed the child's `free`
+/// (its per-child state would leak otherwise), also when a table watcher panicked on
+/// that `fork` before it ran.
+#[test]
+fn a_parents_fork_free_watcher_gets_the_free_of_a_child_adopted_despite_a_panic() {
+    let table = WatcherTable::from_watchers([Watcher::new(
+        "panics",
+        EventSet::FORK,
+        panic_on_forking_boom,
+    )])
+    .unwrap();
+    let tasks = TaskTable::with_table(table);
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    parent
+        .watch(EventSet::FORK | EventSet::FREE, move |event| {
+            log.lock()
+                .unwrap()
+                .push((event.kind(), event.task().serial()));
+            Ok::<(), String>(())
+        })
+        .keep();
+    let adopted = catch_unwind(AssertUnwindSafe(|| {
+        tasks.adopt(
+            TaskInit {
+                pid: Pid(500),
+                tgid: Pid(500),
+                parent: parent.pid(),
+                sid: Pid::INIT,
+                pgid: Pid::INIT,
+                uids: Ids::all(0),
+                gids: Ids::all(0),
+                comm: "boom".to_owned(),
+            },
+            CloneFlags::empty(),
+        )
+    }));
+    assert!(adopted.is_err(), "the panic continues");
+    let child = tasks.get(Pid(500)).expect("adopted all the same");
+    assert_eq!(child.parent(), parent.pid());
+    tasks.exit(child.pid(), 0).unwrap();
+    tasks.wait(parent.pid()).unwrap().expect("the zombie child");
+    assert_eq!(child.state(), TaskState::Dead);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (EventKind::Fork, child.serial()),
+            (EventKind::Free, child.serial())
+        ],
+        "the watcher saw the child's fork, so it gets its free"
     );
 }
