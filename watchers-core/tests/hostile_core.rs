@@ -2,7 +2,7 @@
 //! must agree with the watcher table's, re-entrant and panicking watchers.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use watchers_core::{
     CloneFlags, Event, EventKind, EventSet, Ids, Pid, TaskInit, TaskState, TaskTable, Watcher,
@@ -162,4 +162,51 @@ fn a_parents_fork_free_watcher_gets_the_free_of_a_child_adopted_despite_a_panic(
         ],
         "the watcher saw the child's fork, so it gets its free"
     );
+}
+
+/// The table of the next test, for its `free` watcher to re-enter.
+static WAIT_IN_FREE: OnceLock<(TaskTable, Mutex<Option<Pid>>)> = OnceLock::new();
+
+/// At the `free` of a task named "orphan", waits on the pid the test names.
+fn wait_at_an_orphans_free(event: &Event<'_>) -> WatcherResult {
+    if event.kind() == EventKind::Free && event.task().comm() == "orphan" {
+        let (tasks, waiter) = WAIT_IN_FREE.get().ok_or("no table")?;
+        let waiter = waiter.lock().unwrap().ok_or("no waiter")?;
+        if let Some((pid, _)) = tasks.wait(waiter)? {
+            return Err(format!("wait found {pid:?}").into());
+        }
+    }
+    Ok(())
+}
+
+/// A task whose fork is undone never existed for its parent: `abort_fork` frees it
+/// and succeeds, and no `wait` of its parent meanwhile (here from a `free` watcher of
+/// the zombie child it hands to init) finds it as a zombie to reap.
+#[test]
+fn an_aborted_fork_is_not_waitable_while_its_orphans_are_freed() {
+    let table = WatcherTable::from_watchers([Watcher::new(
+        "wait",
+        EventSet::FREE,
+        wait_at_an_orphans_free,
+    )])
+    .unwrap();
+    let (tasks, waiter) =
+        WAIT_IN_FREE.get_or_init(|| (TaskTable::with_table(table), Mutex::new(None)));
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let aborted = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+    let orphan = tasks.fork(aborted.pid(), CloneFlags::empty()).unwrap();
+    tasks.set_comm(orphan.pid(), "orphan").unwrap();
+    tasks.exit(orphan.pid(), 0).unwrap();
+    assert_eq!(
+        orphan.state(),
+        TaskState::Zombie,
+        "its parent has not waited"
+    );
+    *waiter.lock().unwrap() = Some(parent.pid());
+
+    let aborted_outcome = tasks.abort_fork(&aborted);
+    assert_eq!(orphan.state(), TaskState::Dead);
+    assert_eq!(aborted.state(), TaskState::Dead);
+    aborted_outcome.expect("the fork was undone");
+    assert!(tasks.children(parent.pid()).is_empty());
 }

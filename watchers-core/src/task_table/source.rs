@@ -143,7 +143,8 @@ impl TaskTable {
     /// after a refused fork — without an `exit`, and the pid becomes free. Counted as a
     /// fork and a free in [`stats`](TaskTable::stats). Children that it forked meanwhile
     /// (another thread found it running) go to init, as at an exit; threads that it
-    /// forked meanwhile delay its `free` until the last of them is freed.
+    /// forked meanwhile delay its `free` until the last of them is freed. Its parent's
+    /// [`wait`](TaskTable::wait) never finds it: it never exited.
     ///
     /// ```
     /// use watchers_core::{CloneFlags, TaskState, TaskTable, WatcherTable};
@@ -164,17 +165,26 @@ impl TaskTable {
         if task.pid() == Pid::INIT {
             return Err(TaskError::Init("abort its fork"));
         }
-        let orphans = {
+        let (orphans, now) = {
             // Found by identity: the pid may name another task by now.
             let mut inner = self.lock();
             inner.check_running(task, "abort its fork")?;
             task.set_state(TaskState::Zombie);
+            // Claimed with the same lock: a task whose fork is undone is no zombie for
+            // its parent's `wait` (which a `free` watcher of an orphan below may call)
+            // to reap. A running task's `free` is claimed by nobody yet.
+            let now = task.claim_free() == Some(true);
             // Children it forked while it ran (another thread found it) go to init, as
             // at an exit: else their parent pid could be taken and nobody reap them.
-            inner.hand_over(task)
+            (inner.hand_over(task), now)
         };
         let (orphan_error, panic) = self.settle_after_exit(task, &orphans, false);
-        let freed = self.release(task);
+        // Else an event in flight, or a thread of its group, sends the `free`.
+        let freed = if now {
+            self.free_claimed(task.clone())
+        } else {
+            Ok(())
+        };
         if let Some(payload) = panic {
             std::panic::resume_unwind(payload);
         }
