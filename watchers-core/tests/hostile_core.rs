@@ -2,6 +2,7 @@
 //! must agree with the watcher table's, re-entrant and panicking watchers.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use watchers_core::{
@@ -209,4 +210,47 @@ fn an_aborted_fork_is_not_waitable_while_its_orphans_are_freed() {
     assert_eq!(aborted.state(), TaskState::Dead);
     aborted_outcome.expect("the fork was undone");
     assert!(tasks.children(parent.pid()).is_empty());
+}
+
+/// The table of the next test, for its `exec` watcher to re-enter.
+static ABORT_IN_EXEC: OnceLock<TaskTable> = OnceLock::new();
+
+/// Undoes the fork of the task whose `exec` it sees, and counts that task's `free`s.
+fn abort_at_exec(event: &Event<'_>) -> WatcherResult {
+    let tasks = ABORT_IN_EXEC.get().ok_or("no table")?;
+    match event.kind() {
+        EventKind::Exec => {
+            let task = tasks.get(event.task().pid()).ok_or("not found")?;
+            tasks.abort_fork(&task)?;
+            if task.state() != TaskState::Zombie {
+                return Err(format!("{task:?} was freed while its exec ran").into());
+            }
+        }
+        EventKind::Free => {
+            ABORTED_FREES.fetch_add(1, Ordering::SeqCst);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+static ABORTED_FREES: AtomicUsize = AtomicUsize::new(0);
+
+/// `abort_fork` from a watcher of the task's own event: the `free` waits for that
+/// event to end, comes once, and nothing deadlocks.
+#[test]
+fn abort_fork_inside_the_tasks_own_exec_frees_it_once_after_the_exec() {
+    let table = WatcherTable::from_watchers([Watcher::new(
+        "abort",
+        EventSet::EXEC | EventSet::FREE,
+        abort_at_exec,
+    )])
+    .unwrap();
+    let tasks = ABORT_IN_EXEC.get_or_init(|| TaskTable::with_table(table));
+    let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exec(task.pid(), "/bin/x").unwrap();
+    assert_eq!(task.state(), TaskState::Dead);
+    assert_eq!(ABORTED_FREES.load(Ordering::SeqCst), 1);
+    assert!(tasks.get(task.pid()).is_none());
+    assert_eq!(tasks.stats().frees, 1);
 }
