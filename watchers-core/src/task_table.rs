@@ -512,7 +512,7 @@ impl TaskTable {
     /// be another task's by now), and a thread joins only that task's thread group.
     pub(crate) fn adopt_under(
         &self,
-        init: TaskInit,
+        mut init: TaskInit,
         flags: CloneFlags,
         creator: Option<&Task>,
     ) -> Result<(Arc<Task>, Result<(), DispatchError>), TaskError> {
@@ -553,6 +553,12 @@ impl TaskTable {
                 Some(_) => named.and_then(|creator| inner.adopted_leader(&init, &creator, false)),
                 None => inner.adopted_leader(&init, &parent, true),
             };
+            // Replaced before the `fork` watchers see the task, as `fork` does: by then
+            // `init.parent` may be a thread's creator, a task that has exited, or a pid
+            // that names another task.
+            init.parent = real_parent
+                .as_ref()
+                .map_or(Pid::INIT, |parent| parent.pid());
             let comm = Comm::new(&init.comm);
             let task = Arc::new(Task::with_comm(init, comm, leader));
             let mut node = Node::new(task.clone());

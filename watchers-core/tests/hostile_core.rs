@@ -254,3 +254,57 @@ fn abort_fork_inside_the_tasks_own_exec_frees_it_once_after_the_exec() {
     assert!(tasks.get(task.pid()).is_none());
     assert_eq!(tasks.stats().frees, 1);
 }
+
+/// What each `fork` watcher call saw: the child's serial, its parent pid, the event's
+/// parent pid.
+static ADOPTED_PARENTS: Mutex<Vec<(u64, Pid, Pid)>> = Mutex::new(Vec::new());
+
+fn record_adopted_parent(event: &Event<'_>) -> WatcherResult {
+    if let Some(parent) = event.parent() {
+        ADOPTED_PARENTS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((event.task().serial(), event.task().parent(), parent.pid()));
+    }
+    Ok(())
+}
+
+/// `adopt` replaces `init.parent` by the task's real parent (the creator's parent for
+/// a thread, init when the creator is gone), and the `fork` watchers, which see the
+/// task as it will be, see that parent already, as `fork`'s do: never the creator of a
+/// thread, nor a pid that names a freed task.
+#[test]
+fn adopted_tasks_show_their_real_parent_to_the_fork_watchers() {
+    let table = WatcherTable::from_watchers([Watcher::new(
+        "parents",
+        EventSet::FORK,
+        record_adopted_parent,
+    )])
+    .unwrap();
+    let tasks = TaskTable::with_table(table);
+    let process = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let (thread, _) = tasks
+        .adopt_running(&process, CloneFlags::THREAD, "thread")
+        .unwrap();
+    assert_eq!(
+        thread.parent(),
+        Pid::INIT,
+        "a thread has its creator's parent"
+    );
+
+    let gone = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    tasks.exit(gone.pid(), 0).unwrap();
+    let (orphan, _) = tasks
+        .adopt_running(&gone, CloneFlags::empty(), "orphan")
+        .unwrap();
+    assert_eq!(orphan.parent(), Pid::INIT);
+
+    let seen = ADOPTED_PARENTS.lock().unwrap().clone();
+    for task in [&thread, &orphan] {
+        let (_, parent, _) = seen
+            .iter()
+            .find(|(serial, ..)| *serial == task.serial())
+            .expect("its fork was seen");
+        assert_eq!(*parent, task.parent(), "{task:?} showed another parent");
+    }
+}
