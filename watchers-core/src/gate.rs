@@ -134,6 +134,8 @@ impl<T> Gate<T> {
 
     /// Takes the value out and drops it; called once, by the party that saw the count
     /// reach zero with the gate closed and released.
+    #[cold]
+    #[inline(never)]
     fn drop_value(&self) {
         // SAFETY: the gate is closed (no pass will be admitted) and the count is zero (no
         // pass exists); the hand-off bit lets exactly one party get here: the closer if
