@@ -192,7 +192,10 @@ pub struct Options {
     /// How long a receive waits before the loop checks the stop flag (default 100 ms).
     pub read_timeout: Duration,
     /// How long to wait for each subscription acknowledgement (default 500 ms;
-    /// `Duration::MAX` waits without limit).
+    /// `Duration::MAX` waits without limit). With [`kernel_filter`](Self::kernel_filter)
+    /// on, a kernel older than 6.6 never acknowledges the filtered subscribe: only this
+    /// timeout tells it apart ([`AllEventsReason::FilterUnsupported`]), so there
+    /// `Duration::MAX` makes opening wait for ever; turn the filter off with it.
     pub ack_timeout: Duration,
     /// The longest a resync waits for the receive queue to drain after a loss
     /// (default 500 ms).
