@@ -550,8 +550,9 @@ impl<W: Write> Monitor<W> {
         }
         // With `-s`, only when the program itself was cut.
         if left_out > 0 && !(self.args.short && line.contains(&0)) {
-            // Escaped text never holds a backslash before `…`: the marker cannot be
-            // forged by the arguments.
+            // Escaped text can hold `\\…` (an argument's own backslash, doubled), but
+            // every backslash it holds starts an escape, and `\…` is none: read escape
+            // by escape, the marker cannot be forged by the arguments.
             out.push_str("\\… (");
             columns::push_number(out, left_out as u64);
             out.push_str(" more bytes)");
