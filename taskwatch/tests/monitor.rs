@@ -283,6 +283,34 @@ fn a_huge_command_line_does_not_make_huge_lines() {
 }
 
 #[test]
+fn a_short_line_shows_no_cut_marker_for_a_program_that_ends_at_the_cut() {
+    // With `-s` a line shows only the program, and says that something was left out
+    // only when the program itself was cut. A program of exactly the 4096 bytes shown,
+    // followed by arguments, was shown whole and yet marked as cut.
+    let Some(running) = monitor(&["-s", "-e", "exec"]) else {
+        return;
+    };
+    let program = "P".repeat(4096);
+    let mut child = Command::new("sh")
+        .arg0(&program)
+        .args(["-c", "sleep 1; true"])
+        .spawn()
+        .expect("spawn sh");
+    child.wait().expect("wait sh");
+    let pid = child.id().to_string();
+    let (status, stdout, stderr) = running.stop(libc::SIGINT);
+    assert!(status.success(), "{status}: {stderr}");
+    let text = String::from_utf8(stdout).expect("UTF-8 output");
+    let exec = text
+        .lines()
+        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(&pid))
+        .unwrap_or_else(|| panic!("no exec line for {pid}"));
+    // The premise: the program fills what a line shows, and the arguments go past it.
+    assert!(exec.contains(&program), "the program is shown whole");
+    assert!(exec.ends_with(&program), "{}", &exec[exec.len() - 60..]);
+}
+
+#[test]
 fn json_statistics_name_a_process_as_json_events_do() {
     // A JSON consumer matches the `-S` rows with the events' `comm`: the row must hold
     // the name itself, not the text output's escaped form of it.

@@ -530,8 +530,10 @@ impl<W: Write> Monitor<W> {
             }
             return;
         };
-        let line = line.strip_suffix(&[0]).unwrap_or(line);
-        let (line, left_out) = shown_part(line);
+        let whole = line.strip_suffix(&[0]).unwrap_or(line);
+        let (line, left_out) = shown_part(whole);
+        // The program is whole if the shown part holds its end, or is cut just before it.
+        let program_whole = line.contains(&0) || whole.get(line.len()) == Some(&0);
         for (i, arg) in arguments(line).enumerate() {
             if i == 0 {
                 let program = if self.args.strip_dir {
@@ -549,7 +551,7 @@ impl<W: Write> Monitor<W> {
             }
         }
         // With `-s`, only when the program itself was cut.
-        if left_out > 0 && !(self.args.short && line.contains(&0)) {
+        if left_out > 0 && !(self.args.short && program_whole) {
             // Escaped text can hold `\\…` (an argument's own backslash, doubled), but
             // every backslash it holds starts an escape, and `\…` is none: read escape
             // by escape, the marker cannot be forged by the arguments.
