@@ -277,7 +277,7 @@ fn a_huge_command_line_does_not_make_huge_lines() {
         assert!(
             line.ends_with(&format!(r"AAAA\… ({cut} more bytes)")),
             "{}",
-            &line[..200]
+            line.get(..200).unwrap_or(line)
         );
     }
 }
