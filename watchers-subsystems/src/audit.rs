@@ -2,7 +2,9 @@
 //!
 //! * **fork**: when auditing is [enabled](set_enabled) and no rule says
 //!   [`RuleAction::Never`] for `fork`, the child gets an audit context (the kernel's
-//!   `audit_alloc`). Its login uid and session are inherited from the parent's context.
+//!   `audit_alloc`). Its login uid and session are inherited from the parent, which
+//!   keeps them also when it has no context (the kernel holds them in the task): an
+//!   unaudited task in between does not make its descendants lose the user's `auid`.
 //! * **exec, uid, gid, exit**: a task with a context gets one text record each, in the
 //!   auditd format `type=EXECVE msg=audit(1700000000.123:42): pid=12 ...`, unless a rule
 //!   filters it. Records go to a bounded backlog; when it is full the record is counted as
@@ -235,6 +237,10 @@ impl AuditStats {
 
 static CONTEXT: TaskSlot<AuditContext> = TaskSlot::new();
 
+/// The login uid and session of a task forked without a context, kept (only when set)
+/// to pass them on to its children: they are the task's, not its context's.
+static LOGIN: TaskSlot<(u32, u32)> = TaskSlot::new();
+
 static ENABLED: AtomicBool = AtomicBool::new(true);
 static SERIAL: AtomicU64 = AtomicU64::new(0);
 static NEXT_SESSION: AtomicU32 = AtomicU32::new(1);
@@ -379,12 +385,16 @@ pub fn summary() -> String {
 /// # Errors
 /// None in this model (the kernel fails with `ENOMEM`); the signature matches the watcher.
 pub fn on_fork(parent: &Task, child: &Task, _flags: CloneFlags) -> Result<(), AuditError> {
+    let (loginuid, sessionid) = match CONTEXT.get(parent) {
+        Some(p) => (p.loginuid(), p.sessionid()),
+        None => LOGIN.get(parent).map_or((UNSET, UNSET), |ids| *ids),
+    };
     if !enabled() || decide(EventKind::Fork, child) == RuleAction::Never {
+        if (loginuid, sessionid) != (UNSET, UNSET) {
+            LOGIN.set(child, (loginuid, sessionid));
+        }
         return Ok(());
     }
-    let (loginuid, sessionid) = CONTEXT
-        .get(parent)
-        .map_or((UNSET, UNSET), |p| (p.loginuid(), p.sessionid()));
     let previous = CONTEXT.set(
         child,
         AuditContext {
@@ -452,6 +462,7 @@ pub fn on_exit(task: &Task, status: ExitStatus) -> Result<(), AuditError> {
 /// # Errors
 /// None; the signature matches the watcher.
 pub fn on_free(task: &Task) -> Result<(), AuditError> {
+    LOGIN.take(task);
     if CONTEXT.take(task).is_some() {
         FREED.fetch_add(1, Ordering::Relaxed);
     }
@@ -749,6 +760,49 @@ mod tests {
         assert_eq!((context.loginuid(), context.sessionid()), (UNSET, UNSET));
         tasks.exit(child.pid(), 0).unwrap();
         tasks.exit(task.pid(), 0).unwrap();
+        drain_all();
+    }
+
+    /// The login uid is the task's, not its context's (the kernel keeps it in the task):
+    /// a task forked without a context (a `never` fork rule, or auditing off) still
+    /// passes it on, so an unaudited process in between cannot shed the user's `auid`.
+    #[test]
+    fn the_login_uid_survives_a_task_without_a_context() {
+        let _serial = serial();
+        set_enabled(true);
+        clear_rules();
+        drain_all();
+        let tasks = table_of(watchers());
+        let login = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let session = set_loginuid(&login, 1000).unwrap();
+        tasks.set_comm(login.pid(), "quiet").unwrap();
+        add_rule(AuditRule::new(EventSet::FORK, RuleAction::Never).comm("quiet"));
+        let quiet = tasks.fork(login.pid(), CloneFlags::empty()).unwrap();
+        assert!(context(&quiet).is_none());
+        tasks.set_comm(quiet.pid(), "sh").unwrap();
+        let audited = tasks.fork(quiet.pid(), CloneFlags::empty()).unwrap();
+        let ids = context(&audited).map(|c| (c.loginuid(), c.sessionid()));
+        assert_eq!(ids, Some((1000, session)), "through a context-less task");
+        clear_rules();
+        set_enabled(false);
+        let unaudited = tasks.fork(login.pid(), CloneFlags::empty()).unwrap();
+        set_enabled(true);
+        let later = tasks.fork(unaudited.pid(), CloneFlags::empty()).unwrap();
+        let ids = context(&later).map(|c| (c.loginuid(), c.sessionid()));
+        assert_eq!(
+            ids,
+            Some((1000, session)),
+            "through a task forked while off"
+        );
+        let before = stats();
+        for task in [later, unaudited, audited, quiet, login] {
+            tasks.exit(task.pid(), 0).unwrap();
+        }
+        assert_eq!(
+            stats().contexts_live(),
+            before.contexts_live() - 3,
+            "context-less tasks never counted a context"
+        );
         drain_all();
     }
 
