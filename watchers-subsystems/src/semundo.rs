@@ -371,11 +371,15 @@ pub fn semop(task: &Task, id: u32, ops: &[SemBuf]) -> Result<(), SemError> {
         *value = next;
     }
     if wants_undo {
-        let list = UNDO.get_or_insert_with(task, UndoList::new);
-        let mut entries = list.lock();
-        let current = entries.get(&id);
+        // Checked before the list is allocated: a call that fails changes nothing. Every
+        // change to an undo list is made under the registry lock held here, so the
+        // entries read now are still the list's when they are written back.
+        let existing = UNDO.get(task);
+        let current = existing
+            .as_ref()
+            .and_then(|list| list.lock().get(&id).cloned());
         let mut adjs: Vec<(u64, i32)> = (0..len)
-            .map(|i| match current.and_then(|adjs| adjs.get(i)) {
+            .map(|i| match current.as_ref().and_then(|adjs| adjs.get(i)) {
                 Some(&(generation, adj)) if generation == set.generations[i] => (generation, adj),
                 _ => (set.generations[i], 0),
             })
@@ -387,7 +391,8 @@ pub fn semop(task: &Task, id: u32, ops: &[SemBuf]) -> Result<(), SemError> {
                 return Err(SemError::Range { id, num: op.num });
             }
         }
-        entries.insert(id, adjs);
+        let list = existing.unwrap_or_else(|| UNDO.get_or_insert_with(task, UndoList::new));
+        list.lock().insert(id, adjs);
     }
     set.values = values;
     SEMOPS.fetch_add(1, Ordering::Relaxed);
@@ -684,6 +689,28 @@ mod tests {
             2
         );
         remove(reset).unwrap();
+    }
+
+    /// An undo adjustment out of range fails the call with nothing changed: no undo
+    /// list is allocated for a task that had none.
+    #[test]
+    fn an_adjustment_out_of_range_allocates_no_list() {
+        let _serial = serial();
+        let tasks = table_of(watchers());
+        let id = set_with(0);
+        let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let before = stats();
+        let ops = [
+            SemBuf::new(0, 30_000).undo(),
+            SemBuf::new(0, -30_000),
+            SemBuf::new(0, 30_000).undo(),
+        ];
+        assert_eq!(semop(&task, id, &ops), Err(SemError::Range { id, num: 0 }));
+        assert!(undo_list(&task).is_none(), "no list for a failed call");
+        assert_eq!(stats().lists_allocated, before.lists_allocated);
+        assert_eq!(value(id, 0), Ok(0));
+        tasks.exit(task.pid(), 0).unwrap();
+        remove(id).unwrap();
     }
 
     #[test]
