@@ -23,7 +23,9 @@
 //! Differences from the kernel, which this model cannot know: a fork reports the
 //! forking task as the parent (the kernel reports `real_parent`, the same except for
 //! threads); the parent's `tgid` in `exit` and `coredump`, and the tracer's `tgid` in
-//! `ptrace`, are the pid the task model records; no ack is queued on subscribing.
+//! `ptrace`, are the pid the task model records; no ack is queued on subscribing; a
+//! fork refused by a watcher that runs after these (see [`PRIORITY`]) was announced all
+//! the same, where the kernel announces only forks that can no longer fail.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -50,9 +52,11 @@ pub const EVENTS: EventSet = watcher_record!(watch_fork)
     .union(watcher_record!(watch_coredump).events())
     .union(watcher_record!(watch_exit).events());
 
-/// The priority all the proc-events watchers share: the lowest, so a fork is announced only once
-/// every other watcher accepted it (`proc_fork_connector` is the end of `copy_process`),
-/// and an exit is announced first.
+/// The priority all the proc-events watchers share: the lowest of the subsystems, so a fork is
+/// announced only once every subsystem accepted it (`proc_fork_connector` is the end of
+/// `copy_process`), and an exit is announced first. A watcher that runs later (a lower
+/// priority, or a per-task watcher, which runs after the table's) and refuses a fork does
+/// so after its announcement: a subscriber then hears of a child that never exits.
 pub const PRIORITY: i32 = watcher_record!(watch_fork).priority();
 
 /// How many model CPUs carry sequence counters.
