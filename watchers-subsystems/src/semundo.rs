@@ -168,7 +168,7 @@ impl UndoList {
 }
 
 impl Drop for UndoList {
-    /// A list dropped with a sharer left was never let go by [`release`]: one that
+    /// A list dropped with a sharer left was never let go by `release`: one that
     /// `TaskSlot::get_or_insert_with` built on a thread that lost the race to give the
     /// task its list, or one whose task was freed without its exit. It is released now,
     /// or it would count as live for ever.
