@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use watchers_core::{
@@ -53,6 +53,9 @@ struct Registered {
     id: u64,
     name: String,
     callback: Callback,
+    /// Cleared when the handle is dropped: an exit that took its callbacks before then
+    /// skips this one rather than start a call after the drop.
+    alive: Arc<AtomicBool>,
 }
 
 /// A registered profiler; dropping it unregisters.
@@ -70,7 +73,13 @@ impl Profiler {
 
 impl Drop for Profiler {
     fn drop(&mut self) {
-        profilers().retain(|p| p.id != self.id);
+        profilers().retain(|p| {
+            let keep = p.id != self.id;
+            if !keep {
+                p.alive.store(false, Ordering::Release);
+            }
+            keep
+        });
     }
 }
 
@@ -120,6 +129,7 @@ pub fn register(
         id,
         name: name.clone(),
         callback: Arc::new(callback),
+        alive: Arc::new(AtomicBool::new(true)),
     });
     Profiler { id, name }
 }
@@ -177,11 +187,11 @@ pub fn on_exit(task: &Task, status: ExitStatus) -> Result<(), ProfileError> {
     let comm = task.comm();
     EXITS.fetch_add(1, Ordering::Relaxed);
     *counts().entry(comm.clone()).or_insert(0) += 1;
-    let callbacks: Vec<(String, Callback)> = PROFILERS
+    let callbacks: Vec<(String, Callback, Arc<AtomicBool>)> = PROFILERS
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .map(|p| (p.name.clone(), p.callback.clone()))
+        .map(|p| (p.name.clone(), p.callback.clone(), p.alive.clone()))
         .collect();
     if callbacks.is_empty() {
         return Ok(());
@@ -193,7 +203,10 @@ pub fn on_exit(task: &Task, status: ExitStatus) -> Result<(), ProfileError> {
         status,
     };
     let mut failed = None;
-    for (name, callback) in callbacks {
+    for (name, callback, alive) in callbacks {
+        if !alive.load(Ordering::Acquire) {
+            continue;
+        }
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| callback(&notice)));
         NOTIFICATIONS.fetch_add(1, Ordering::Relaxed);
         if outcome.is_err() {
@@ -225,6 +238,36 @@ mod tests {
     use super::*;
     use crate::testing::{serial, table_of};
     use watchers_core::{CloneFlags, TaskError};
+
+    /// A profiler dropped by an earlier profiler's callback, during an exit's round of
+    /// calls, is not called after its drop returned.
+    #[test]
+    fn a_profiler_dropped_during_an_exit_is_not_called_after() {
+        let _serial = serial();
+        let tasks = table_of(watchers());
+        let victim_slot: Arc<Mutex<Option<Profiler>>> = Arc::default();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let slot = victim_slot.clone();
+        let flag = dropped.clone();
+        let _dropper = register("dropper", move |_: &ExitNotice| {
+            if let Some(victim) = slot.lock().unwrap().take() {
+                drop(victim);
+                flag.store(true, Ordering::SeqCst);
+            }
+        });
+        let flag = dropped.clone();
+        let called_after_drop = Arc::new(AtomicU64::new(0));
+        let count = called_after_drop.clone();
+        *victim_slot.lock().unwrap() = Some(register("victim", move |_: &ExitNotice| {
+            if flag.load(Ordering::SeqCst) {
+                count.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+        let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        tasks.exit(task.pid(), 0).unwrap();
+        assert!(dropped.load(Ordering::SeqCst));
+        assert_eq!(called_after_drop.load(Ordering::SeqCst), 0);
+    }
 
     #[test]
     fn profilers_hear_every_exit_and_names_are_counted() {
