@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use watchers_core::{
-    CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, Watcher, task_watcher,
-    watcher_record,
+    CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, TaskState, Watcher,
+    task_watcher, watcher_record,
 };
 
 /// The events the lockdep watchers ask for.
@@ -59,6 +59,9 @@ pub enum LockdepError {
     /// The task has no held-lock stack (it was not forked with this subsystem on).
     #[error("task {0} has no lockdep state")]
     NoState(Pid),
+    /// The task is exiting or gone: it cannot take a lock any more.
+    #[error("task {0} is not running")]
+    NotRunning(Pid),
     /// The stack is full.
     #[error("task {pid} holds {MAX_LOCK_DEPTH} locks already: cannot acquire `{lock}`")]
     TooDeep {
@@ -317,10 +320,17 @@ pub fn lock_class(name: &str) -> LockClass {
 ///
 /// # Errors
 /// [`LockdepError::TooDeep`] past [`MAX_LOCK_DEPTH`]; [`LockdepError::Recursive`] if
-/// the task holds a lock of this class; [`LockdepError::NoState`]. The lock is not taken.
+/// the task holds a lock of this class; [`LockdepError::NotRunning`] once it is exiting;
+/// [`LockdepError::NoState`]. The lock is not taken.
 pub fn acquire(task: &Task, class: LockClass) -> Result<Option<Inversion>, LockdepError> {
     let stack = STACK.get(task).ok_or(LockdepError::NoState(task.pid()))?;
     let mut held = stack.lock();
+    // Under the stack's lock: the exit watcher, which empties the stack, waits for it;
+    // and the state is `Exiting` before that watcher runs. A lock taken after the exit
+    // would be dropped at free without a report.
+    if task.state() != TaskState::Running {
+        return Err(LockdepError::NotRunning(task.pid()));
+    }
     if held.len() >= MAX_LOCK_DEPTH {
         return Err(LockdepError::TooDeep {
             pid: task.pid(),
@@ -538,6 +548,25 @@ mod tests {
     use super::*;
     use crate::testing::{serial, table_of};
     use watchers_core::TaskError;
+
+    /// A task that has exited cannot take a lock: its exit was its last check, so a
+    /// lock it took afterwards would be dropped at free without a report.
+    #[test]
+    fn an_exited_task_cannot_acquire() {
+        let _serial = serial();
+        let tasks = table_of(watchers());
+        let class = lock_class("zombie_lock");
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+        tasks.exit(child.pid(), 0).unwrap();
+        assert!(tasks.get(child.pid()).is_some(), "a zombie until reaped");
+        assert_eq!(
+            acquire(&child, class),
+            Err(LockdepError::NotRunning(child.pid()))
+        );
+        assert!(held_locks(&child).is_empty());
+        tasks.exit(parent.pid(), 0).unwrap();
+    }
 
     #[test]
     fn a_task_exiting_with_locks_held_is_reported_with_their_names() {
