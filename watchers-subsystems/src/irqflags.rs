@@ -16,8 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use watchers_core::{
-    CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, Watcher, task_watcher,
-    watcher_record,
+    CloneFlags, Event, EventData, EventSet, ExitStatus, Pid, Task, TaskSlot, TaskState, Watcher,
+    task_watcher, watcher_record,
 };
 
 /// The events the irqflags watchers ask for.
@@ -38,6 +38,9 @@ pub enum IrqflagsError {
     /// The task has no irq state (it was not forked with this subsystem on).
     #[error("task {0} has no irq-flags state")]
     NoState(Pid),
+    /// The task is exiting or gone: its irq state was checked at its exit.
+    #[error("task {0} is not running")]
+    NotRunning(Pid),
     /// `local_bh_enable` without a matching `local_bh_disable`.
     #[error("task {0} enabled softirqs more often than it disabled them")]
     SoftirqUnderflow(Pid),
@@ -169,6 +172,12 @@ fn with_state<R>(
 ) -> Result<R, IrqflagsError> {
     let irq = IRQ.get(task).ok_or(IrqflagsError::NoState(task.pid()))?;
     let mut state = irq.lock();
+    // Under the state's lock: the exit watcher, which reads the state to check it,
+    // waits for it; and the task is `Exiting` before that watcher runs. A change made
+    // after the exit would never be checked.
+    if task.state() != TaskState::Running {
+        return Err(IrqflagsError::NotRunning(task.pid()));
+    }
     f(&mut state)
 }
 
@@ -181,7 +190,7 @@ fn next_event(state: &mut IrqState) -> u64 {
 /// `local_irq_disable` by the task (`trace_hardirqs_off`).
 ///
 /// # Errors
-/// [`IrqflagsError::NoState`].
+/// [`IrqflagsError::NotRunning`] once the task is exiting; [`IrqflagsError::NoState`].
 pub fn hardirqs_off(task: &Task) -> Result<(), IrqflagsError> {
     with_state(task, |state| {
         if state.hardirqs_enabled {
@@ -197,7 +206,7 @@ pub fn hardirqs_off(task: &Task) -> Result<(), IrqflagsError> {
 /// `local_irq_enable` by the task (`trace_hardirqs_on`).
 ///
 /// # Errors
-/// [`IrqflagsError::NoState`].
+/// [`IrqflagsError::NotRunning`] once the task is exiting; [`IrqflagsError::NoState`].
 pub fn hardirqs_on(task: &Task) -> Result<(), IrqflagsError> {
     with_state(task, |state| {
         if state.hardirqs_enabled {
@@ -213,7 +222,7 @@ pub fn hardirqs_on(task: &Task) -> Result<(), IrqflagsError> {
 /// `local_bh_disable` by the task (nests).
 ///
 /// # Errors
-/// [`IrqflagsError::NoState`].
+/// [`IrqflagsError::NotRunning`] once the task is exiting; [`IrqflagsError::NoState`].
 pub fn softirqs_off(task: &Task) -> Result<(), IrqflagsError> {
     with_state(task, |state| {
         if state.softirq_disable_depth == 0 {
@@ -229,7 +238,7 @@ pub fn softirqs_off(task: &Task) -> Result<(), IrqflagsError> {
 ///
 /// # Errors
 /// [`IrqflagsError::SoftirqUnderflow`] without a matching disable;
-/// [`IrqflagsError::NoState`].
+/// [`IrqflagsError::NotRunning`] once the task is exiting; [`IrqflagsError::NoState`].
 pub fn softirqs_on(task: &Task) -> Result<(), IrqflagsError> {
     with_state(task, |state| {
         if state.softirq_disable_depth == 0 {
@@ -365,6 +374,22 @@ mod tests {
     use super::*;
     use crate::testing::{serial, table_of};
     use watchers_core::TaskError;
+
+    /// A task that has exited cannot change its irq state: the exit was its check, so
+    /// an imbalance made afterwards would never be reported.
+    #[test]
+    fn an_exited_task_cannot_change_its_irq_state() {
+        let _serial = serial();
+        let tasks = table_of(watchers());
+        let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+        tasks.exit(child.pid(), 0).unwrap();
+        assert!(tasks.get(child.pid()).is_some(), "a zombie until reaped");
+        assert!(hardirqs_off(&child).is_err());
+        assert!(softirqs_off(&child).is_err());
+        assert!(state(&child).is_none_or(|s| s.balanced()));
+        tasks.exit(parent.pid(), 0).unwrap();
+    }
 
     #[test]
     fn state_is_initialised_at_fork_and_freed() {
