@@ -462,9 +462,11 @@ pub fn on_exit(task: &Task, status: ExitStatus) -> Result<(), AuditError> {
 /// # Errors
 /// None; the signature matches the watcher.
 pub fn on_free(task: &Task) -> Result<(), AuditError> {
-    LOGIN.take(task);
     if CONTEXT.take(task).is_some() {
         FREED.fetch_add(1, Ordering::Relaxed);
+    } else {
+        // Only a task forked without a context keeps its ids apart (never both).
+        LOGIN.take(task);
     }
     Ok(())
 }
