@@ -173,6 +173,10 @@ impl Node {
 
 #[derive(Default)]
 struct Counters {
+    /// Tasks put in the table as embryos (by `fork` and `adopt`): each leaves that
+    /// state counted in `forks` or `failed_forks`, under the same lock, so the tasks
+    /// being forked now are counted without a counter to take back on the fork path.
+    embryos: u64,
     forks: u64,
     failed_forks: u64,
     exits: u64,
@@ -190,7 +194,8 @@ pub struct TaskStats {
     pub exits: u64,
     /// Tasks freed (reaped).
     pub frees: u64,
-    /// Tasks in the table now, zombies and init included.
+    /// Tasks in the table now, zombies and init included; tasks still being forked
+    /// are not (as [`TaskTable::get`] does not find them).
     pub tasks: usize,
 }
 
@@ -307,12 +312,20 @@ impl TaskTable {
     /// What the table has done so far.
     pub fn stats(&self) -> TaskStats {
         let inner = self.lock();
+        let stats = &inner.stats;
+        let being_forked = stats
+            .embryos
+            .saturating_sub(stats.forks)
+            .saturating_sub(stats.failed_forks);
         TaskStats {
-            forks: inner.stats.forks,
-            failed_forks: inner.stats.failed_forks,
-            exits: inner.stats.exits,
-            frees: inner.stats.frees,
-            tasks: inner.nodes.len(),
+            forks: stats.forks,
+            failed_forks: stats.failed_forks,
+            exits: stats.exits,
+            frees: stats.frees,
+            tasks: inner
+                .nodes
+                .len()
+                .saturating_sub(usize::try_from(being_forked).unwrap_or(usize::MAX)),
         }
     }
 
@@ -890,7 +903,8 @@ impl TaskTable {
                 .get(&parent)
                 .is_some_and(|node| node.has_child(child));
             if !is_child {
-                return Err(if inner.nodes.contains_key(&child) {
+                // A task being forked is no task yet, and no child of anyone.
+                return Err(if inner.visible(child).is_some() {
                     TaskError::NotAChild { parent, child }
                 } else {
                     TaskError::NoSuchTask(child)
@@ -923,6 +937,8 @@ impl TaskTable {
             let node = inner
                 .nodes
                 .get(&parent)
+                // A task being forked is no task yet (`get` does not find it either).
+                .filter(|node| node.task.state() != TaskState::Embryo)
                 .ok_or(TaskError::NoSuchTask(parent))?;
             let zombie = node
                 .children()
@@ -1238,10 +1254,11 @@ impl Inner {
             .unwrap_or_else(|| unreachable!("init is never removed"))
     }
 
-    /// Puts a task's node in the table, counted in its process group, or as a thread
-    /// that holds its leader's `free` back.
+    /// Puts a task's node in the table, as an embryo, counted in its process group, or
+    /// as a thread that holds its leader's `free` back.
     #[inline(always)]
     fn insert(&mut self, node: Node) {
+        self.stats.embryos += 1;
         let task = &node.task;
         match task.leader() {
             // A thread holds the leader's `free` back as an event in flight does: a
