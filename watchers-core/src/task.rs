@@ -2,7 +2,7 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -33,6 +33,9 @@ pub struct Task {
     sid: AtomicU32,
     pgid: AtomicU32,
     state: AtomicU8,
+    /// Set when it exits through `exit_unreaped`: its event source frees it, so init
+    /// does not reap it when it is handed over as an orphan.
+    source_frees: AtomicBool,
     exit_status: AtomicI32,
     tracer: AtomicU32,
     creds: Mutex<Credentials>,
@@ -115,6 +118,7 @@ impl Task {
             sid: AtomicU32::new(init.sid.0),
             pgid: AtomicU32::new(init.pgid.0),
             state: AtomicU8::new(TaskState::Embryo as u8),
+            source_frees: AtomicBool::new(false),
             exit_status: AtomicI32::new(0),
             tracer: AtomicU32::new(0),
             creds: Mutex::new(Credentials {
@@ -382,6 +386,18 @@ impl Task {
     /// Whether the task's `free` has been claimed (sent, or owed by an event in flight).
     pub(crate) fn free_is_claimed(&self) -> bool {
         self.inflight.load(Ordering::Acquire) & FREE_CLAIMED != 0
+    }
+
+    /// Marks it as freed by its event source, not by init (see
+    /// [`TaskTable::exit_unreaped`](crate::TaskTable::exit_unreaped)); before it becomes
+    /// a zombie.
+    pub(crate) fn set_source_frees(&self) {
+        self.source_frees.store(true, Ordering::Release);
+    }
+
+    /// Whether its event source, not init, frees it.
+    pub(crate) fn source_frees(&self) -> bool {
+        self.source_frees.load(Ordering::Acquire)
     }
 
     pub(crate) fn set_exit_status(&self, status: ExitStatus) {

@@ -28,7 +28,9 @@ pub const DEFAULT_PID_MAX: u32 = 32_768;
 /// watchers.
 ///
 /// * `init` (pid 1) exists from the start; it is never forked or freed, exits never,
-///   and reaps every zombie handed to it (so orphans are freed as soon as they exit).
+///   and reaps every zombie handed to it (so orphans are freed as soon as they exit),
+///   except those that exited with [`exit_unreaped`](TaskTable::exit_unreaped): their
+///   event source frees them.
 /// * A pid is never reused while its task is alive or a zombie: only after `free`
 ///   (`free` watchers still see the pid taken). A pid names a task only at the moment a
 ///   method is called: once the table has let go of its lock (to run watchers, which
@@ -825,6 +827,9 @@ impl TaskTable {
         let task = {
             let inner = self.lock();
             let task = inner.in_state(pid, TaskState::Running, "exit")?;
+            if !reap_self {
+                task.set_source_frees();
+            }
             task.set_exit_status(status);
             task.set_state(TaskState::Exiting);
             task
@@ -1197,8 +1202,9 @@ impl Inner {
     }
 
     /// Hands an exiting task's children and threads to init. Zombie children are
-    /// returned, held by identity, for init to reap at once; all of them, and the
-    /// threads, become init's.
+    /// returned, held by identity, for init to reap at once (not those that their
+    /// source frees: see [`TaskTable::exit_unreaped`]); all of them, and the threads,
+    /// become init's.
     fn hand_over(&mut self, task: &Arc<Task>) -> Vec<Arc<Task>> {
         // Most tasks end with nothing to hand over: then nothing more is looked up.
         let Some(family) = self.node_of_mut(task).and_then(|node| node.family.take()) else {
@@ -1211,7 +1217,7 @@ impl Inner {
             if let Some(node) = self.nodes.get_mut(&pid) {
                 node.task.set_parent(Pid::INIT);
                 node.parent = Weak::new();
-                if node.task.state() == TaskState::Zombie {
+                if node.task.state() == TaskState::Zombie && !node.task.source_frees() {
                     orphans.push(node.task.clone());
                 }
             }

@@ -1,11 +1,11 @@
 //! Follow-ups of the hostile review of the task model: what a task being forked shows
-//! to the rest of the table.
+//! to the rest of the table, and who frees a task that its source frees.
 
 use std::sync::{Mutex, OnceLock};
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, TaskError, TaskStats, TaskTable,
-    Watcher, WatcherResult, WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, TaskError, TaskState, TaskStats,
+    TaskTable, Watcher, WatcherResult, WatcherTable,
 };
 
 /// The table of the next test, for its `fork` watcher to look into.
@@ -65,4 +65,34 @@ fn a_task_being_forked_is_no_such_task_to_wait_reap_and_stats() {
     );
     assert_eq!(stats.tasks, 1, "only init was visible: {stats:?}");
     assert_eq!(tasks.stats().tasks, 2, "init and the child, once forked");
+}
+
+fn nop(_: &Event<'_>) -> WatcherResult {
+    Ok(())
+}
+
+/// `exit_unreaped` leaves the task a zombie "even if it is a thread or init's child:
+/// its source sends `free`": a process whose parent exits first becomes init's child,
+/// and init must not free it under its source (which would then get `NoSuchTask`, and
+/// lose the task's OS id before the real process is gone).
+#[test]
+fn an_unreaped_orphan_waits_for_its_sources_free() {
+    let table = WatcherTable::from_watchers([Watcher::new("nop", EventSet::ALL, nop)]).unwrap();
+    let tasks = TaskTable::with_table(table);
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+    let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
+    assert!(tasks.set_os_id(&child, 4242));
+    tasks
+        .exit_unreaped(child.pid(), ExitStatus::exited(3))
+        .unwrap();
+    tasks.exit(parent.pid(), 0).unwrap();
+    assert_eq!(parent.state(), TaskState::Dead);
+    assert_eq!(child.parent(), Pid::INIT, "reparented to init");
+    assert_eq!(child.state(), TaskState::Zombie, "its source frees it");
+    assert_eq!(child.os_id(), Some(4242));
+    tasks.free(&child).expect("the source's free");
+    assert_eq!(child.state(), TaskState::Dead);
+    assert_eq!(child.os_id(), None);
+    assert!(tasks.children(Pid::INIT).is_empty());
+    assert_eq!(tasks.stats().frees, 2);
 }

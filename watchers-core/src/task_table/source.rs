@@ -195,9 +195,12 @@ impl TaskTable {
     }
 
     /// Like [`exit_with`](TaskTable::exit_with), except that the task stays a zombie even
-    /// if it is a thread or init's child: its source sends `free` with
+    /// if it is a thread or init's child (also once its parent exits and init adopts
+    /// it, which reaps its other orphans at once): its source sends `free` with
     /// [`free`](TaskTable::free) once the real task's resources are gone (for a thread,
-    /// when its thread-locals have been destroyed).
+    /// when its thread-locals have been destroyed), and until then it keeps its
+    /// [`os_id`](Task::os_id). A parent other than init may still reap it, as any
+    /// zombie child; the source's `free` then fails with [`TaskError::NoSuchTask`].
     ///
     /// # Errors
     /// As [`exit_with`](TaskTable::exit_with).
