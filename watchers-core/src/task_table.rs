@@ -1425,7 +1425,14 @@ impl Inner {
         let (pid, thread) = (task.pid(), task.is_thread());
         match parent.upgrade() {
             Some(parent) => {
-                if let Some(node) = self.node_of_mut(&parent) {
+                let node = self.node_of_mut(&parent);
+                // A parent hands its children and threads over (clearing their links)
+                // under the lock that makes it a zombie, before it can be freed: so a
+                // link names a task whose node holds a reference, and this temporary is
+                // never the last one (whose `Drop` would run slot values' and watchers'
+                // `Drop`s, which may re-enter the table, with its lock held).
+                debug_assert!(node.is_some(), "{task:?} is linked to a freed {parent:?}");
+                if let Some(node) = node {
                     node.disown(pid, thread);
                 }
             }

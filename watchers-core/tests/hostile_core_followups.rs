@@ -1,11 +1,14 @@
 //! Follow-ups of the hostile review of the task model: what a task being forked shows
-//! to the rest of the table, and who frees a task that its source frees.
+//! to the rest of the table, who frees a task that its source frees, and where the
+//! table lets go of a freed task.
 
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
+use std::time::Duration;
 
 use watchers_core::{
-    CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, TaskError, TaskState, TaskStats,
-    TaskTable, Watcher, WatcherResult, WatcherTable,
+    CloneFlags, Event, EventKind, EventSet, ExitStatus, Pid, Task, TaskError, TaskSlot, TaskState,
+    TaskStats, TaskTable, Watcher, WatcherResult, WatcherTable,
 };
 
 /// The table of the next test, for its `fork` watcher to look into.
@@ -95,4 +98,120 @@ fn an_unreaped_orphan_waits_for_its_sources_free() {
     assert_eq!(child.os_id(), None);
     assert!(tasks.children(Pid::INIT).is_empty());
     assert_eq!(tasks.stats().frees, 2);
+}
+
+/// The table of the next test, for its `free` watcher and slot values to re-enter.
+static LATE_VALUES: OnceLock<TaskTable> = OnceLock::new();
+
+/// Set by the `free` watcher: its `Drop`, when `free` clears the task's slots, sets a
+/// [`Reenters`] on the task, which then stays until the task's last `Arc` goes.
+struct SetsLate(Weak<Task>);
+
+impl Drop for SetsLate {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.upgrade() {
+            REENTERS.set(&task, Reenters);
+        }
+    }
+}
+
+/// A value set after the task's `free`, whose `Drop` calls back into the task's table:
+/// it deadlocks if the table drops the task's last reference with its lock held.
+struct Reenters;
+
+impl Drop for Reenters {
+    fn drop(&mut self) {
+        if let Some(tasks) = LATE_VALUES.get() {
+            let _ = tasks.stats();
+            let _ = tasks.get(Pid::INIT);
+            REENTERED.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+static SETS_LATE: TaskSlot<SetsLate> = TaskSlot::new();
+static REENTERS: TaskSlot<Reenters> = TaskSlot::new();
+static REENTERED: AtomicUsize = AtomicUsize::new(0);
+
+fn set_late_values(event: &Event<'_>) -> WatcherResult {
+    let tasks = LATE_VALUES.get().ok_or("no table")?;
+    if event.kind() == EventKind::Free && event.task().comm() == "late" {
+        // Its node is still there while the `free` watchers run.
+        let task = tasks.get(event.task().pid()).ok_or("not found")?;
+        SETS_LATE.set(&task, SetsLate(Arc::downgrade(&task)));
+    }
+    Ok(())
+}
+
+/// Runs `f` on a thread of its own: a deadlock fails the test instead of hanging it.
+fn within(what: &str, f: impl FnOnce() + Send + 'static) {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        f();
+        let _ = done.send(());
+    });
+    finished
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what}: deadlocked (or panicked)"));
+}
+
+/// Forks a child of `parent` named "late", holding no reference to it.
+fn late_child(tasks: &TaskTable, parent: Pid, flags: CloneFlags) -> Pid {
+    let child = tasks.fork(parent, flags).unwrap().pid();
+    tasks.set_comm(child, "late").unwrap();
+    child
+}
+
+/// Wherever the table drops a freed task's last reference (a task reaped by init at
+/// its exit, by its parent's `wait` or `reap`, an orphan reaped by init, a thread, and
+/// a leader freed after its last thread, whose last reference that thread holds), a
+/// value set on it after its `free` may call back into the table from its `Drop`:
+/// that last reference goes away once the table's lock is released.
+#[test]
+fn a_late_slot_value_may_reenter_the_table_when_the_last_reference_goes() {
+    let table =
+        WatcherTable::from_watchers([Watcher::new("late", EventSet::FREE, set_late_values)])
+            .unwrap();
+    let tasks = LATE_VALUES.get_or_init(|| TaskTable::with_table(table));
+    let mut expected = 0;
+
+    within("init reaps it at its exit", move || {
+        let child = late_child(tasks, Pid::INIT, CloneFlags::empty());
+        tasks.exit(child, 0).unwrap();
+    });
+    expected += 1;
+    assert_eq!(REENTERED.load(Ordering::SeqCst), expected);
+
+    let parent = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap().pid();
+    within("its parent's wait", move || {
+        let child = late_child(tasks, parent, CloneFlags::empty());
+        tasks.exit(child, 0).unwrap();
+        tasks.wait(parent).unwrap().expect("a zombie child");
+    });
+    within("its parent's reap", move || {
+        let child = late_child(tasks, parent, CloneFlags::empty());
+        tasks.exit(child, 0).unwrap();
+        tasks.reap(parent, child).unwrap();
+    });
+    expected += 2;
+    assert_eq!(REENTERED.load(Ordering::SeqCst), expected);
+
+    within("init reaps an orphan", move || {
+        let child = late_child(tasks, parent, CloneFlags::empty());
+        tasks.exit(child, 0).unwrap();
+        tasks.set_comm(parent, "late").unwrap();
+        tasks.exit(parent, 0).unwrap();
+    });
+    expected += 2;
+    assert_eq!(REENTERED.load(Ordering::SeqCst), expected);
+
+    within("a thread, then its leader", move || {
+        let leader = late_child(tasks, Pid::INIT, CloneFlags::empty());
+        let thread = late_child(tasks, leader, CloneFlags::THREAD);
+        tasks.exit(leader, 0).unwrap();
+        tasks.exit(thread, 0).unwrap();
+    });
+    expected += 2;
+    assert_eq!(REENTERED.load(Ordering::SeqCst), expected);
+    assert_eq!(tasks.stats().tasks, 1, "only init is left");
 }
