@@ -385,8 +385,11 @@ mod tests {
         let child = tasks.fork(parent.pid(), CloneFlags::empty()).unwrap();
         tasks.exit(child.pid(), 0).unwrap();
         assert!(tasks.get(child.pid()).is_some(), "a zombie until reaped");
-        assert!(hardirqs_off(&child).is_err());
-        assert!(softirqs_off(&child).is_err());
+        let refused = Err(IrqflagsError::NotRunning(child.pid()));
+        assert_eq!(hardirqs_off(&child), refused);
+        assert_eq!(hardirqs_on(&child), refused);
+        assert_eq!(softirqs_off(&child), refused);
+        assert_eq!(softirqs_on(&child), refused);
         assert!(state(&child).is_none_or(|s| s.balanced()));
         tasks.exit(parent.pid(), 0).unwrap();
     }
