@@ -347,10 +347,13 @@ pub fn semop(task: &Task, id: u32, ops: &[SemBuf]) -> Result<(), SemError> {
         return Err(SemError::TooManyOps(ops.len()));
     }
     let wants_undo = ops.iter().any(|op| op.undo);
+    let mut registry = registry();
+    // Under the registry lock, which the exit watcher takes to take the undo list, and
+    // the task is `Exiting` before that watcher runs: a list made after the exit would
+    // be applied only at free.
     if wants_undo && task.state() != TaskState::Running {
         return Err(SemError::NotRunning(task.pid()));
     }
-    let mut registry = registry();
     let set = registry.sets.get_mut(&id).ok_or(SemError::NoSuchSet(id))?;
     let len = set.values.len();
     let mut values = set.values.clone();
@@ -451,7 +454,13 @@ pub fn on_fork(parent: &Task, child: &Task, flags: CloneFlags) -> Result<(), Sem
 /// # Errors
 /// None; the signature matches the watcher.
 pub fn on_exit(task: &Task, _status: ExitStatus) -> Result<(), SemError> {
-    if let Some(list) = UNDO.take(task) {
+    // Taken under the registry lock, so that a semop that saw the task running has
+    // made its list by now (see `semop`); released after it, as `release` takes it.
+    let list = {
+        let _registry = registry();
+        UNDO.take(task)
+    };
+    if let Some(list) = list {
         release(&list);
     }
     Ok(())
@@ -689,6 +698,31 @@ mod tests {
             2
         );
         remove(reset).unwrap();
+    }
+
+    /// A semop that passed its running check before the task exited must not leave an
+    /// undo list on the exited task (it would be applied at free, not at exit).
+    #[test]
+    fn an_undo_semop_racing_the_exit_leaves_no_list() {
+        let _serial = serial();
+        let tasks = table_of(watchers());
+        let id = set_with(0);
+        let task = tasks.fork(Pid::INIT, CloneFlags::empty()).unwrap();
+        let held = registry();
+        let outcome = std::thread::scope(|scope| {
+            let racer = scope.spawn(|| semop(&task, id, &[SemBuf::new(0, 1).undo()]));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let exiter = scope.spawn(|| tasks.exit(task.pid(), 0));
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            drop(held);
+            exiter.join().unwrap().unwrap();
+            racer.join().unwrap()
+        });
+        assert!(
+            undo_list(&task).is_none(),
+            "outcome {outcome:?}: list on an exited task"
+        );
+        remove(id).unwrap();
     }
 
     /// An undo adjustment out of range fails the call with nothing changed: no undo
