@@ -6,8 +6,10 @@
 //! counts exits per task name ([`exit_counts`]).
 //!
 //! Callbacks are called outside every lock of this module, in registration order. Once
-//! the [`Profiler`] handle is dropped, no new call starts (a call already running on
-//! another thread finishes).
+//! the [`Profiler`] handle is dropped, no new call starts on the dropping thread, nor on
+//! another thread that has seen the drop; an exit on another thread that checked the
+//! profiler just before the drop may still call it once, and a call already running
+//! finishes (the drop does not wait for calls, unlike a runtime watcher's `unregister`).
 
 use std::collections::BTreeMap;
 use std::fmt;
