@@ -713,7 +713,13 @@ mod tests {
             let racer = scope.spawn(|| semop(&task, id, &[SemBuf::new(0, 1).undo()]));
             std::thread::sleep(std::time::Duration::from_millis(100));
             let exiter = scope.spawn(|| tasks.exit(task.pid(), 0));
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            // The premise: the exit has begun (its watcher waits for the lock held
+            // here) before the racer can go on, whichever of the two takes it first.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while task.state() == TaskState::Running {
+                assert!(std::time::Instant::now() < deadline, "the exit never began");
+                std::thread::yield_now();
+            }
             drop(held);
             exiter.join().unwrap().unwrap();
             racer.join().unwrap()
