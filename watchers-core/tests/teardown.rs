@@ -86,27 +86,32 @@ fn a_registration_dropped_by_a_thread_local_destructor_does_not_abort() {
         println!("survived; closure drops: {}", drops.load(Ordering::SeqCst));
         return;
     }
+    let stdout = run_in_child(
+        "a_registration_dropped_by_a_thread_local_destructor_does_not_abort",
+        TLS_CHILD,
+    );
+    assert!(
+        stdout.contains("survived; closure drops: 1"),
+        "the child's output: {stdout}"
+    );
+}
+
+/// Runs the test `name` alone in a child process with `marker` set (the test's own
+/// scenario when it sees it), fails if the child failed or aborted, and returns what
+/// it printed.
+fn run_in_child(name: &str, marker: &str) -> String {
     let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_registration_dropped_by_a_thread_local_destructor_does_not_abort",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(TLS_CHILD, "1")
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(marker, "1")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
         "the child process failed ({}): {}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(
-        stdout.contains("survived; closure drops: 1"),
-        "the child's output: {stdout}"
-    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 static OUTER: TaskSlot<u64> = TaskSlot::new();
@@ -1550,22 +1555,9 @@ fn a_closure_whose_drop_panics_while_its_own_panic_unwinds_does_not_abort() {
         );
         return;
     }
-    let output = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_closure_whose_drop_panics_while_its_own_panic_unwinds_does_not_abort",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(DOUBLE_PANIC_CHILD, "1")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "the child process failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
+    let stdout = run_in_child(
+        "a_closure_whose_drop_panics_while_its_own_panic_unwinds_does_not_abort",
+        DOUBLE_PANIC_CHILD,
     );
     assert!(
         stdout.contains("survived: Some(\"the closure panics\"); drops 1; calls 1"),
