@@ -184,6 +184,13 @@ fn hostile_child() -> u32 {
     child.id()
 }
 
+/// The text output's `exec` line of the process `pid` (its third column).
+fn exec_line<'a>(text: &'a str, pid: &str) -> &'a str {
+    text.lines()
+        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(pid))
+        .unwrap_or_else(|| panic!("no exec line for {pid}:\n{text}"))
+}
+
 #[test]
 fn process_controlled_bytes_are_escaped_in_text() {
     let Some(running) = monitor(&["-e", "exec,exit"]) else {
@@ -194,10 +201,7 @@ fn process_controlled_bytes_are_escaped_in_text() {
     assert!(status.success(), "{status}: {stderr}");
     let text = String::from_utf8(stdout).expect("the output is UTF-8 whatever processes hold");
     let pid = child.to_string();
-    let exec = text
-        .lines()
-        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(&pid))
-        .unwrap_or_else(|| panic!("no exec line for {pid}:\n{text}"));
+    let exec = exec_line(&text, &pid);
     assert!(
         exec.ends_with(
             r"sh -c sleep 1; true 0.2\n04:00:00.000 exit 1 0 0 FAKE \x1b[31mRED \xffbad"
@@ -231,10 +235,7 @@ fn invisible_characters_cannot_disguise_a_process() {
     let (status, stdout, stderr) = running.stop(libc::SIGINT);
     assert!(status.success(), "{status}: {stderr}");
     let text = String::from_utf8(stdout).expect("UTF-8 output");
-    let exec = text
-        .lines()
-        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(&pid))
-        .unwrap_or_else(|| panic!("no exec line for {pid}:\n{text}"));
+    let exec = exec_line(&text, &pid);
     assert!(
         exec.ends_with(r"sh -c sleep 1; true ss\u{200b}hd\u{ad}\u{200d}\u{feff}\u{2060}\u{e0041}x"),
         "{exec}"
@@ -301,13 +302,14 @@ fn a_short_line_shows_no_cut_marker_for_a_program_that_ends_at_the_cut() {
     let (status, stdout, stderr) = running.stop(libc::SIGINT);
     assert!(status.success(), "{status}: {stderr}");
     let text = String::from_utf8(stdout).expect("UTF-8 output");
-    let exec = text
-        .lines()
-        .find(|l| l.contains(" exec ") && l.split_whitespace().nth(2) == Some(&pid))
-        .unwrap_or_else(|| panic!("no exec line for {pid}"));
+    let exec = exec_line(&text, &pid);
     // The premise: the program fills what a line shows, and the arguments go past it.
     assert!(exec.contains(&program), "the program is shown whole");
-    assert!(exec.ends_with(&program), "{}", &exec[exec.len() - 60..]);
+    assert!(
+        exec.ends_with(&program),
+        "{}",
+        exec.get(exec.len().saturating_sub(60)..).unwrap_or(exec)
+    );
 }
 
 #[test]
